@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make up` runs the whole stack, `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: up test lint bench-media install clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run Temporal dev server + emulator + API + worker until Ctrl-C (state in data/)
+up: $(STAMP)
+	$(PY) -m devstack up
+
+## Install and run the whole test suite, then lint and type-check
+test: $(STAMP)
+	$(PY) -m pytest
+	$(MAKE) --no-print-directory lint
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+bench-media: $(STAMP)
+	$(PY) bench/media_jobs.py
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache

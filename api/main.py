@@ -1,0 +1,52 @@
+"""The FastAPI app: `uvicorn api.main:create_app --factory` (OpenAPI docs at /docs)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.auth import KeyRing, ensure_keys
+from api.routes import health, jobs, webhooks
+from core.db import make_engine, make_sessionmaker
+from core.settings import Settings, get_settings
+from providers.registry import PROVIDER_NAMES, build_webhook_verifier
+from storage.factory import build_storage
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        await ensure_keys(sessions, settings.bootstrap_keys())
+        async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
+            app.state.settings = settings
+            app.state.sessions = sessions
+            app.state.keyring = KeyRing(sessions)
+            app.state.storage = build_storage(settings)
+            # lazy: the API starts (and /v1/health reports) even while Temporal is down
+            app.state.temporal = await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace, lazy=True
+            )
+            app.state.webhook_verifiers = {
+                name: build_webhook_verifier(name, settings, http) for name in PROVIDER_NAMES
+            }
+            yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="autosync",
+        version="0.1.0",
+        description="Durable AI media jobs and data sync runs on Temporal.",
+        lifespan=lifespan,
+    )
+    app.include_router(jobs.router)
+    app.include_router(webhooks.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,93 @@
+"""Webhook-to-signal bridge: verify, signal the job's workflow, and only then answer 2xx.
+
+A provider retries what we did not acknowledge, so every failure to hand the event to Temporal
+answers 5xx; a bad signature answers 401 and signals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, Request, status
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import SessionDep, SettingsDep, TemporalDep
+from core.contracts import TERMINAL_JOB_STATUSES, JobStatus, ProviderEvent, media_job_workflow_id
+from core.job_store import get_job
+from providers.base import WebhookRejected, WebhookVerifier
+from workflows.media_job import MediaJobWorkflow
+
+log = logging.getLogger("autosync.webhooks")
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
+    return bytes(body)
+
+
+@router.post("/{provider}")
+async def receive_webhook(
+    provider: str,
+    request: Request,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    job_id: str | None = None,
+) -> dict[str, str]:
+    """A provider's webhook for one job (the job id is in the URL we handed the provider)."""
+    verifiers: dict[str, WebhookVerifier] = request.app.state.webhook_verifiers
+    verifier = verifiers.get(provider)
+    if verifier is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhooks for provider {provider!r}")
+    body = await read_limited(request, settings.webhook_max_body_bytes)
+    try:
+        webhook_id = await verifier.verify(request.headers, body)
+        snapshot = verifier.parse(body)
+    except WebhookRejected as exc:
+        log.warning("rejected %s webhook for job %s: %s", provider, job_id, exc)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"webhook rejected: {exc}") from exc
+
+    if not job_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "webhook URL has no job_id")
+    job = await get_job(session, job_id)
+    if job is None or job.provider != provider:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
+    if JobStatus(job.status) in TERMINAL_JOB_STATUSES:
+        return {"status": "ignored", "reason": f"job already {job.status}"}
+
+    event = ProviderEvent(
+        snapshot=snapshot, webhook_id=webhook_id, received_at=datetime.now(UTC).isoformat()
+    )
+    handle = temporal.get_workflow_handle(media_job_workflow_id(job_id))
+    try:
+        await handle.signal(MediaJobWorkflow.provider_event, event)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND and await _closed(handle):
+            return {"status": "ignored", "reason": "job already finished"}
+        log.error("could not signal job %s: %s", job_id, exc.message)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "could not deliver the event; retry later"
+        ) from exc
+    return {"status": "accepted"}
+
+
+async def _closed(handle: object) -> bool:
+    """Whether the workflow exists and has finished (a late webhook), as opposed to unknown."""
+    try:
+        description = await handle.describe()  # type: ignore[attr-defined]
+    except RPCError:
+        return False
+    return bool(
+        description.raw_description.workflow_execution_info.status
+        != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+    )

@@ -1,0 +1,249 @@
+"""Names and shapes shared by the API, the workflows and the activities.
+
+Everything here is plain data, safe to import inside the workflow sandbox. Workflow inputs and
+outputs are dataclasses with defaults on every added field, so running histories keep decoding
+when a field is added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from temporalio.common import SearchAttributeKey
+
+
+class JobKind(StrEnum):
+    GENERATION = "generation"
+    EDIT = "edit"
+    UPSCALE = "upscale"
+    VIDEO = "video"
+    TRAINING = "training"
+
+
+# Storage folder per kind (seed 001). Training stores no files: it records a model version.
+STORAGE_CONTEXT: dict[JobKind, str] = {
+    JobKind.GENERATION: "generated",
+    JobKind.EDIT: "edited",
+    JobKind.UPSCALE: "upscaled",
+    JobKind.VIDEO: "videos",
+}
+
+
+class JobStatus(StrEnum):
+    """Our status of a job; it only ever moves forward (see `JOB_STATUS_RANK`)."""
+
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    PROCESSING = "processing"
+    STORING = "storing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+JOB_STATUS_RANK: dict[JobStatus, int] = {
+    JobStatus.QUEUED: 0,
+    JobStatus.SUBMITTED: 1,
+    JobStatus.PROCESSING: 2,
+    JobStatus.STORING: 3,
+    JobStatus.SUCCEEDED: 4,
+    JobStatus.FAILED: 4,
+    JobStatus.CANCELED: 4,
+}
+
+
+class ProviderPhase(StrEnum):
+    """A provider's own status, normalised; terminal phases are final whatever comes later."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL_PHASES = frozenset({ProviderPhase.SUCCEEDED, ProviderPhase.FAILED, ProviderPhase.CANCELED})
+
+PHASE_RANK: dict[ProviderPhase, int] = {
+    ProviderPhase.QUEUED: 0,
+    ProviderPhase.RUNNING: 1,
+    ProviderPhase.SUCCEEDED: 2,
+    ProviderPhase.FAILED: 2,
+    ProviderPhase.CANCELED: 2,
+}
+
+
+# --- Workflow ids: derived from domain ids so the API never needs a lookup -------------------
+
+MEDIA_JOB_PREFIX = "media-job-"
+
+
+def media_job_workflow_id(job_id: str) -> str:
+    return f"{MEDIA_JOB_PREFIX}{job_id}"
+
+
+def job_id_from_workflow_id(workflow_id: str) -> str:
+    if not workflow_id.startswith(MEDIA_JOB_PREFIX):
+        raise ValueError(f"{workflow_id!r} is not a media job workflow id")
+    return workflow_id[len(MEDIA_JOB_PREFIX) :]
+
+
+# --- Search attributes (registered on the dev server by the stack runner) ---------------------
+
+SA_USER = SearchAttributeKey.for_keyword("AutosyncUser")
+SA_KIND = SearchAttributeKey.for_keyword("AutosyncKind")
+SA_PROVIDER = SearchAttributeKey.for_keyword("AutosyncProvider")
+SA_STATUS = SearchAttributeKey.for_keyword("AutosyncStatus")
+
+SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [SA_USER, SA_KIND, SA_PROVIDER, SA_STATUS]
+
+
+# --- Workflow and activity payloads ------------------------------------------------------------
+
+
+@dataclass
+class PollPolicy:
+    """Poll fallback timing: constant at first, then growing by `backoff` up to `max_seconds`."""
+
+    interval_seconds: float = 10.0
+    backoff_after_seconds: float = 120.0
+    backoff: float = 1.5
+    max_seconds: float = 300.0
+
+
+@dataclass
+class MediaJobInput:
+    job_id: str
+    user_id: str
+    kind: JobKind
+    provider: str
+    model: str
+    input: dict[str, Any]
+    webhook_url: str | None = None
+    webhook_events: list[str] = field(default_factory=lambda: ["completed"])
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    project_id: str | None = None
+    node_id: str | None = None
+    # Only the time-skipping test server lacks custom search attributes.
+    search_attributes: bool = True
+
+
+@dataclass
+class ProviderSnapshot:
+    """What a provider says about a job, from a submit, a poll or a webhook."""
+
+    provider_job_id: str
+    provider_status: str
+    phase: ProviderPhase
+    output_urls: list[str] = field(default_factory=list)
+    # Anything else worth recording from the output (a trained model version, weights …).
+    output_data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    data_removed: bool = False
+    completed_at: str | None = None
+
+
+@dataclass
+class ProviderEvent:
+    """A verified webhook, sent by the bridge as the `provider_event` signal."""
+
+    snapshot: ProviderSnapshot
+    webhook_id: str | None = None
+    received_at: str | None = None
+
+
+@dataclass
+class SubmitRequest:
+    job_id: str
+    kind: JobKind
+    provider: str
+    model: str
+    input: dict[str, Any]
+    webhook_url: str | None
+    webhook_events: list[str]
+
+
+@dataclass
+class ProviderRef:
+    job_id: str
+    kind: JobKind
+    provider: str
+    provider_job_id: str
+
+
+@dataclass
+class StoredOutput:
+    index: int
+    key: str
+    content_type: str
+    bytes: int
+    sha256: str
+    source_url: str
+
+
+@dataclass
+class StoreRequest:
+    job_id: str
+    user_id: str
+    kind: JobKind
+    snapshot: ProviderSnapshot
+    webhook_count: int = 0
+    poll_count: int = 0
+
+
+@dataclass
+class StoreResult:
+    outputs: list[StoredOutput]
+    storage_provider: str
+    storage_bucket: str | None
+
+
+@dataclass
+class JobProgress:
+    """A forward-only update of the job record (short DB write, run as a local activity)."""
+
+    job_id: str
+    status: JobStatus
+    provider_status: str | None = None
+    provider_job_id: str | None = None
+    error: str | None = None
+    webhook_count: int = 0
+    poll_count: int = 0
+    output_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobState:
+    """The `state` query: everything a caller may want to know about a running job."""
+
+    job_id: str
+    status: JobStatus
+    provider_status: str | None = None
+    provider_job_id: str | None = None
+    outputs: list[StoredOutput] = field(default_factory=list)
+    output_data: dict[str, Any] = field(default_factory=dict)
+    webhook_count: int = 0
+    poll_count: int = 0
+    last_error: str | None = None
+    cancel_requested: bool = False
+    # ISO-8601 times of each phase, from the workflow's deterministic clock.
+    timings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MediaJobResult:
+    status: JobStatus
+    outputs: list[StoredOutput] = field(default_factory=list)
+    output_data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+# ApplicationError types raised by activities and matched by workflows.
+ERR_PROVIDER_REJECTED = "ProviderRejected"
+ERR_PROVIDER_RATE_LIMITED = "ProviderRateLimited"
+ERR_OUTPUT_EXPIRED = "OutputExpired"
+ERR_OUTPUT_INVALID = "OutputInvalid"

@@ -1,0 +1,56 @@
+"""The provider interface: one small class per inference provider, found through the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from core.contracts import ProviderRef, ProviderSnapshot, SubmitRequest
+
+
+class ProviderError(Exception):
+    """Base of the errors a provider client raises; activities map them to retry decisions."""
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused the request (bad input, unknown model, auth): retrying won't help."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ProviderRateLimited(ProviderError):
+    """429: wait `retry_after` seconds before the next attempt."""
+
+    def __init__(self, retry_after: float, message: str = "rate limited") -> None:
+        super().__init__(f"{message} (retry after {retry_after:g}s)")
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx or a malformed answer: retried by the activity retry policy."""
+
+
+class WebhookRejected(Exception):
+    """A webhook whose signature, timestamp or body is not acceptable (answered 401)."""
+
+
+class Provider(Protocol):
+    name: str
+
+    async def submit(self, request: SubmitRequest) -> ProviderSnapshot: ...
+
+    async def get(self, ref: ProviderRef) -> ProviderSnapshot: ...
+
+    async def cancel(self, ref: ProviderRef) -> ProviderSnapshot: ...
+
+
+class WebhookVerifier(Protocol):
+    """The API side of a provider: check a webhook and turn it into a snapshot."""
+
+    async def verify(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """Raise WebhookRejected unless authentic; return the webhook's message id if any."""
+        ...
+
+    def parse(self, body: bytes) -> ProviderSnapshot: ...

@@ -1,0 +1,170 @@
+"""Replicate: predictions (by version, `owner/name:version` or official model) and trainings.
+
+Protocol notes in shared/reference/providers.md §1. Statuses `starting, processing` are
+running; `succeeded, failed, canceled, aborted` are terminal (`aborted`: a deadline passed
+before the prediction started, which is a failure for us, not a cancel).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
+from providers import standard_webhooks
+from providers.base import ProviderRejected, ProviderUnavailable, WebhookRejected
+from providers.http_errors import raise_for_status
+
+NAME = "replicate"
+
+PHASES: dict[str, ProviderPhase] = {
+    "starting": ProviderPhase.QUEUED,
+    "processing": ProviderPhase.RUNNING,
+    "succeeded": ProviderPhase.SUCCEEDED,
+    "failed": ProviderPhase.FAILED,
+    "canceled": ProviderPhase.CANCELED,
+    "aborted": ProviderPhase.FAILED,
+}
+
+_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+_MODEL = re.compile(r"^[\w.-]+/[\w.-]+$")
+_MODEL_VERSION = re.compile(r"^([\w.-]+)/([\w.-]+):([0-9a-f]{64})$")
+
+
+def model_reference_error(model: str, kind: JobKind) -> str | None:
+    """Why `model` can't be used for `kind`, or None when it can (checked at the API edge)."""
+    if kind == JobKind.TRAINING:
+        if not _MODEL_VERSION.match(model):
+            return "training needs a trainer as 'owner/name:<64-hex version>'"
+        return None
+    if _VERSION_ID.match(model) or _MODEL_VERSION.match(model) or _MODEL.match(model):
+        return None
+    return "model must be 'owner/name', 'owner/name:<64-hex version>' or a 64-hex version id"
+
+
+def _urls_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value.startswith(("http://", "https://")) else []
+    if isinstance(value, list):
+        return [url for item in value for url in _urls_in(item)]
+    if isinstance(value, dict):
+        return [url for item in value.values() for url in _urls_in(item)]
+    return []
+
+
+def snapshot_from(data: Mapping[str, Any], kind: JobKind | None = None) -> ProviderSnapshot:
+    """A Prediction or Training object (from GET, create, cancel or a webhook) as a snapshot."""
+    try:
+        provider_job_id = str(data["id"])
+        status = str(data["status"])
+    except KeyError as exc:
+        raise ProviderUnavailable(f"Replicate object without {exc.args[0]!r}") from exc
+    phase = PHASES.get(status, ProviderPhase.RUNNING)  # unknown statuses: keep waiting
+    output = data.get("output")
+    output_data: dict[str, Any] = {}
+    output_urls: list[str] = []
+    if isinstance(output, dict) and (kind == JobKind.TRAINING or "version" in output):
+        output_data = {k: output[k] for k in ("version", "weights") if k in output}
+    elif output is not None:
+        output_urls = _urls_in(output)
+    error = data.get("error")
+    if status == "aborted" and not error:
+        error = "aborted by Replicate: its deadline passed before the prediction started"
+    return ProviderSnapshot(
+        provider_job_id=provider_job_id,
+        provider_status=status,
+        phase=phase,
+        output_urls=output_urls,
+        output_data=output_data,
+        error=str(error) if error else None,
+        data_removed=bool(data.get("data_removed", False)),
+        completed_at=data.get("completed_at"),
+    )
+
+
+class ReplicateProvider:
+    name = NAME
+
+    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_token: str) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_token}"}
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = await self._http.request(
+            method, f"{self._base}{path}", json=body, headers=self._headers
+        )
+        return raise_for_status(response)
+
+    async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
+        body: dict[str, Any] = {"input": dict(request.input)}
+        if request.webhook_url:
+            body["webhook"] = request.webhook_url
+            body["webhook_events_filter"] = list(request.webhook_events)
+        model = request.model
+        if request.kind == JobKind.TRAINING:
+            match = _MODEL_VERSION.match(model)
+            if not match:
+                raise ProviderRejected(f"training needs 'owner/name:version', got {model!r}")
+            owner, name, version = match.groups()
+            destination = body["input"].pop("destination", None)
+            if not destination:
+                raise ProviderRejected("training input needs 'destination' as 'owner/model'")
+            body["destination"] = destination
+            path = f"/v1/models/{owner}/{name}/versions/{version}/trainings"
+        elif _VERSION_ID.match(model) or _MODEL_VERSION.match(model):
+            body["version"] = model
+            path = "/v1/predictions"
+        else:
+            path = f"/v1/models/{model}/predictions"
+        return snapshot_from(await self._call("POST", path, body), request.kind)
+
+    def _path(self, ref: ProviderRef) -> str:
+        collection = "trainings" if ref.kind == JobKind.TRAINING else "predictions"
+        return f"/v1/{collection}/{ref.provider_job_id}"
+
+    async def get(self, ref: ProviderRef) -> ProviderSnapshot:
+        return snapshot_from(await self._call("GET", self._path(ref)), ref.kind)
+
+    async def cancel(self, ref: ProviderRef) -> ProviderSnapshot:
+        return snapshot_from(await self._call("POST", self._path(ref) + "/cancel"), ref.kind)
+
+    async def webhook_secret(self) -> str:
+        body = await self._call("GET", "/v1/webhooks/default/secret")
+        return str(body["key"])
+
+
+class ReplicateWebhooks:
+    """Verifies Replicate's Standard Webhooks signatures; the secret may be fetched lazily."""
+
+    def __init__(
+        self, secret: str | None, *, tolerance_seconds: int, fetch_secret: Any = None
+    ) -> None:
+        self._secret = secret or None
+        self._tolerance = tolerance_seconds
+        self._fetch_secret = fetch_secret
+
+    async def _get_secret(self) -> str:
+        if self._secret is None:
+            if self._fetch_secret is None:
+                raise WebhookRejected("no Replicate webhook secret configured")
+            self._secret = str(await self._fetch_secret())
+        return self._secret
+
+    async def verify(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        return standard_webhooks.verify(
+            await self._get_secret(), headers, body, tolerance_seconds=self._tolerance
+        )
+
+    def parse(self, body: bytes) -> ProviderSnapshot:
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise WebhookRejected("body is not JSON") from exc
+        if not isinstance(data, dict):
+            raise WebhookRejected("body is not a JSON object")
+        return snapshot_from(data, JobKind.TRAINING if "destination" in data else None)

@@ -1,0 +1,242 @@
+"""MediaJobWorkflow logic on the time-skipping test server, with scripted activities."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from core.contracts import (
+    JobKind,
+    JobStatus,
+    MediaJobInput,
+    PollPolicy,
+    ProviderEvent,
+    ProviderPhase,
+    ProviderSnapshot,
+)
+from tests.workflows import fakes
+from tests.workflows.fakes import FakeMedia
+from workflows.media_job import MediaJobWorkflow, poll_delay
+
+
+@pytest.fixture
+async def media(env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str, FakeMedia]]:
+    fake = FakeMedia()
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[MediaJobWorkflow],
+        activities=fake.activities(),
+    ):
+        yield env.client, task_queue, fake
+
+
+def job(kind: JobKind = JobKind.GENERATION, **kw: object) -> MediaJobInput:
+    return MediaJobInput(
+        job_id=uuid.uuid4().hex,
+        user_id="u1",
+        kind=kind,
+        provider="replicate",
+        model="black-forest-labs/flux-schnell",
+        input={"prompt": "a red fox"},
+        webhook_url="http://api/webhooks/replicate?job_id=x",
+        search_attributes=False,  # the time-skipping server has no custom search attributes
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def start(client: Client, task_queue: str, inp: MediaJobInput) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(
+        MediaJobWorkflow.run, inp, id=f"media-job-{inp.job_id}", task_queue=task_queue
+    )
+
+
+async def wait_for(handle: WorkflowHandle[Any, Any], *statuses: JobStatus) -> None:
+    for _ in range(400):
+        state = await handle.query(MediaJobWorkflow.state)
+        if state.status in statuses:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"workflow never reached {statuses}; last {state}")
+
+
+def event(snapshot: ProviderSnapshot, webhook_id: str = "msg_1") -> ProviderEvent:
+    return ProviderEvent(snapshot=snapshot, webhook_id=webhook_id)
+
+
+async def test_webhook_finishes_the_job_without_polling(media) -> None:
+    client, tq, fake = media
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+    result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert [o.key for o in result.outputs] == [f"generated/u1/{handle.id[10:]}_0.png"]
+    assert fake.polls == 0 and fake.submits == 1 and len(fake.stores) == 1
+    state = await handle.query(MediaJobWorkflow.state)
+    assert state.webhook_count == 1 and state.poll_count == 0
+
+
+async def test_every_webhook_lost_poll_finishes_the_job(media) -> None:
+    client, tq, fake = media
+    fake.on_poll = lambda n: fakes.PROCESSING if n < 3 else fakes.SUCCEEDED
+    handle = await start(client, tq, job())
+    result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert fake.polls == 3
+    # The move to processing was recorded once, between submit and the final store.
+    assert [r.status for r in fake.records] == [JobStatus.PROCESSING]
+
+
+async def test_duplicate_and_out_of_order_events_change_nothing(media) -> None:
+    client, tq, fake = media
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    # terminal first, then a late "processing", then the terminal again (a retry)
+    for snapshot in (fakes.SUCCEEDED, fakes.PROCESSING, fakes.SUCCEEDED, fakes.FAILED):
+        await handle.signal(MediaJobWorkflow.provider_event, event(snapshot))
+    result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert len(fake.stores) == 1
+    assert (await handle.query(MediaJobWorkflow.state)).webhook_count == 4
+
+
+async def test_event_of_another_provider_job_is_ignored(media) -> None:
+    client, tq, fake = media
+    fake.on_poll = lambda n: fakes.SUCCEEDED
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    stray = fakes.snap("failed", ProviderPhase.FAILED, provider_job_id="other", error="x")
+    await handle.signal(MediaJobWorkflow.provider_event, event(stray))
+    assert (await handle.result()).status == JobStatus.SUCCEEDED
+
+
+async def test_cancel_while_starting_reaches_the_provider(media) -> None:
+    client, tq, fake = media
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.cancel, "changed my mind")
+    result = await handle.result()
+    assert result.status == JobStatus.CANCELED
+    assert result.error == "changed my mind"
+    assert fake.cancels == [fakes.PROVIDER_JOB_ID]
+    assert fake.stores == []
+    assert fake.records[-1].status == JobStatus.CANCELED
+
+
+async def test_cancel_while_processing_reaches_the_provider(media) -> None:
+    client, tq, fake = media
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.PROCESSING))
+    await wait_for(handle, JobStatus.PROCESSING)
+    await handle.signal(MediaJobWorkflow.cancel, "stop")
+    assert (await handle.result()).status == JobStatus.CANCELED
+    assert fake.cancels == [fakes.PROVIDER_JOB_ID]
+
+
+async def test_cancel_during_submit_cancels_the_created_provider_job(media) -> None:
+    client, tq, fake = media
+    fake.submit_delay = 1.0
+    handle = await start(client, tq, job())
+    await handle.signal(MediaJobWorkflow.cancel, "too slow")
+    assert (await handle.result()).status == JobStatus.CANCELED
+    assert fake.submits == 1 and fake.cancels == [fakes.PROVIDER_JOB_ID]
+
+
+async def test_cancel_while_storing_cancels_the_copy(media) -> None:
+    client, tq, fake = media
+    fake.store_blocks = True
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+    await wait_for(handle, JobStatus.STORING)
+    await asyncio.wait_for(fake.store_started.wait(), 10)
+    await handle.signal(MediaJobWorkflow.cancel, "not needed")
+    result = await handle.result()
+    assert result.status == JobStatus.CANCELED
+    assert fake.store_cancelled
+    # the provider job had already finished: nothing to cancel there
+    assert fake.cancels == []
+
+
+async def test_provider_failure_fails_the_job_with_its_message(media) -> None:
+    client, tq, fake = media
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.FAILED))
+    result = await handle.result()
+    assert result.status == JobStatus.FAILED
+    assert result.error == "CUDA out of memory"
+    assert fake.records[-1].error == "CUDA out of memory"
+
+
+async def test_rejected_input_fails_without_retry(media) -> None:
+    client, tq, fake = media
+    fake.submit_errors = [fakes.rejected("Invalid version or not permitted")]
+    result = await (await start(client, tq, job())).result()
+    assert result.status == JobStatus.FAILED
+    assert result.error == "Invalid version or not permitted"
+    assert fake.submits == 1
+
+
+async def test_rate_limited_submit_waits_then_succeeds(media, env: WorkflowEnvironment) -> None:
+    client, tq, fake = media
+    fake.submit_errors = [fakes.rate_limited(30), fakes.rate_limited(30)]
+    fake.on_poll = lambda n: fakes.SUCCEEDED
+    before = await env.get_current_time()
+    result = await (await start(client, tq, job())).result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert fake.submits == 3
+    assert await env.get_current_time() - before >= timedelta(seconds=60)
+
+
+async def test_expired_output_fails_with_a_clear_error(media) -> None:
+    client, tq, fake = media
+    fake.store_error = fakes.expired()
+    fake.on_poll = lambda n: fakes.SUCCEEDED
+    result = await (await start(client, tq, job())).result()
+    assert result.status == JobStatus.FAILED
+    assert result.error is not None and "expired at the provider" in result.error
+    assert len(fake.stores) == 1
+
+
+async def test_training_of_six_hours_backs_off_its_polls(media, env: WorkflowEnvironment) -> None:
+    client, tq, fake = media
+    policy = PollPolicy(interval_seconds=10, backoff_after_seconds=120, max_seconds=900)
+    # Poll n succeeds once the delays before it add up to six hours.
+    elapsed, polls = 0.0, 0
+    while elapsed < 6 * 3600:
+        elapsed += poll_delay(policy, elapsed).total_seconds()
+        polls += 1
+    fake.on_poll = lambda n: (
+        fakes.PROCESSING
+        if n < polls
+        else fakes.snap(
+            "succeeded", ProviderPhase.SUCCEEDED, output_data={"version": "me/lora:abc"}
+        )
+    )
+    before = await env.get_current_time()
+    handle = await start(client, tq, job(JobKind.TRAINING, poll=policy))
+    result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert result.output_data == {"version": "me/lora:abc"}
+    assert await env.get_current_time() - before >= timedelta(hours=6)
+    assert fake.polls == polls < 60  # backoff: far fewer than 6 h / 10 s = 2160 polls
+
+
+def test_poll_delay_is_constant_then_grows_to_the_cap() -> None:
+    policy = PollPolicy(interval_seconds=10, backoff_after_seconds=120, max_seconds=300)
+    assert poll_delay(policy, 0) == timedelta(seconds=10)
+    assert poll_delay(policy, 119) == timedelta(seconds=10)
+    assert poll_delay(policy, 220) == timedelta(seconds=60)
+    assert poll_delay(policy, 10_000) == timedelta(seconds=300)

@@ -1,0 +1,360 @@
+"""MediaJobWorkflow: one workflow per generation, edit, upscale, video or training job.
+
+submit → wait for the provider (a webhook signal wakes it at once; a durable timer is the poll
+fallback) → copy the outputs to storage → done. Deterministic: every side effect is an
+activity, the clock is `workflow.now()`.
+
+Ordering rules that are easy to break:
+- Provider snapshots only move forward (`PHASE_RANK`): duplicate, late and out-of-order
+  webhooks or polls change nothing once a later phase was seen.
+- The job is `succeeded` only when `media.store_outputs` returned: that activity writes the
+  record after the last object is stored.
+- A cancel that arrives while the submit call is in flight waits for it, so the provider job it
+  created is cancelled too rather than left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.media import MediaActivities
+    from core.contracts import (
+        PHASE_RANK,
+        SA_STATUS,
+        TERMINAL_PHASES,
+        JobProgress,
+        JobState,
+        JobStatus,
+        MediaJobInput,
+        MediaJobResult,
+        PollPolicy,
+        ProviderEvent,
+        ProviderPhase,
+        ProviderRef,
+        ProviderSnapshot,
+        StoredOutput,
+        StoreRequest,
+        SubmitRequest,
+    )
+
+# Provider calls: 5xx and network errors back off; 429 waits the provider's retry_after (the
+# activity sets next_retry_delay); 4xx input errors are non-retryable.
+PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+)
+# A storage outage is waited out; an expired output URL is non-retryable.
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+)
+CANCEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
+# A failed poll is simply tried again at the next poll: no retries of its own.
+POLL_RETRY = RetryPolicy(maximum_attempts=1)
+RECORD_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=20)
+
+
+def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
+    """Poll every `interval` at first, then let the gap grow with the job's age up to the max."""
+    late = max(0.0, elapsed_seconds - policy.backoff_after_seconds)
+    delay = policy.interval_seconds + late * (policy.backoff - 1.0)
+    return timedelta(seconds=min(policy.max_seconds, max(policy.interval_seconds, delay)))
+
+
+def describe_failure(error: BaseException) -> str:
+    """The most useful message of an activity failure (the provider's own, when it has one)."""
+    cause: BaseException | None = error
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, TimeoutError):
+        return f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return str(cause) if cause is not None else "unknown error"
+
+
+@workflow.defn(name="MediaJobWorkflow")
+class MediaJobWorkflow:
+    @workflow.init
+    def __init__(self, job: MediaJobInput) -> None:
+        self._job = job
+        self._status = JobStatus.QUEUED
+        self._recorded_status = JobStatus.QUEUED
+        self._snapshot: ProviderSnapshot | None = None
+        self._cancel_reason: str | None = None
+        self._webhooks = 0
+        self._polls = 0
+        self._last_error: str | None = None
+        self._outputs: list[StoredOutput] = []
+        self._timings: dict[str, str] = {}
+
+    # --- messages ---------------------------------------------------------------------------
+
+    @workflow.signal
+    def provider_event(self, event: ProviderEvent) -> None:
+        self._webhooks += 1
+        self._apply(event.snapshot)
+
+    @workflow.signal
+    def cancel(self, reason: str = "canceled by user") -> None:
+        if self._status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED):
+            self._cancel_reason = self._cancel_reason or reason or "canceled by user"
+
+    @workflow.query
+    def state(self) -> JobState:
+        snapshot = self._snapshot
+        return JobState(
+            job_id=self._job.job_id,
+            status=self._status,
+            provider_status=snapshot.provider_status if snapshot else None,
+            provider_job_id=snapshot.provider_job_id if snapshot else None,
+            outputs=list(self._outputs),
+            output_data=dict(snapshot.output_data) if snapshot else {},
+            webhook_count=self._webhooks,
+            poll_count=self._polls,
+            last_error=self._last_error,
+            cancel_requested=self._cancel_reason is not None,
+            timings=dict(self._timings),
+        )
+
+    # --- the job ----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, job: MediaJobInput) -> MediaJobResult:
+        self._mark(JobStatus.QUEUED)
+        if self._cancel_reason is not None:
+            return await self._finish(JobStatus.CANCELED, self._cancel_reason)
+
+        try:
+            submitted = await workflow.execute_activity_method(
+                MediaActivities.submit,
+                SubmitRequest(
+                    job_id=job.job_id,
+                    kind=job.kind,
+                    provider=job.provider,
+                    model=job.model,
+                    input=job.input,
+                    webhook_url=job.webhook_url,
+                    webhook_events=job.webhook_events,
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=PROVIDER_RETRY,
+                summary=f"submit to {job.provider}",
+            )
+        except ActivityError as err:
+            return await self._finish(JobStatus.FAILED, describe_failure(err))
+        self._status = JobStatus.SUBMITTED
+        self._recorded_status = JobStatus.SUBMITTED  # media.submit wrote it
+        self._mark(JobStatus.SUBMITTED)
+        self._apply(submitted)
+        self._publish_status()
+
+        await self._wait_for_provider()
+
+        if self._cancel_reason is not None:
+            await self._cancel_at_provider()
+            return await self._finish(JobStatus.CANCELED, self._cancel_reason)
+
+        snapshot = self._snapshot
+        assert snapshot is not None
+        if snapshot.phase == ProviderPhase.FAILED:
+            return await self._finish(
+                JobStatus.FAILED, snapshot.error or f"{job.provider} reported the job failed"
+            )
+        if snapshot.phase == ProviderPhase.CANCELED:
+            return await self._finish(JobStatus.CANCELED, f"canceled at {job.provider}")
+        return await self._store(snapshot)
+
+    async def _wait_for_provider(self) -> None:
+        started = workflow.now()
+        while not self._provider_done() and self._cancel_reason is None:
+            elapsed = (workflow.now() - started).total_seconds()
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        self._provider_done()
+                        or self._cancel_reason is not None
+                        or self._status != self._recorded_status
+                    ),
+                    timeout=poll_delay(self._job.poll, elapsed),
+                    timeout_summary="poll fallback",
+                )
+            except builtins.TimeoutError:
+                await self._poll()
+            if not self._provider_done() and self._status != self._recorded_status:
+                await self._record(self._status)
+
+    async def _poll(self) -> None:
+        self._polls += 1
+        try:
+            snapshot = await workflow.execute_local_activity_method(
+                MediaActivities.poll,
+                self._ref(),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=POLL_RETRY,
+            )
+        except ActivityError as err:
+            self._last_error = f"poll failed: {describe_failure(err)}"
+            return
+        self._apply(snapshot)
+
+    async def _store(self, snapshot: ProviderSnapshot) -> MediaJobResult:
+        self._status = JobStatus.STORING
+        self._recorded_status = JobStatus.STORING  # media.store_outputs writes it first
+        self._mark(JobStatus.STORING)
+        self._publish_status()
+        store = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                MediaActivities.store_outputs,
+                StoreRequest(
+                    job_id=self._job.job_id,
+                    user_id=self._job.user_id,
+                    kind=self._job.kind,
+                    snapshot=snapshot,
+                    webhook_count=self._webhooks,
+                    poll_count=self._polls,
+                ),
+                start_to_close_timeout=timedelta(minutes=30),
+                schedule_to_close_timeout=timedelta(hours=6),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=STORE_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"store {len(snapshot.output_urls)} output(s)",
+            )
+        )
+        await workflow.wait_condition(lambda: store.done() or self._cancel_reason is not None)
+        if not store.done():
+            store.cancel()
+        try:
+            result = await store
+        except asyncio.CancelledError:
+            return await self._finish(JobStatus.CANCELED, self._cancel_reason)
+        except ActivityError as err:
+            if self._cancel_reason is not None:
+                return await self._finish(JobStatus.CANCELED, self._cancel_reason)
+            return await self._finish(JobStatus.FAILED, describe_failure(err))
+        self._outputs = result.outputs
+        self._status = JobStatus.SUCCEEDED
+        self._recorded_status = JobStatus.SUCCEEDED  # media.store_outputs wrote it
+        self._mark(JobStatus.SUCCEEDED)
+        self._publish_status()
+        return MediaJobResult(
+            status=JobStatus.SUCCEEDED, outputs=result.outputs, output_data=snapshot.output_data
+        )
+
+    async def _cancel_at_provider(self) -> None:
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.phase in TERMINAL_PHASES:
+            return
+        try:
+            canceled = await workflow.execute_activity_method(
+                MediaActivities.cancel,
+                self._ref(),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=CANCEL_RETRY,
+                summary=f"cancel at {self._job.provider}",
+            )
+        except ActivityError as err:
+            self._last_error = f"cancel at provider failed: {describe_failure(err)}"
+            return
+        self._apply(canceled)
+
+    async def _finish(self, status: JobStatus, error: str | None) -> MediaJobResult:
+        self._status = status
+        self._last_error = error
+        self._mark(status)
+        await self._record(status, error=error)
+        self._publish_status()
+        output_data = self._snapshot.output_data if self._snapshot else {}
+        return MediaJobResult(status=status, error=error, output_data=output_data)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _apply(self, snapshot: ProviderSnapshot) -> None:
+        """Take a provider snapshot only if it moves the job forward."""
+        current = self._snapshot
+        if current is not None:
+            if current.provider_job_id != snapshot.provider_job_id:
+                return
+            if current.phase in TERMINAL_PHASES:
+                return
+            if PHASE_RANK[snapshot.phase] < PHASE_RANK[current.phase]:
+                return
+        self._snapshot = snapshot
+        if snapshot.phase == ProviderPhase.RUNNING and self._status == JobStatus.SUBMITTED:
+            self._status = JobStatus.PROCESSING
+            self._mark(JobStatus.PROCESSING)
+            self._publish_status()
+
+    def _provider_done(self) -> bool:
+        return self._snapshot is not None and self._snapshot.phase in TERMINAL_PHASES
+
+    def _ref(self) -> ProviderRef:
+        assert self._snapshot is not None
+        return ProviderRef(
+            job_id=self._job.job_id,
+            kind=self._job.kind,
+            provider=self._job.provider,
+            provider_job_id=self._snapshot.provider_job_id,
+        )
+
+    async def _record(self, status: JobStatus, error: str | None = None) -> None:
+        snapshot = self._snapshot
+        await workflow.execute_local_activity_method(
+            MediaActivities.record,
+            JobProgress(
+                job_id=self._job.job_id,
+                status=status,
+                provider_status=snapshot.provider_status if snapshot else None,
+                provider_job_id=snapshot.provider_job_id if snapshot else None,
+                error=error,
+                webhook_count=self._webhooks,
+                poll_count=self._polls,
+                output_data=snapshot.output_data if snapshot else {},
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+        )
+        self._recorded_status = status
+
+    def _mark(self, status: JobStatus) -> None:
+        self._timings.setdefault(status.value, workflow.now().isoformat())
+
+    def _publish_status(self) -> None:
+        """Keep the web UI's search attributes and details in step with the job."""
+        if self._job.search_attributes:
+            workflow.upsert_search_attributes([SA_STATUS.value_set(self._status.value)])
+        snapshot = self._snapshot
+        details: list[str] = [
+            f"**{self._status.value}** · {self._job.kind.value} · `{self._job.model}`",
+            f"provider {self._job.provider}: {snapshot.provider_status if snapshot else '-'}"
+            f" (job {snapshot.provider_job_id if snapshot else '-'})",
+            f"webhooks {self._webhooks} · polls {self._polls}",
+        ]
+        if self._last_error:
+            details.append(f"error: {self._last_error}")
+        workflow.set_current_details("  \n".join(details))
+
+
+def start_options(job: MediaJobInput) -> dict[str, Any]:
+    """Readable summary and details for the web UI's list and workflow pages."""
+    prompt = str(job.input.get("prompt", ""))[:80]
+    return {
+        "static_summary": f"{job.kind.value} · {job.model} · user {job.user_id}"[:200],
+        "static_details": (
+            f"**{job.kind.value}** job `{job.job_id}` for user `{job.user_id}`  \n"
+            f"provider **{job.provider}**, model `{job.model}`"
+            + (f"  \nprompt: {prompt}" if prompt else "")
+        ),
+    }
