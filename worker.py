@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
@@ -49,6 +50,9 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
             max_cached_workflows=settings.worker_max_cached_workflows,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_concurrent_local_activities=settings.worker_max_concurrent_activities,
+            # Cancellation reaches an activity only with a heartbeat's answer: a copy being
+            # cancelled should stop within seconds, not the default 0.8 x heartbeat timeout.
+            max_heartbeat_throttle_interval=timedelta(seconds=2),
             workflow_runner=(
                 SandboxedWorkflowRunner()
                 if settings.worker_sandboxed

@@ -27,6 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 with workflow.unsafe.imports_passed_through():
     from activities.media import MediaActivities
     from core.contracts import (
+        ERR_PROVIDER_REJECTED,
         PHASE_RANK,
         SA_STATUS,
         TERMINAL_PHASES,
@@ -61,7 +62,12 @@ STORE_RETRY = RetryPolicy(
 CANCEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 # A failed poll is simply tried again at the next poll: no retries of its own.
 POLL_RETRY = RetryPolicy(maximum_attempts=1)
-RECORD_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=20)
+# A database outage is waited out rather than failing the job.
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
+)
+# Polls the provider refuses in a row (it no longer knows the job) before the job fails.
+MAX_POLL_REJECTIONS = 3
 
 
 def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
@@ -97,6 +103,7 @@ class MediaJobWorkflow:
         self._last_error: str | None = None
         self._outputs: list[StoredOutput] = []
         self._timings: dict[str, str] = {}
+        self._poll_rejections = 0
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -162,6 +169,10 @@ class MediaJobWorkflow:
 
         await self._wait_for_provider()
 
+        if self._poll_rejections >= MAX_POLL_REJECTIONS:
+            return await self._finish(
+                JobStatus.FAILED, f"{job.provider} no longer knows this job: {self._last_error}"
+            )
         if self._cancel_reason is not None:
             await self._cancel_at_provider()
             return await self._finish(JobStatus.CANCELED, self._cancel_reason)
@@ -178,7 +189,11 @@ class MediaJobWorkflow:
 
     async def _wait_for_provider(self) -> None:
         started = workflow.now()
-        while not self._provider_done() and self._cancel_reason is None:
+        while (
+            not self._provider_done()
+            and self._cancel_reason is None
+            and self._poll_rejections < MAX_POLL_REJECTIONS
+        ):
             elapsed = (workflow.now() - started).total_seconds()
             try:
                 await workflow.wait_condition(
@@ -204,9 +219,14 @@ class MediaJobWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=POLL_RETRY,
             )
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
+            # A local activity's failure may surface unwrapped, as the ApplicationError itself.
             self._last_error = f"poll failed: {describe_failure(err)}"
+            cause = err.cause if isinstance(err, ActivityError) else err
+            if isinstance(cause, ApplicationError) and cause.type == ERR_PROVIDER_REJECTED:
+                self._poll_rejections += 1
             return
+        self._poll_rejections = 0
         self._apply(snapshot)
 
     async def _store(self, snapshot: ProviderSnapshot) -> MediaJobResult:

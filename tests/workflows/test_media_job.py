@@ -36,6 +36,7 @@ async def media(env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str, Fa
         task_queue=task_queue,
         workflows=[MediaJobWorkflow],
         activities=fake.activities(),
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
     ):
         yield env.client, task_queue, fake
 
@@ -240,3 +241,17 @@ def test_poll_delay_is_constant_then_grows_to_the_cap() -> None:
     assert poll_delay(policy, 119) == timedelta(seconds=10)
     assert poll_delay(policy, 220) == timedelta(seconds=60)
     assert poll_delay(policy, 10_000) == timedelta(seconds=300)
+
+
+async def test_job_the_provider_forgot_fails_after_three_rejected_polls(media) -> None:
+    client, tq, fake = media
+
+    def forgotten(n: int) -> ProviderSnapshot:
+        raise fakes.rejected("Not found.")
+
+    fake.on_poll = forgotten
+    result = await (await start(client, tq, job())).result()
+    assert result.status == JobStatus.FAILED
+    assert result.error is not None and "no longer knows this job" in result.error
+    assert "Not found." in result.error
+    assert fake.polls == 3

@@ -1,0 +1,23 @@
+"""Recorded histories must replay on the current workflow code (determinism guard)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from workflows.media_job import MediaJobWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("media_job_*.json"))
+
+
+def test_histories_are_recorded() -> None:
+    assert len(HISTORIES) >= 3
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    await Replayer(workflows=[MediaJobWorkflow]).replay_workflow(history)
