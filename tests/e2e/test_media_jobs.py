@@ -12,13 +12,14 @@ import httpx
 import pytest
 
 from core.contracts import media_job_workflow_id
-from devstack.stack import EMULATOR_WEBHOOK_SECRET
+from devstack.stack import EMULATOR_TOKEN, EMULATOR_WEBHOOK_SECRET
 from providers import standard_webhooks
 from tests.e2e.conftest import E2E
 
 pytestmark = pytest.mark.e2e
 
 TERMINAL = {"succeeded", "failed", "canceled"}
+EMULATOR_AUTH = {"Authorization": f"Bearer {EMULATOR_TOKEN}"}
 
 
 async def create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -50,11 +51,22 @@ async def prediction(e2e: E2E, job: dict[str, Any]) -> dict[str, Any]:
     async with e2e.emulator() as emulator:
         response = await emulator.get(
             f"/v1/predictions/{job['provider_job_id']}",
-            headers={"Authorization": "Bearer emulator-token"},
+            headers=EMULATOR_AUTH,
         )
         assert response.status_code == 200
         data: dict[str, Any] = response.json()
         return data
+
+
+async def all_predictions(e2e: E2E) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    async with e2e.emulator() as emulator:
+        url: str | None = "/v1/predictions"
+        while url:
+            page = (await emulator.get(url, headers=EMULATOR_AUTH)).json()
+            found += page["results"]
+            url = page["next"]
+    return found
 
 
 async def test_generation_via_webhook_is_stored_and_readable(e2e: E2E) -> None:
@@ -182,11 +194,7 @@ async def test_worker_killed_mid_job_finishes_once(e2e: E2E) -> None:
         done = await wait_job(api, job["id"], within=90)
         assert done["status"] == "succeeded"
         assert len(done["outputs"]) == 1
-    async with e2e.emulator() as emulator:
-        listed = (
-            await emulator.get("/v1/predictions", headers={"Authorization": "Bearer x"})
-        ).json()["results"]
-    webhook_urls = [p.get("webhook") or "" for p in listed]
+    webhook_urls = [p.get("webhook") or "" for p in await all_predictions(e2e)]
     assert sum(job["id"] in url for url in webhook_urls) == 1  # submitted exactly once
 
 

@@ -60,11 +60,13 @@ class FakeMedia:
     stores: list[StoreRequest] = field(default_factory=list)
     store_cancelled: bool = False
     store_started: asyncio.Event = field(default_factory=asyncio.Event)
+    submit_started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def activities(self) -> list[Callable[..., Any]]:
         @activity.defn(name="media.submit")
         async def submit(request: SubmitRequest) -> ProviderSnapshot:
             self.submits += 1
+            self.submit_started.set()
             if self.submit_delay:
                 await asyncio.sleep(self.submit_delay)
             if self.submit_errors:

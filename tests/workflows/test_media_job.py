@@ -149,6 +149,7 @@ async def test_cancel_during_submit_cancels_the_created_provider_job(media) -> N
     client, tq, fake = media
     fake.submit_delay = 1.0
     handle = await start(client, tq, job())
+    await asyncio.wait_for(fake.submit_started.wait(), 10)
     await handle.signal(MediaJobWorkflow.cancel, "too slow")
     assert (await handle.result()).status == JobStatus.CANCELED
     assert fake.submits == 1 and fake.cancels == [fakes.PROVIDER_JOB_ID]

@@ -11,6 +11,7 @@ from temporalio.worker import Replayer
 from workflows.media_job import MediaJobWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("media_job_*.json"))
+HISTORY_TEXT = {path: path.read_text() for path in HISTORIES}
 
 
 def test_histories_are_recorded() -> None:
@@ -19,5 +20,5 @@ def test_histories_are_recorded() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = WorkflowHistory.from_json(path.stem, HISTORY_TEXT[path])
     await Replayer(workflows=[MediaJobWorkflow]).replay_workflow(history)
