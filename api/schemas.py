@@ -57,7 +57,7 @@ class JobCreate(BaseModel):
             values = [self.input.get(name) for name in names]
             if not any(isinstance(v, str) and v.strip() for v in values):
                 raise ValueError(
-                    f"a {self.kind.value} job needs input.{' or input.'.join(names)} "
+                    f"{self.kind.value} jobs need input.{' or input.'.join(names)} "
                     "as a non-empty string"
                 )
         if self.kind == JobKind.TRAINING and not _DESTINATION.match(str(self.input["destination"])):
