@@ -7,10 +7,11 @@ round trip of their own (see shared/reference/dev-server-limits.md).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,23 @@ from storage.base import Storage
 from storage.keys import output_key
 from storage.sniff import sniff
 
-DOWNLOAD_CHUNK = 256 * 1024
+
+@asynccontextmanager
+async def heartbeating(every: float = 1.0) -> AsyncIterator[None]:
+    """Heartbeat in the background, so a stalled transfer still hears a cancel at once."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 @contextmanager
@@ -159,13 +176,14 @@ class MediaActivities:
             context = STORAGE_CONTEXT[request.kind]
             stored_keys: list[str] = []
             try:
-                with tempfile.TemporaryDirectory(prefix="autosync-") as tmp:
-                    for index, url in enumerate(snapshot.output_urls):
-                        output = await self._copy_one(
-                            url, Path(tmp) / f"{index}", context, request, index
-                        )
-                        stored_keys.append(output.key)
-                        outputs.append(output)
+                async with heartbeating():
+                    with tempfile.TemporaryDirectory(prefix="autosync-") as tmp:
+                        for index, url in enumerate(snapshot.output_urls):
+                            output = await self._copy_one(
+                                url, Path(tmp) / f"{index}", context, request, index
+                            )
+                            stored_keys.append(output.key)
+                            outputs.append(output)
             except BaseException:
                 # Cancelled or failed half way: leave no partial set of objects behind.
                 for key in stored_keys:
@@ -221,13 +239,12 @@ class MediaActivities:
                 )
             response.raise_for_status()
             with path.open("wb") as handle:
-                async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                async for chunk in response.aiter_bytes():
                     if len(head) < 512:
                         head += chunk[: 512 - len(head)]
                     digest.update(chunk)
                     size += len(chunk)
                     handle.write(chunk)
-                    activity.heartbeat(index, size)
         content_type, ext = sniff(head, url)
         key = output_key(context, request.user_id, request.job_id, index, ext)
         await self._storage.put_file(key, path, content_type)

@@ -10,6 +10,8 @@ import uvicorn
 from emulators.replicate.app import create_app
 from emulators.replicate.config import EmulatorConfig
 
+SHUTDOWN_GRACE_SECONDS = 2
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m emulators.replicate", description=__doc__)
@@ -30,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         access_log=False,  # the app logs requests itself when log_requests is on
         log_level="info" if config.log_requests else "warning",
+        # Slow file downloads and `Prefer: wait` holds must not keep a stop from reaching the
+        # lifespan shutdown, which writes the state file a last time.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
 
 

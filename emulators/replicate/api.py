@@ -16,7 +16,7 @@ from emulators.replicate.faults import (
     rate_limit_body,
     retry_after_header,
 )
-from emulators.replicate.files import file_size, iter_file
+from emulators.replicate.files import file_size, iter_file, paced
 from emulators.replicate.models import NOT_FOUND, FaultTarget, InvalidField
 from emulators.replicate.parsing import (
     VERSION_ID,
@@ -181,9 +181,14 @@ async def get_file(job_id: str, filename: str, request: Request, emulator: Emula
     if record is None or filename not in record.published:
         raise ApiProblem(404, NOT_FOUND)
     spec = record.files[filename]
-    headers = {"content-length": str(file_size(spec)), "cache-control": "no-store"}
+    size = file_size(spec)
+    headers = {"content-length": str(size), "cache-control": "no-store"}
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers, media_type=spec.content_type)
+    if delay := record.faults.file_delay_seconds:
+        # Headers now, the body spread over `delay` (a slow copy to cancel in the middle of).
+        slow = paced(iter_file(spec), size, delay)
+        return StreamingResponse(slow, media_type=spec.content_type, headers=headers)
     return StreamingResponse(iter_file(spec), media_type=spec.content_type, headers=headers)
 
 
@@ -258,6 +263,7 @@ def _lookup(
         raise ApiProblem(404, NOT_FOUND)
     if record.server_errors_left > 0 and target in record.faults.server_errors_on:
         record.server_errors_left -= 1
+        emulator.note_fault_used(record)
         raise ApiProblem(500, SERVER_ERROR_BODY)
     return record
 

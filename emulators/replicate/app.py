@@ -35,6 +35,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         ) as http:
             emulator = Emulator(settings, http)
             app.state.emulator = emulator
+            await emulator.start()
             try:
                 yield
             finally:

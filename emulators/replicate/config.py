@@ -33,6 +33,8 @@ class EmulatorConfig(BaseSettings):
     webhook_retry_delays: list[float] = Field(default_factory=lambda: [0.5, 1, 2, 4, 8, 16, 30])
     webhook_timeout_seconds: float = Field(default=5, gt=0)
     log_requests: bool = False
+    # JSON file the jobs are saved to and restored from on startup ("" keeps them in memory).
+    state_file: str = ""
 
     @field_validator("webhook_secret")
     @classmethod

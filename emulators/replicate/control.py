@@ -73,7 +73,7 @@ async def complete(job_id: str, body: CompleteRequest, emulator: EmulatorDep) ->
 
 @router.post("/reset")
 async def reset(emulator: EmulatorDep) -> dict[str, bool]:
-    """Forget every job, fault and counter."""
+    """Forget every job, fault and counter (with a state file, it is saved empty too)."""
     await emulator.reset()
     return {"ok": True}
 

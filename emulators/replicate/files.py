@@ -2,16 +2,18 @@
 
 Nothing is stored: a file is fully described by a small `FileSpec`, so padding a file to
 hundreds of megabytes (to test copying large outputs) costs no memory; the padding is streamed
-in chunks.
+in chunks. `paced` slows a stream down (the `file_delay_seconds` fault).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import struct
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +35,7 @@ _TAR_BLOCK = 512
 _TAR_MEMBER = "weights.safetensors"
 _DEFAULT_TAR_PAYLOAD = 4096
 _DEFAULT_MP4_PAYLOAD = 1024
+PACE_SLICE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,31 @@ def iter_file(spec: FileSpec) -> Iterator[bytes]:
         yield from _iter_mp4(spec)
     else:
         yield from _iter_tar(spec)
+
+
+async def paced(chunks: Iterator[bytes], total: int, seconds: float) -> AsyncIterator[bytes]:
+    """`chunks` (`total` bytes in all) spread evenly over about `seconds`.
+
+    The body is cut into slices of about PACE_SLICE_SECONDS' worth of bytes; each leaves once
+    its share of the time since the first has passed, so the last byte goes out at `seconds`
+    (or later, if sending itself is slower). Sleeps aim at absolute times: no drift.
+    """
+    if total <= 0 or seconds <= 0:
+        for chunk in chunks:
+            yield chunk
+        return
+    slice_bytes = max(1, math.ceil(total / max(1, math.ceil(seconds / PACE_SLICE_SECONDS))))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = 0
+    for chunk in chunks:
+        for offset in range(0, len(chunk), slice_bytes):
+            piece = chunk[offset : offset + slice_bytes]
+            sent += len(piece)
+            wait = started + seconds * min(sent / total, 1.0) - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            yield piece
 
 
 def _colour(seed: str) -> tuple[int, int, int]:

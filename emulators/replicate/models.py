@@ -50,6 +50,8 @@ class Faults(BaseModel):
     processing_seconds: float | None = Field(default=None, ge=0)
     file_ttl_seconds: float | None = Field(default=None, ge=0)
     file_bytes: int | None = Field(default=None, ge=0)
+    # Output file downloads take about this long (headers at once, the body spread over it).
+    file_delay_seconds: float | None = Field(default=None, ge=0)
 
     def overridden_by(self, specific: Faults) -> Faults:
         """These faults with every field that `specific` set explicitly replaced."""

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from emulators.replicate.files import FileSpec
-from emulators.replicate.models import TERMINAL_STATUSES, Faults, Status
+from emulators.replicate.models import TERMINAL_STATUSES, Faults, Status, WebhookEvent
 
 RecordKind = Literal["prediction", "training"]
 WEB_URL = "https://replicate.com/p/{id}"
@@ -33,6 +33,16 @@ def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class PendingWebhook:
+    """A terminal webhook not yet delivered (nor given up on): resent as is after a restart."""
+
+    event: WebhookEvent
+    msg_id: str
+    body: str
+    status: str
 
 
 @dataclass
@@ -64,6 +74,11 @@ class Record:
     published: set[str] = field(default_factory=set)
     history: list[dict[str, Any]] = field(default_factory=list)
     server_errors_left: int = 0
+    # Resolved when the job is created, so a restarted emulator keeps to the same timeline.
+    starting_seconds: float = 0.0
+    processing_seconds: float = 0.0
+    halfway: bool = False  # the mid-processing log line (and partial output) has happened
+    pending_webhook: PendingWebhook | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

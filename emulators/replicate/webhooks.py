@@ -3,7 +3,8 @@
 Each job has an outbox drained by one worker task, so its webhooks leave in the order they
 happened (the `reorder_webhooks` fault changes the order on purpose). Only the terminal
 (`completed`) message is retried; the others get one attempt and failures are only recorded,
-as Replicate and Cog do.
+as Replicate and Cog do. Until it is delivered or given up on, the terminal message is kept on
+its record (`pending_webhook`), so a restarted emulator sends it again with the same id.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hmac
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ import httpx
 
 from emulators.replicate.config import EmulatorConfig
 from emulators.replicate.models import ALL_EVENTS, WebhookEvent
-from emulators.replicate.records import Record
+from emulators.replicate.records import PendingWebhook, Record
 from emulators.replicate.stats import Stats
 from emulators.replicate.tasks import TaskSet
 
@@ -68,9 +70,15 @@ class WebhookSender:
     """Turns job events into signed POSTs to the job's `webhook` URL."""
 
     def __init__(
-        self, config: EmulatorConfig, client: httpx.AsyncClient, stats: Stats, tasks: TaskSet
+        self,
+        config: EmulatorConfig,
+        client: httpx.AsyncClient,
+        stats: Stats,
+        tasks: TaskSet,
+        on_change: Callable[[Record], None] = lambda record: None,
     ) -> None:
         self._config = config
+        self._on_change = on_change  # told whenever a record's history or pending webhook changes
         self._key = config.webhook_key()
         self._client = client
         self._stats = stats
@@ -96,9 +104,11 @@ class WebhookSender:
                 record.history.append(
                     {"type": "webhook_throttled", "event": event, "time": time.time()}
                 )
+                self._on_change(record)
                 return
             outbox.last_progress = now
         faults = record.faults
+        status = record.status
         if faults.drop_webhooks or event in faults.drop_events:
             self._stats.webhooks["dropped"] += 1
             record.history.append({"type": "webhook_dropped", "event": event, "time": time.time()})
@@ -108,10 +118,14 @@ class WebhookSender:
                 event=event,
                 msg_id=new_message_id(),
                 body=json.dumps(record.to_json(), separators=(",", ":")).encode(),
-                status=record.status,
+                status=status,
                 terminal=terminal,
             )
             self._stats.webhooks["messages"] += 1
+            if terminal:
+                record.pending_webhook = PendingWebhook(
+                    event=event, msg_id=message.msg_id, body=message.body.decode(), status=status
+                )
             if faults.reorder_webhooks and not terminal:
                 outbox.held.append(message)
                 return
@@ -121,6 +135,23 @@ class WebhookSender:
             for held in outbox.held:
                 self._enqueue(record.id, outbox, held)
             outbox.held.clear()
+        self._on_change(record)
+
+    def resend(self, record: Record) -> None:
+        """Queue the record's undelivered terminal webhook again (after a restart), same id."""
+        pending = record.pending_webhook
+        if pending is None or record.webhook is None:
+            return
+        message = WebhookMessage(
+            record=record,
+            event=pending.event,
+            msg_id=pending.msg_id,
+            body=pending.body.encode(),
+            status=pending.status,
+            terminal=True,
+        )
+        self._stats.webhooks["messages"] += 1
+        self._enqueue(record.id, self._outboxes.setdefault(record.id, Outbox()), message)
 
     def _enqueue(self, record_id: str, outbox: Outbox, message: WebhookMessage) -> None:
         outbox.queue.put_nowait(message)
@@ -148,6 +179,10 @@ class WebhookSender:
         while not await self._attempt(message, attempt) and attempt <= len(delays):
             await asyncio.sleep(delays[attempt - 1])
             attempt += 1
+        record = message.record
+        if record.pending_webhook is not None and record.pending_webhook.msg_id == message.msg_id:
+            record.pending_webhook = None  # delivered or given up on: nothing left to resend
+            self._on_change(record)
         for _ in range(faults.duplicate_webhooks):
             await self._attempt(message, attempt=1, duplicate=True)
 
@@ -189,4 +224,5 @@ class WebhookSender:
             "time": time.time(),
         }
         message.record.history.append(entry)
+        self._on_change(message.record)
         return ok

@@ -142,6 +142,19 @@ async def test_cancel_while_processing_reaches_provider(e2e: E2E) -> None:
         assert (await prediction(e2e, done))["status"] == "canceled"
 
 
+async def test_cancel_while_storing_stops_the_copy(e2e: E2E) -> None:
+    faults = {"file_delay_seconds": 30}
+    async with e2e.api() as api:
+        job = await create(api, input={"prompt": "fox", "_emulator": faults})
+        await wait_job(api, job["id"], {"storing"}, within=30)
+        assert (await api.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 202
+        done = await wait_job(api, job["id"], within=20)
+        assert done["status"] == "canceled"
+        assert done["outputs"] == []
+        # the provider job had finished already: nothing to cancel there
+        assert (await prediction(e2e, done))["status"] == "succeeded"
+
+
 async def test_provider_failure_fails_the_job(e2e: E2E) -> None:
     async with e2e.api() as api:
         job = await create(api, input={"prompt": "fox", "_emulator": {"fail": "NSFW content"}})

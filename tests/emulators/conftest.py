@@ -19,6 +19,8 @@ from tests.emulators.support import RETRY_DELAYS, TOKEN, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATOR_ENV = {
+    # Explicitly none, even if the developer's shell exports one for the dev stack.
+    "REPLICATE_EMULATOR_STATE_FILE": "",
     "REPLICATE_EMULATOR_API_TOKEN": TOKEN,
     "REPLICATE_EMULATOR_STARTING_SECONDS": "0.2",
     "REPLICATE_EMULATOR_PROCESSING_SECONDS": "0.4",

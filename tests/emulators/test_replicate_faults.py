@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -95,3 +96,34 @@ def test_stay_starting_never_starts_until_canceled(api: httpx.Client) -> None:
     canceled = api.post(f"/v1/predictions/{stuck['id']}/cancel").json()
     assert canceled["status"] == "canceled"
     assert canceled["started_at"] is None
+
+
+def timed_download(api: httpx.Client, url: str) -> tuple[float, float, bytes, int]:
+    """Seconds until the headers, seconds in all, the body and its Content-Length."""
+    started = time.monotonic()
+    with api.stream("GET", url) as response:
+        assert response.status_code == 200
+        headers_after = time.monotonic() - started
+        body = response.read()
+    return headers_after, time.monotonic() - started, body, int(response.headers["content-length"])
+
+
+def test_file_delay_spreads_a_download_over_that_long(api: httpx.Client) -> None:
+    job = create(api, unique_body({"file_delay_seconds": 1.0, "file_bytes": 200_000}))
+    [url] = wait_status(api, job["id"])["output"]
+    assert api.head(url).status_code == 200  # HEAD answers at once, no body to slow down
+    headers_after, total, body, length = timed_download(api, url)
+    assert total >= 0.8
+    assert total - headers_after >= 0.5  # headers first, then the body takes the time
+    assert len(body) == length == 200_000
+    assert body.startswith(b"\x89PNG")
+
+
+def test_global_file_delay_applies_to_new_predictions(api: httpx.Client) -> None:
+    api.put("/_emulator/faults", json={"file_delay_seconds": 0.5}).raise_for_status()
+    job = create(api, unique_body({}))
+    api.delete("/_emulator/faults").raise_for_status()  # already captured by the prediction
+    [url] = wait_status(api, job["id"])["output"]
+    _, total, body, length = timed_download(api, url)
+    assert total >= 0.4
+    assert len(body) == length

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from emulators.replicate.config import DEFAULT_WEBHOOK_SECRET, EmulatorConfig
-from emulators.replicate.files import FileKind, FileSpec, file_size, iter_file
+from emulators.replicate.files import FileKind, FileSpec, file_size, iter_file, paced
 from emulators.replicate.models import Faults
 from emulators.replicate.parsing import parse_duration, parse_prefer_wait, parse_version
 from emulators.replicate.webhooks import sign
@@ -67,3 +68,12 @@ def test_per_prediction_faults_override_only_what_they_set() -> None:
     merged = Faults(fail="global", duplicate_webhooks=2).overridden_by(Faults(fail=None))
     assert merged.fail is None
     assert merged.duplicate_webhooks == 2
+
+
+async def test_paced_keeps_the_bytes_and_takes_the_time() -> None:
+    spec = FileSpec(kind="mp4", seed="abc:0", pad_to=300_000)
+    started = time.monotonic()
+    pieces = [piece async for piece in paced(iter_file(spec), file_size(spec), 0.3)]
+    assert time.monotonic() - started >= 0.24
+    assert len(pieces) > 4  # spread out, not one sleep and a single burst
+    assert b"".join(pieces) == b"".join(iter_file(spec))
