@@ -110,7 +110,7 @@ class PollPolicy:
     """Poll fallback timing: constant at first, then growing by `backoff` up to `max_seconds`."""
 
     interval_seconds: float = 10.0
-    backoff_after_seconds: float = 120.0
+    backoff_after_seconds: float = 60.0
     backoff: float = 1.5
     max_seconds: float = 300.0
 

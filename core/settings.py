@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # Poll fallback: every `poll_interval_seconds` until a job is `poll_backoff_after_seconds`
     # old, then growing by half each poll up to the maximum (per kind: training waits longer).
     poll_interval_seconds: float = 10.0
-    poll_backoff_after_seconds: float = 120.0
+    poll_backoff_after_seconds: float = 60.0
     max_poll_interval_seconds: float = 300.0
     training_max_poll_interval_seconds: float = 900.0
 
@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     bootstrap_api_keys: str = ""
 
     # Worker tuning
-    worker_max_cached_workflows: int = 1000
+    # ~180 KB of worker memory per cached (sandboxed) workflow; an evicted one replays its
+    # history at its next task. 500 keeps a worker under 250 MB with 2,000 jobs in flight.
+    worker_max_cached_workflows: int = 500
     worker_max_concurrent_activities: int = 200
     worker_sandboxed: bool = True
 

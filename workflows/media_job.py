@@ -66,6 +66,9 @@ POLL_RETRY = RetryPolicy(maximum_attempts=1)
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
 )
+SA_STATUS_MOVES = frozenset(
+    {JobStatus.PROCESSING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
+)
 # Polls the provider refuses in a row (it no longer knows the job) before the job fails.
 MAX_POLL_REJECTIONS = 3
 
@@ -143,7 +146,8 @@ class MediaJobWorkflow:
             return await self._finish(JobStatus.CANCELED, self._cancel_reason)
 
         try:
-            submitted = await workflow.execute_activity_method(
+            # A local activity: the submit and the first timer share one workflow task.
+            submitted = await workflow.execute_local_activity_method(
                 MediaActivities.submit,
                 SubmitRequest(
                     job_id=job.job_id,
@@ -157,14 +161,18 @@ class MediaJobWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(hours=1),
                 retry_policy=PROVIDER_RETRY,
+                # Longer waits (a 429's retry_after, a provider outage) become durable timers
+                # instead of holding the workflow task open.
+                local_retry_threshold=timedelta(seconds=2),
                 summary=f"submit to {job.provider}",
             )
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             return await self._finish(JobStatus.FAILED, describe_failure(err))
         self._status = JobStatus.SUBMITTED
         self._recorded_status = JobStatus.SUBMITTED  # media.submit wrote it
         self._mark(JobStatus.SUBMITTED)
         self._apply(submitted)
+        self._follow_provider()  # a webhook may have said `processing` during the submit
         self._publish_status()
 
         await self._wait_for_provider()
@@ -312,7 +320,16 @@ class MediaJobWorkflow:
             if PHASE_RANK[snapshot.phase] < PHASE_RANK[current.phase]:
                 return
         self._snapshot = snapshot
-        if snapshot.phase == ProviderPhase.RUNNING and self._status == JobStatus.SUBMITTED:
+        self._follow_provider()
+
+    def _follow_provider(self) -> None:
+        """A submitted job whose provider job runs is processing (webhooks may come early)."""
+        snapshot = self._snapshot
+        if (
+            snapshot is not None
+            and snapshot.phase == ProviderPhase.RUNNING
+            and self._status == JobStatus.SUBMITTED
+        ):
             self._status = JobStatus.PROCESSING
             self._mark(JobStatus.PROCESSING)
             self._publish_status()
@@ -352,8 +369,12 @@ class MediaJobWorkflow:
         self._timings.setdefault(status.value, workflow.now().isoformat())
 
     def _publish_status(self) -> None:
-        """Keep the web UI's search attributes and details in step with the job."""
-        if self._job.search_attributes:
+        """Keep the web UI's search attributes and details in step with the job.
+
+        The status search attribute moves only when the job starts processing and when it
+        ends: each upsert is a visibility write on the server, its most expensive step.
+        """
+        if self._job.search_attributes and self._status in SA_STATUS_MOVES:
             workflow.upsert_search_attributes([SA_STATUS.value_set(self._status.value)])
         snapshot = self._snapshot
         details: list[str] = [

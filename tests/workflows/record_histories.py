@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from core.contracts import JobStatus, ProviderEvent
-from devstack.processes import temporal_test_server_path
+from core.contracts import SEARCH_ATTRIBUTES, JobStatus, PollPolicy, ProviderEvent
+from devstack.processes import temporal_cli_path
 from tests.workflows import fakes
 from tests.workflows.test_media_job import job, start, wait_for
 from workflows.media_job import MediaJobWorkflow
@@ -23,9 +24,12 @@ HERE = Path(__file__).parent / "histories"
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server_path()
+    # The dev server, not the time-skipping one: it has our search attributes, so the
+    # histories hold the upserts too.
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(), search_attributes=SEARCH_ATTRIBUTES
     )
+    fast: dict[str, Any] = {"search_attributes": True, "poll": PollPolicy(interval_seconds=0.3)}
     try:
         fake = fakes.FakeMedia()
         fake.on_poll = lambda n: fakes.PROCESSING if n < 2 else fakes.SUCCEEDED
@@ -34,7 +38,7 @@ async def main() -> None:
             env.client, task_queue=tq, workflows=[MediaJobWorkflow], activities=fake.activities()
         ):
             scenarios = {}
-            handle = await start(env.client, tq, job())
+            handle = await start(env.client, tq, job(**fast))
             await wait_for(handle, JobStatus.SUBMITTED)
             await handle.signal(
                 MediaJobWorkflow.provider_event, ProviderEvent(snapshot=fakes.SUCCEEDED)
@@ -42,11 +46,11 @@ async def main() -> None:
             await handle.result()
             scenarios["webhook"] = handle
 
-            handle = await start(env.client, tq, job())
+            handle = await start(env.client, tq, job(**fast))
             await handle.result()
             scenarios["poll"] = handle
 
-            handle = await start(env.client, tq, job())
+            handle = await start(env.client, tq, job(**fast))
             await wait_for(handle, JobStatus.SUBMITTED)
             await handle.signal(MediaJobWorkflow.cancel, "recorded cancel")
             await handle.result()

@@ -42,6 +42,7 @@ async def media(env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str, Fa
 
 
 def job(kind: JobKind = JobKind.GENERATION, **kw: object) -> MediaJobInput:
+    kw.setdefault("search_attributes", False)  # the time-skipping server has none
     return MediaJobInput(
         job_id=uuid.uuid4().hex,
         user_id="u1",
@@ -50,7 +51,6 @@ def job(kind: JobKind = JobKind.GENERATION, **kw: object) -> MediaJobInput:
         model="black-forest-labs/flux-schnell",
         input={"prompt": "a red fox"},
         webhook_url="http://api/webhooks/replicate?job_id=x",
-        search_attributes=False,  # the time-skipping server has no custom search attributes
         **kw,  # type: ignore[arg-type]
     )
 
@@ -256,3 +256,15 @@ async def test_job_the_provider_forgot_fails_after_three_rejected_polls(media) -
     assert result.error is not None and "no longer knows this job" in result.error
     assert "Not found." in result.error
     assert fake.polls == 3
+
+
+async def test_webhook_that_overtakes_the_submit_is_kept(media) -> None:
+    client, tq, fake = media
+    fake.submit_delay = 1.0
+    fake.on_poll = lambda n: fakes.SUCCEEDED
+    handle = await start(client, tq, job())
+    await asyncio.wait_for(fake.submit_started.wait(), 10)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.PROCESSING))
+    await wait_for(handle, JobStatus.PROCESSING)
+    assert (await handle.result()).status == JobStatus.SUCCEEDED
+    assert [r.status for r in fake.records][:1] == [JobStatus.PROCESSING]
