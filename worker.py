@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
+# The workflow sandbox re-imports the workflow modules for every workflow it starts: without
+# cached bytecode each of those imports compiles the source again (a quarter of the worker's
+# CPU under load when PYTHONDONTWRITEBYTECODE is set). Keep .pyc files for this process.
+sys.dont_write_bytecode = False
+
 import asyncio
 import logging
 import signal

@@ -175,7 +175,6 @@ async def create_job(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
         ) from exc
-    await session.refresh(job)
     return job_public(job, settings)
 
 
