@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
+## Media jobs against the bare limit of this machine (about 4.5 minutes; prints JSON)
 bench-media: $(STAMP)
 	$(PY) bench/media_jobs.py
 

@@ -1,8 +1,9 @@
 """Activities of MediaJobWorkflow: every side effect of a media job.
 
-Provider calls and the output copy are regular activities (retried by Temporal, visible in the
-UI). Short forward-only writes of the job record are local activities: they cost no server
-round trip of their own (see shared/reference/dev-server-limits.md).
+The output copy and the provider cancel are regular activities (long or rare: heartbeats,
+visible in the UI). The submit, the polls and the forward-only writes of the job record are
+short and run as local activities: they cost no server round trip of their own, which is most
+of a job's cost on the server (see shared/reference/dev-server-limits.md and bench/).
 """
 
 from __future__ import annotations

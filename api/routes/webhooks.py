@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
@@ -81,10 +83,10 @@ async def receive_webhook(
     return {"status": "accepted"}
 
 
-async def _closed(handle: object) -> bool:
+async def _closed(handle: WorkflowHandle[Any, Any]) -> bool:
     """Whether the workflow exists and has finished (a late webhook), as opposed to unknown."""
     try:
-        description = await handle.describe()  # type: ignore[attr-defined]
+        description = await handle.describe()
     except RPCError:
         return False
     return bool(
