@@ -8,6 +8,9 @@ from sqlalchemy import create_engine
 from core.db import is_sqlite, sync_url
 from core.models import Base
 from core.settings import get_settings
+from sync_modules.registry import all_modules
+
+all_modules()  # the modules' record tables join Base.metadata when their files load
 
 config = context.config
 database_url = config.attributes.get("database_url") or get_settings().database_url

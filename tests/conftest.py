@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.postgres import PostgresServer
 from devstack.processes import temporal_test_server_path
 
 
@@ -19,3 +21,18 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
     finally:
         await environment.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | None]:
+    if not PostgresServer.available():
+        if os.environ.get("CI") or os.environ.get("AUTOSYNC_CI"):
+            raise RuntimeError("PostgreSQL is required in CI: .ci/run installs it")
+        yield None
+        return
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -7,10 +7,9 @@ moto's server). Ports are free ports, state lives in a temp dir, processes stop 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,21 +51,6 @@ class E2E:
     def emulator(self) -> httpx.AsyncClient:
         assert self.stack.emulator_url is not None
         return httpx.AsyncClient(base_url=self.stack.emulator_url, timeout=30.0)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer | None]:
-    if not PostgresServer.available():
-        if os.environ.get("CI") or os.environ.get("AUTOSYNC_CI"):
-            raise RuntimeError("PostgreSQL is required in CI: .ci/run installs it")
-        yield None
-        return
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session", params=["sqlite-local", "postgres-s3"])
