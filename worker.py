@@ -13,7 +13,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 import httpx
@@ -22,28 +22,43 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.media import MediaActivities
+from activities.sync import SyncActivities
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from providers.registry import PROVIDER_NAMES, build_provider
 from storage.factory import build_storage
+from sync_modules.erp_client import ErpClient
 from workflows.media_job import MediaJobWorkflow
+from workflows.sync_run import SyncRunWorkflow
 
 log = logging.getLogger("autosync.worker")
 
 
 @asynccontextmanager
-async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Worker]:
-    """A worker with its long-lived clients (DB pool, HTTP, storage) opened and closed here."""
+async def build_workers(settings: Settings, client: Client) -> AsyncIterator[list[Worker]]:
+    """The workers of this process, with their long-lived clients (DB pool, HTTP, storage).
+
+    Media jobs, sync runs and the ERP page activities each have a task queue; the ERP one
+    carries the upstream rate limit, enforced by the server for every worker together.
+    """
     engine = make_engine(settings.database_url, pool_size=20)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http:
+        sessions = make_sessionmaker(engine)
         activities = MediaActivities(
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             storage=build_storage(settings),
             providers={name: build_provider(name, settings, http) for name in PROVIDER_NAMES},
             http=http,
         )
-        worker = Worker(
+        sync = SyncActivities(
+            sessions=sessions,
+            erp=ErpClient(http, base_url=settings.erp_base_url, tokens=settings.erp_tokens),
+        )
+        runner = (
+            SandboxedWorkflowRunner() if settings.worker_sandboxed else UnsandboxedWorkflowRunner()
+        )
+        media = Worker(
             client,
             task_queue=settings.media_task_queue,
             workflows=[MediaJobWorkflow],
@@ -60,14 +75,26 @@ async def build_worker(settings: Settings, client: Client) -> AsyncIterator[Work
             # Cancellation reaches an activity only with a heartbeat's answer: a copy being
             # cancelled should stop within seconds, not the default 0.8 x heartbeat timeout.
             max_heartbeat_throttle_interval=timedelta(seconds=2),
-            workflow_runner=(
-                SandboxedWorkflowRunner()
-                if settings.worker_sandboxed
-                else UnsandboxedWorkflowRunner()
-            ),
+            workflow_runner=runner,
+        )
+        sync_runs = Worker(
+            client,
+            task_queue=settings.sync_task_queue,
+            workflows=[SyncRunWorkflow],
+            activities=[sync.record, sync.updated_since],
+            max_cached_workflows=settings.worker_max_cached_workflows,
+            workflow_runner=runner,
+        )
+        rate = settings.sync_min_interval_seconds
+        erp_pages = Worker(
+            client,
+            task_queue=settings.erp_task_queue,
+            activities=[sync.fetch_page],
+            max_concurrent_activities=max(1, settings.sync_concurrency) * 2,
+            max_task_queue_activities_per_second=(1.0 / rate) if rate > 0 else None,
         )
         try:
-            yield worker
+            yield [media, sync_runs, erp_pages]
         finally:
             await engine.dispose()
 
@@ -81,15 +108,16 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with build_worker(settings, client) as worker:
-        async with worker:
-            log.info(
-                "worker polling task queue %r at %s",
-                settings.media_task_queue,
-                settings.temporal_address,
-            )
-            await stop.wait()
-            log.info("shutting down: finishing running activities")
+    async with build_workers(settings, client) as workers, AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
+        log.info(
+            "worker polling task queue %s at %s",
+            ", ".join(repr(w.task_queue) for w in workers),
+            settings.temporal_address,
+        )
+        await stop.wait()
+        log.info("shutting down: finishing running activities")
 
 
 if __name__ == "__main__":

@@ -98,8 +98,12 @@ SA_USER = SearchAttributeKey.for_keyword("AutosyncUser")
 SA_KIND = SearchAttributeKey.for_keyword("AutosyncKind")
 SA_PROVIDER = SearchAttributeKey.for_keyword("AutosyncProvider")
 SA_STATUS = SearchAttributeKey.for_keyword("AutosyncStatus")
+SA_COMPANY = SearchAttributeKey.for_keyword("AutosyncCompany")
+SA_MODULE = SearchAttributeKey.for_keyword("AutosyncModule")
 
-SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [SA_USER, SA_KIND, SA_PROVIDER, SA_STATUS]
+SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
+    SA_USER, SA_KIND, SA_PROVIDER, SA_STATUS, SA_COMPANY, SA_MODULE,
+]  # fmt: skip
 
 
 # --- Workflow and activity payloads ------------------------------------------------------------
@@ -247,3 +251,108 @@ ERR_PROVIDER_REJECTED = "ProviderRejected"
 ERR_PROVIDER_RATE_LIMITED = "ProviderRateLimited"
 ERR_OUTPUT_EXPIRED = "OutputExpired"
 ERR_OUTPUT_INVALID = "OutputInvalid"
+
+
+# --- Sync runs (seed 002) -----------------------------------------------------------------------
+
+
+class SyncStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+TERMINAL_SYNC_STATUSES = frozenset({SyncStatus.DONE, SyncStatus.FAILED, SyncStatus.CANCELED})
+
+
+class ModuleStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class SyncMode(StrEnum):
+    INCREMENTAL = "incremental"
+    PERIOD = "period"
+
+
+SYNC_RUN_PREFIX = "sync-run-"
+
+
+def sync_run_workflow_id(run_id: str) -> str:
+    return f"{SYNC_RUN_PREFIX}{run_id}"
+
+
+@dataclass
+class SyncRunInput:
+    run_id: str
+    company_id: str
+    mode: SyncMode
+    modules: list[str]
+    # Period runs: ISO dates of the business-date window (inclusive).
+    start_date: str | None = None
+    end_date: str | None = None
+    page_size: int = 1000
+    concurrency: int = 1  # modules run at once (the seed's CONCURRENCY)
+    max_retries: int = 5  # attempts per page, 429s excepted (the seed's MAX_RETRIES)
+    task_queue: str = "erp-sync"  # rate-limited queue of the page activities
+    search_attributes: bool = True
+
+
+@dataclass
+class ModuleProgress:
+    status: ModuleStatus = ModuleStatus.PENDING
+    processed: int = 0
+    skipped: int = 0
+    errors: int = 0
+    pages: int = 0
+    cursor: str | None = None
+    done: bool = False  # the upstream has no more pages
+    error: str | None = None
+
+
+@dataclass
+class PageRequest:
+    """One page of one module: fetched, upserted and counted in one transaction."""
+
+    run_id: str
+    company_id: str
+    module: str
+    page: int  # pages of this module already committed before this one
+    cursor: str | None
+    page_size: int
+    start_date: str | None = None
+    end_date: str | None = None
+    updated_since: str | None = None
+
+
+@dataclass
+class RunRecord:
+    """A forward-only update of a sync run's record and an optional log line."""
+
+    run_id: str
+    status: SyncStatus | None = None
+    current_module: str | None = None
+    module: str | None = None
+    module_progress: ModuleProgress | None = None
+    error_message: str | None = None
+    # A module that finished: where its next incremental run starts (ISO datetime).
+    cursor_since: str | None = None
+    log_level: str | None = None
+    log_message: str | None = None
+    log_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SyncRunState:
+    run_id: str
+    company_id: str
+    status: SyncStatus
+    current_module: str | None
+    modules: dict[str, ModuleProgress]
+    cancel_requested: bool = False
+    error_message: str | None = None

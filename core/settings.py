@@ -62,6 +62,19 @@ class Settings(BaseSettings):
     max_poll_interval_seconds: float = 300.0
     training_max_poll_interval_seconds: float = 900.0
 
+    # Sync runs (seed 002): the upstream ERP and how hard we may hit it
+    sync_task_queue: str = "sync-runs"
+    erp_task_queue: str = "erp-sync"
+    erp_base_url: str = "http://127.0.0.1:8200"
+    # Company id -> ERP API token, as JSON: {"acme": "erp-dev-token"}
+    erp_tokens: dict[str, str] = Field(default_factory=dict)
+    # Minimum seconds between upstream requests, for all runs and workers together (0: none).
+    # Every worker must use the same value: it becomes the ERP task queue's rate limit.
+    sync_min_interval_seconds: float = 0.0
+    sync_concurrency: int = 1
+    sync_max_retries: int = 5
+    sync_page_size: int = 1000
+
     # API keys created at start-up, "key=user[:admin]" separated by commas.
     bootstrap_api_keys: str = ""
 

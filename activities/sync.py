@@ -1,0 +1,194 @@
+"""Activities of SyncRunWorkflow.
+
+`sync.fetch_page` runs on its own task queue, whose activities-per-second limit (set on every
+worker alike) is the upstream rate limit shared by all runs and workers: one activity is one
+upstream request. Each page is fetched, upserted and counted in one transaction, and a retry
+of a page already committed returns the committed progress, so counts stay exact after a
+crash. Run records and logs are short writes, run as local activities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.contracts import (
+    ERR_PROVIDER_RATE_LIMITED,
+    ERR_PROVIDER_REJECTED,
+    TERMINAL_SYNC_STATUSES,
+    ModuleProgress,
+    ModuleStatus,
+    PageRequest,
+    RunRecord,
+    SyncStatus,
+)
+from core.models import SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
+from providers.base import ProviderRateLimited, ProviderRejected
+from sync_modules.erp_client import ErpClient
+from sync_modules.registry import get_module
+from sync_modules.store import upsert_rows
+
+FIRST_INCREMENTAL_DAYS = 30
+
+
+def progress_of(row: SyncRunModule) -> ModuleProgress:
+    return ModuleProgress(
+        status=ModuleStatus(row.status),
+        processed=row.processed,
+        skipped=row.skipped,
+        errors=row.errors,
+        pages=row.pages,
+        cursor=row.cursor,
+        done=row.done,
+        error=row.error,
+    )
+
+
+class SyncActivities:
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], erp: ErpClient) -> None:
+        self._sessions = sessions
+        self._erp = erp
+
+    async def _module_row(self, session: AsyncSession, run_id: str, module: str) -> SyncRunModule:
+        row = await session.get(SyncRunModule, (run_id, module), with_for_update=True)
+        if row is None:
+            row = SyncRunModule(run_id=run_id, module=module, status=ModuleStatus.RUNNING.value)
+            session.add(row)
+            await session.flush()
+        return row
+
+    @activity.defn(name="sync.fetch_page")
+    async def fetch_page(self, request: PageRequest) -> ModuleProgress:
+        module = get_module(request.module)
+        async with self._sessions() as session:
+            row = await session.get(SyncRunModule, (request.run_id, request.module))
+            if row is not None and row.pages > request.page:
+                return progress_of(row)  # committed before a crash: don't count it twice
+        try:
+            page = await self._erp.page(
+                request.company_id,
+                module.view,
+                cursor=request.cursor,
+                limit=request.page_size,
+                start_date=request.start_date,
+                end_date=request.end_date,
+                updated_since=request.updated_since,
+            )
+        except ProviderRateLimited as exc:
+            # Not retried here: the workflow waits `retry_after` on a durable timer, so a
+            # 429 storm never uses up the retries meant for real failures.
+            raise ApplicationError(
+                str(exc), exc.retry_after, type=ERR_PROVIDER_RATE_LIMITED, non_retryable=True
+            ) from exc
+        except ProviderRejected as exc:
+            raise ApplicationError(
+                f"{module.view}: {exc}", type=ERR_PROVIDER_REJECTED, non_retryable=True
+            ) from exc
+
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        errors = 0
+        for item in page.items:
+            try:
+                rows.append(module.to_row(request.company_id, item, request.run_id, now))
+            except (KeyError, TypeError, ValueError):
+                errors += 1
+        async with self._sessions() as session, session.begin():
+            row = await self._module_row(session, request.run_id, request.module)
+            if row.pages > request.page:
+                return progress_of(row)
+            written, skipped = await upsert_rows(session, module, rows)
+            row.processed += written
+            row.skipped += skipped
+            row.errors += errors
+            row.pages += 1
+            row.cursor = page.next_cursor or (str(rows[-1]["external_id"]) if rows else row.cursor)
+            row.done = page.next_cursor is None
+            row.status = ModuleStatus.RUNNING.value
+            row.updated_at = now
+            return progress_of(row)
+
+    @activity.defn(name="sync.updated_since")
+    async def updated_since(self, company_id: str, modules: list[str]) -> dict[str, str]:
+        """Where each module's incremental run starts: its cursor, or 30 days back."""
+        default = (datetime.now(UTC) - timedelta(days=FIRST_INCREMENTAL_DAYS)).isoformat()
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(SyncCursor).where(
+                        SyncCursor.company_id == company_id, SyncCursor.module.in_(modules)
+                    )
+                )
+            ).all()
+        found = {row.module: row.updated_since.isoformat() for row in rows}
+        return {name: found.get(name, default) for name in modules}
+
+    @activity.defn(name="sync.record")
+    async def record(self, record: RunRecord) -> None:
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            run = await session.get(SyncRun, record.run_id, with_for_update=True)
+            if run is None:
+                raise ApplicationError(
+                    f"sync run {record.run_id} has no record", non_retryable=True
+                )
+            finished = SyncStatus(run.status) in TERMINAL_SYNC_STATUSES
+            if record.status is not None and not finished:
+                run.status = record.status.value
+                if record.status == SyncStatus.RUNNING and run.started_at is None:
+                    run.started_at = now
+                if record.status in TERMINAL_SYNC_STATUSES:
+                    run.finished_at = now
+                    run.current_module = None
+            if record.current_module is not None and not finished:
+                run.current_module = record.current_module
+            if record.error_message is not None:
+                run.error_message = record.error_message
+            if record.module is not None and record.module_progress is not None:
+                progress = record.module_progress
+                row = await self._module_row(session, record.run_id, record.module)
+                row.status = progress.status.value
+                row.error = progress.error
+                row.updated_at = now
+                entry = asdict(progress) | {"status": progress.status.value}
+                entry.pop("cursor", None)
+                modules = dict(run.progress.get("modules", {}))
+                modules[record.module] = entry
+                run.progress = {**run.progress, "modules": modules}
+            if record.cursor_since is not None and record.module is not None:
+                await self._commit_cursor(session, run, record.module, record.cursor_since)
+            if record.log_message is not None:
+                session.add(
+                    SyncRunLog(
+                        run_id=record.run_id,
+                        at=now,
+                        level=record.log_level or "info",
+                        module=record.module,
+                        message=record.log_message,
+                        metadata_=record.log_metadata,
+                    )
+                )
+
+    async def _commit_cursor(
+        self, session: AsyncSession, run: SyncRun, module: str, since: str
+    ) -> None:
+        value = datetime.fromisoformat(since)
+        cursor = await session.get(SyncCursor, (run.company_id, module), with_for_update=True)
+        if cursor is None:
+            session.add(
+                SyncCursor(
+                    company_id=run.company_id, module=module, updated_since=value, run_id=run.id
+                )
+            )
+        elif cursor.updated_since < value:
+            await session.execute(
+                update(SyncCursor)
+                .where(SyncCursor.company_id == run.company_id, SyncCursor.module == module)
+                .values(updated_since=value, run_id=run.id, updated_at=utcnow())
+            )

@@ -1,0 +1,203 @@
+"""SyncRunWorkflow logic on the time-skipping test server, with a scripted upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from core.contracts import (
+    ERR_PROVIDER_RATE_LIMITED,
+    ERR_PROVIDER_REJECTED,
+    ModuleProgress,
+    ModuleStatus,
+    PageRequest,
+    RunRecord,
+    SyncMode,
+    SyncRunInput,
+    SyncStatus,
+)
+from workflows.sync_run import SyncRunWorkflow
+
+MODULES = ["vendas", "contas_pagar", "estoque"]
+
+
+@dataclass
+class FakeUpstream:
+    """Each module has `pages` pages of 10 rows; hooks inject failures."""
+
+    pages: int = 3
+    fail_module: str | None = None
+    rate_limited: int = 0  # the next N pages answer 429
+    page_delay: float = 0.0
+    requests: list[PageRequest] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
+    on_page: Callable[[PageRequest], None] | None = None
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name="sync.fetch_page")
+        async def fetch_page(request: PageRequest) -> ModuleProgress:
+            self.requests.append(request)
+            if self.on_page:
+                self.on_page(request)
+            if self.page_delay:
+                await asyncio.sleep(self.page_delay)
+            if request.module == self.fail_module:
+                raise ApplicationError(
+                    "vw broken: 500", type=ERR_PROVIDER_REJECTED, non_retryable=True
+                )
+            if self.rate_limited:
+                self.rate_limited -= 1
+                raise ApplicationError(
+                    "429", 30, type=ERR_PROVIDER_RATE_LIMITED, non_retryable=True
+                )
+            pages = request.page + 1
+            return ModuleProgress(
+                status=ModuleStatus.RUNNING,
+                processed=10 * pages,
+                pages=pages,
+                cursor=f"c{pages}",
+                done=pages >= self.pages,
+            )
+
+        @activity.defn(name="sync.updated_since")
+        async def updated_since(company_id: str, modules: list[str]) -> dict[str, str]:
+            return {m: "2025-01-01T00:00:00+00:00" for m in modules}
+
+        @activity.defn(name="sync.record")
+        async def record(record: RunRecord) -> None:
+            self.records.append(record)
+
+        return [fetch_page, updated_since, record]
+
+
+@pytest.fixture
+async def upstream(env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str, FakeUpstream]]:
+    fake = FakeUpstream()
+    task_queue = f"sync-{uuid.uuid4()}"
+    async with Worker(
+        env.client, task_queue=task_queue, workflows=[SyncRunWorkflow], activities=fake.activities()
+    ):
+        yield env.client, task_queue, fake
+
+
+async def start(
+    client: Client, tq: str, mode: SyncMode = SyncMode.PERIOD, **kw: Any
+) -> WorkflowHandle[Any, Any]:
+    run = SyncRunInput(
+        run_id=uuid.uuid4().hex,
+        company_id="acme",
+        mode=mode,
+        modules=list(MODULES),
+        start_date="2024-12-01",
+        end_date="2024-12-31",
+        task_queue=tq,
+        search_attributes=False,
+        **kw,
+    )
+    return await client.start_workflow(
+        SyncRunWorkflow.run, run, id=f"sync-run-{run.run_id}", task_queue=tq
+    )
+
+
+async def pages_requested(fake: FakeUpstream, n: int) -> None:
+    for _ in range(500):
+        if len(fake.requests) >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"only {len(fake.requests)} pages were requested")
+
+
+async def test_every_module_pages_to_the_end(upstream) -> None:
+    client, tq, fake = upstream
+    result = await (await start(client, tq)).result()
+    assert result.status == SyncStatus.DONE
+    assert {n: p.processed for n, p in result.modules.items()} == {m: 30 for m in MODULES}
+    # pages follow each other's cursors, in the seed's module order
+    vendas = [r for r in fake.requests if r.module == "vendas"]
+    assert [(r.page, r.cursor) for r in vendas] == [(0, None), (1, "c1"), (2, "c2")]
+    assert [r.module for r in fake.requests][::3] == MODULES
+    done = [
+        r
+        for r in fake.records
+        if r.module_progress and r.module_progress.status == ModuleStatus.DONE
+    ]
+    assert all(r.cursor_since for r in done) and len(done) == 3
+    assert fake.records[-1].status == SyncStatus.DONE
+
+
+async def test_a_failing_module_is_recorded_and_the_others_go_on(upstream) -> None:
+    client, tq, fake = upstream
+    fake.fail_module = "contas_pagar"
+    result = await (await start(client, tq)).result()
+    assert result.status == SyncStatus.FAILED
+    assert result.modules["contas_pagar"].status == ModuleStatus.FAILED
+    assert result.modules["estoque"].status == ModuleStatus.DONE
+    assert result.error_message is not None and "contas_pagar" in result.error_message
+    errors = [r for r in fake.records if r.log_level == "error"]
+    assert errors and "vw broken" in (errors[0].log_message or "")
+
+
+async def test_rate_limits_wait_and_lose_nothing(upstream, env: WorkflowEnvironment) -> None:
+    client, tq, fake = upstream
+    fake.rate_limited = 4  # more than max_retries: 429s don't use retries up
+    before = await env.get_current_time()
+    result = await (await start(client, tq, max_retries=2)).result()
+    assert result.status == SyncStatus.DONE
+    assert all(p.processed == 30 for p in result.modules.values())
+    assert await env.get_current_time() - before >= timedelta(seconds=120)
+
+
+async def test_cancel_stops_the_running_module_at_its_next_page(upstream) -> None:
+    client, tq, fake = upstream
+    fake.pages = 50
+    fake.page_delay = 0.05
+    handle = await start(client, tq)
+    await pages_requested(fake, 3)
+    await handle.signal(SyncRunWorkflow.cancel, "stop")
+    result = await handle.result()
+    assert result.status == SyncStatus.CANCELED
+    assert result.modules["vendas"].status == ModuleStatus.CANCELED
+    assert 0 < result.modules["vendas"].processed < 500
+    assert result.modules["estoque"].status == ModuleStatus.CANCELED
+    assert {r.module for r in fake.requests} == {"vendas"}
+
+
+async def test_incremental_runs_pass_each_modules_cursor(upstream) -> None:
+    client, tq, fake = upstream
+    result = await (await start(client, tq, mode=SyncMode.INCREMENTAL)).result()
+    assert result.status == SyncStatus.DONE
+    assert {r.updated_since for r in fake.requests} == {"2025-01-01T00:00:00+00:00"}
+
+
+async def test_concurrency_runs_modules_side_by_side(upstream) -> None:
+    client, tq, fake = upstream
+    fake.page_delay = 0.05
+    result = await (await start(client, tq, concurrency=3)).result()
+    assert result.status == SyncStatus.DONE
+    first_three = [r.module for r in fake.requests[:3]]
+    assert sorted(first_three) == sorted(MODULES)
+
+
+async def test_progress_query_shows_modules(upstream) -> None:
+    client, tq, fake = upstream
+    fake.pages = 20
+    fake.page_delay = 0.05
+    handle = await start(client, tq)
+    await pages_requested(fake, 2)
+    state = await handle.query(SyncRunWorkflow.progress)
+    assert state.status == SyncStatus.RUNNING and state.current_module == "vendas"
+    assert state.modules["vendas"].status == ModuleStatus.RUNNING
+    assert state.modules["estoque"].status == ModuleStatus.PENDING
+    await handle.signal(SyncRunWorkflow.cancel)
+    await handle.result()

@@ -1,0 +1,261 @@
+"""SyncRunWorkflow: one run of a company's sync, module by module, page by page.
+
+Each page is one `sync.fetch_page` activity on the rate-limited ERP task queue, so the
+upstream limit holds for every run and worker together and a crash loses nothing: the
+workflow resumes at the page after the last one committed. A failing module is recorded and
+the others go on; `cancel` stops the running module before its next page.
+
+Changing what a page carries or how modules are ordered changes the workflow's shape: keep
+replay histories passing, or version the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.sync import SyncActivities
+    from core.contracts import (
+        ERR_PROVIDER_RATE_LIMITED,
+        ERR_PROVIDER_REJECTED,
+        SA_MODULE,
+        SA_STATUS,
+        ModuleProgress,
+        ModuleStatus,
+        PageRequest,
+        RunRecord,
+        SyncMode,
+        SyncRunInput,
+        SyncRunState,
+        SyncStatus,
+    )
+    from workflows.media_job import describe_failure
+
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
+)
+# Incremental cursors overlap the previous run a little: upserts make the overlap harmless.
+CURSOR_OVERLAP = timedelta(minutes=1)
+DEFAULT_RETRY_AFTER = 1.0
+
+
+@dataclass
+class SyncRunResult:
+    status: SyncStatus
+    modules: dict[str, ModuleProgress] = field(default_factory=dict)
+    error_message: str | None = None
+
+
+@workflow.defn(name="SyncRunWorkflow")
+class SyncRunWorkflow:
+    @workflow.init
+    def __init__(self, run: SyncRunInput) -> None:
+        self._run = run
+        self._status = SyncStatus.QUEUED
+        self._current: str | None = None
+        self._modules = {name: ModuleProgress() for name in run.modules}
+        self._cancel_reason: str | None = None
+        self._error: str | None = None
+
+    @workflow.signal
+    def cancel(self, reason: str = "canceled by user") -> None:
+        if self._status in (SyncStatus.QUEUED, SyncStatus.RUNNING):
+            self._cancel_reason = self._cancel_reason or reason or "canceled by user"
+
+    @workflow.query
+    def progress(self) -> SyncRunState:
+        return SyncRunState(
+            run_id=self._run.run_id,
+            company_id=self._run.company_id,
+            status=self._status,
+            current_module=self._current,
+            modules={name: replace(p) for name, p in self._modules.items()},
+            cancel_requested=self._cancel_reason is not None,
+            error_message=self._error,
+        )
+
+    @workflow.run
+    async def run(self, run: SyncRunInput) -> SyncRunResult:
+        started = workflow.now()
+        self._status = SyncStatus.RUNNING
+        self._publish()
+        await self._record(
+            RunRecord(
+                run_id=run.run_id,
+                status=SyncStatus.RUNNING,
+                log_level="info",
+                log_message=f"{run.mode.value} sync of {len(run.modules)} modules started",
+                log_metadata={
+                    "modules": run.modules,
+                    "start_date": run.start_date,
+                    "end_date": run.end_date,
+                },
+            )
+        )
+        since: dict[str, str] = {}
+        if run.mode == SyncMode.INCREMENTAL:
+            since = await workflow.execute_local_activity_method(
+                SyncActivities.updated_since,
+                args=[run.company_id, run.modules],
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RECORD_RETRY,
+            )
+        cursor_since = (started - CURSOR_OVERLAP).isoformat()
+
+        slots = asyncio.Semaphore(max(1, run.concurrency))
+
+        async def one(name: str) -> None:
+            async with slots:
+                await self._run_module(name, since.get(name), cursor_since)
+
+        await asyncio.gather(*(one(name) for name in run.modules))
+
+        failed = [n for n, p in self._modules.items() if p.status == ModuleStatus.FAILED]
+        if self._cancel_reason is not None:
+            status, self._error = SyncStatus.CANCELED, self._cancel_reason
+        elif failed:
+            status = SyncStatus.FAILED
+            self._error = "failed modules: " + ", ".join(
+                f"{n} ({self._modules[n].error})" for n in failed
+            )
+        else:
+            status = SyncStatus.DONE
+        self._status = status
+        self._current = None
+        counts = {n: p.processed for n, p in self._modules.items()}
+        await self._record(
+            RunRecord(
+                run_id=run.run_id,
+                status=status,
+                error_message=self._error,
+                log_level="error" if status == SyncStatus.FAILED else "info",
+                log_message=f"run {status.value.lower()}"
+                + (f": {self._error}" if self._error else ""),
+                log_metadata={"processed": counts},
+            )
+        )
+        self._publish()
+        return SyncRunResult(status=status, modules=dict(self._modules), error_message=self._error)
+
+    async def _run_module(self, name: str, updated_since: str | None, cursor_since: str) -> None:
+        run = self._run
+        progress = self._modules[name]
+        if self._cancel_reason is not None:
+            await self._module_ends(
+                name,
+                replace(progress, status=ModuleStatus.CANCELED),
+                "warn",
+                "not started: the run was canceled",
+            )
+            return
+        progress = replace(progress, status=ModuleStatus.RUNNING)
+        self._modules[name] = progress
+        self._current = name
+        self._publish()
+        await self._record(
+            RunRecord(
+                run_id=run.run_id,
+                current_module=name,
+                module=name,
+                module_progress=progress,
+                log_level="info",
+                log_message="module started",
+            )
+        )
+        while not progress.done:
+            if self._cancel_reason is not None:
+                await self._module_ends(
+                    name,
+                    replace(progress, status=ModuleStatus.CANCELED),
+                    "warn",
+                    f"canceled after {progress.pages} pages; stored rows are kept",
+                )
+                return
+            request = PageRequest(
+                run_id=run.run_id,
+                company_id=run.company_id,
+                module=name,
+                page=progress.pages,
+                cursor=progress.cursor,
+                page_size=run.page_size,
+                start_date=run.start_date,
+                end_date=run.end_date,
+                updated_since=updated_since,
+            )
+            try:
+                progress = await workflow.execute_activity_method(
+                    SyncActivities.fetch_page,
+                    request,
+                    task_queue=run.task_queue,
+                    start_to_close_timeout=timedelta(seconds=120),
+                    retry_policy=RetryPolicy(
+                        initial_interval=timedelta(seconds=1),
+                        maximum_interval=timedelta(seconds=30),
+                        maximum_attempts=max(1, run.max_retries),
+                        non_retryable_error_types=[ERR_PROVIDER_REJECTED],
+                    ),
+                    summary=f"{name} page {progress.pages + 1}",
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.type == ERR_PROVIDER_RATE_LIMITED:
+                    wait = cause.details[0] if cause.details else DEFAULT_RETRY_AFTER
+                    await workflow.sleep(timedelta(seconds=max(0.1, float(wait))))
+                    continue
+                failed = replace(progress, status=ModuleStatus.FAILED, error=describe_failure(err))
+                await self._module_ends(name, failed, "error", f"module failed: {failed.error}")
+                return
+            self._modules[name] = progress
+        done = replace(progress, status=ModuleStatus.DONE)
+        await self._module_ends(
+            name,
+            done,
+            "info",
+            f"module done: {done.processed} stored, {done.skipped} unchanged, {done.errors} errors",
+            cursor_since=cursor_since,
+        )
+
+    async def _module_ends(
+        self,
+        name: str,
+        progress: ModuleProgress,
+        level: str,
+        message: str,
+        cursor_since: str | None = None,
+    ) -> None:
+        self._modules[name] = progress
+        await self._record(
+            RunRecord(
+                run_id=self._run.run_id, module=name, module_progress=progress,
+                cursor_since=cursor_since, log_level=level, log_message=message,
+                log_metadata={"processed": progress.processed, "skipped": progress.skipped,
+                              "errors": progress.errors, "pages": progress.pages},
+            )
+        )  # fmt: skip
+
+    async def _record(self, record: RunRecord) -> None:
+        await workflow.execute_local_activity_method(
+            SyncActivities.record,
+            record,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+        )
+
+    def _publish(self) -> None:
+        if self._run.search_attributes:
+            workflow.upsert_search_attributes(
+                [SA_STATUS.value_set(self._status.value)]
+                + ([SA_MODULE.value_set(self._current)] if self._current else [])
+            )
+        done = sum(p.status == ModuleStatus.DONE for p in self._modules.values())
+        workflow.set_current_details(
+            f"**{self._status.value}** · company `{self._run.company_id}` · "
+            f"{done}/{len(self._modules)} modules done"
+            + (f" · now: {self._current}" if self._current else "")
+        )
