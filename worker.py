@@ -53,7 +53,12 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
         )
         sync = SyncActivities(
             sessions=sessions,
-            erp=ErpClient(http, base_url=settings.erp_base_url, tokens=settings.erp_tokens),
+            erp=ErpClient(
+                http,
+                base_url=settings.erp_base_url,
+                tokens=settings.erp_tokens,
+                min_interval=settings.sync_min_interval_seconds,
+            ),
         )
         runner = (
             SandboxedWorkflowRunner() if settings.worker_sandboxed else UnsandboxedWorkflowRunner()
@@ -81,7 +86,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             client,
             task_queue=settings.sync_task_queue,
             workflows=[SyncRunWorkflow],
-            activities=[sync.record, sync.updated_since],
+            activities=[sync.record, sync.updated_since, sync.open_run],
             max_cached_workflows=settings.worker_max_cached_workflows,
             workflow_runner=runner,
         )

@@ -8,11 +8,10 @@ of a job's cost on the server (see shared/reference/dev-server-limits.md and ben
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from core.contracts import (
     ERR_OUTPUT_EXPIRED,
     ERR_OUTPUT_INVALID,
@@ -44,24 +44,6 @@ from providers.base import Provider, ProviderRateLimited, ProviderRejected
 from storage.base import Storage
 from storage.keys import output_key
 from storage.sniff import sniff
-
-
-@asynccontextmanager
-async def heartbeating(every: float = 1.0) -> AsyncIterator[None]:
-    """Heartbeat in the background, so a stalled transfer still hears a cancel at once."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 @contextmanager

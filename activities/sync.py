@@ -14,10 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from core.contracts import (
     ERR_PROVIDER_RATE_LIMITED,
     ERR_PROVIDER_REJECTED,
@@ -26,9 +28,10 @@ from core.contracts import (
     ModuleStatus,
     PageRequest,
     RunRecord,
+    SyncRunInput,
     SyncStatus,
 )
-from core.models import SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
+from core.models import ACTIVE_SYNC_STATUSES, SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
 from providers.base import ProviderRateLimited, ProviderRejected
 from sync_modules.erp_client import ErpClient
 from sync_modules.registry import get_module
@@ -71,15 +74,16 @@ class SyncActivities:
             if row is not None and row.pages > request.page:
                 return progress_of(row)  # committed before a crash: don't count it twice
         try:
-            page = await self._erp.page(
-                request.company_id,
-                module.view,
-                cursor=request.cursor,
-                limit=request.page_size,
-                start_date=request.start_date,
-                end_date=request.end_date,
-                updated_since=request.updated_since,
-            )
+            async with heartbeating():  # a killed worker's page is retried within seconds
+                page = await self._erp.page(
+                    request.company_id,
+                    module.view,
+                    cursor=request.cursor,
+                    limit=request.page_size,
+                    start_date=request.start_date,
+                    end_date=request.end_date,
+                    updated_since=request.updated_since,
+                )
         except ProviderRateLimited as exc:
             # Not retried here: the workflow waits `retry_after` on a durable timer, so a
             # 429 storm never uses up the retries meant for real failures.
@@ -113,6 +117,44 @@ class SyncActivities:
             row.status = ModuleStatus.RUNNING.value
             row.updated_at = now
             return progress_of(row)
+
+    @activity.defn(name="sync.open_run")
+    async def open_run(self, run: SyncRunInput) -> str | None:
+        """Create the record of a scheduled run; the id of the company's active run if busy."""
+        fields: dict[str, Any] = {
+            "id": run.run_id,
+            "company_id": run.company_id,
+            "mode": run.mode.value,
+            "modules": run.modules,
+            "progress": {},
+            "triggered_by": "schedule",
+        }
+        async with self._sessions() as session:
+            if await session.get(SyncRun, run.run_id) is not None:
+                return None  # created by an earlier attempt of this activity
+            session.add(SyncRun(status=SyncStatus.QUEUED.value, **fields))
+            try:
+                await session.commit()
+                return None
+            except IntegrityError:
+                await session.rollback()
+            busy = await session.scalar(
+                select(SyncRun.id).where(
+                    SyncRun.company_id == run.company_id,
+                    SyncRun.status.in_(ACTIVE_SYNC_STATUSES),
+                )
+            )
+            # Keep a trace of the skipped run in the history.
+            session.add(
+                SyncRun(
+                    status=SyncStatus.CANCELED.value,
+                    error_message=f"skipped: run {busy} was in progress",
+                    finished_at=utcnow(),
+                    **fields,
+                )
+            )
+            await session.commit()
+            return busy or "unknown"
 
     @activity.defn(name="sync.updated_since")
     async def updated_since(self, company_id: str, modules: list[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.auth import KeyRing, ensure_keys
-from api.routes import health, jobs, webhooks
+from api.routes import health, jobs, schedules, sync_runs, webhooks
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from providers.registry import PROVIDER_NAMES, build_webhook_verifier
@@ -47,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(jobs.router)
+    app.include_router(sync_runs.router)
+    app.include_router(schedules.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
     return app

@@ -32,6 +32,7 @@ def main() -> None:
         ui_port=_env_int("TEMPORAL_UI_PORT", 8233),
         api_port=_env_int("API_PORT", 8000),
         emulator_port=None if real_replicate else _env_int("EMULATOR_PORT", 8100),
+        erp_port=None if os.environ.get("ERP_BASE_URL") else _env_int("ERP_EMULATOR_PORT", 8200),
         database_url=os.environ.get("DATABASE_URL"),
         storage_backend=os.environ.get("STORAGE_BACKEND", "local"),
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL"),
@@ -54,6 +55,7 @@ autosync is up
   Temporal UI   {stack.ui_url}
   Temporal      {stack.temporal_address}
   Replicate     {provider}
+  ERP           {stack.erp_url or os.environ.get("ERP_BASE_URL")}   (companies: acme, globex)
   database      {stack.database_url}
   storage       {config.storage_backend} ({config.data_dir / "storage"})
   dev API key   dev-key        (admin; try the README's curl examples)
@@ -64,7 +66,7 @@ Ctrl-C stops everything; jobs in flight carry on after the next `make up`.
     )
     try:
         while not stopping.wait(1.0):
-            for proc in (stack.temporal, stack.emulator, stack.api, stack.worker):
+            for proc in (stack.temporal, stack.emulator, stack.erp, stack.api, stack.worker):
                 if proc is not None and not proc.alive():
                     print(f"{proc.name} exited; see {proc.log_path}", flush=True)
                     stopping.set()

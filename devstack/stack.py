@@ -6,6 +6,7 @@ the benches (free ports, temp dirs). Every process is stopped by its PID.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ DEV_SERVER_TUNING = [
 EMULATOR_WEBHOOK_SECRET = "whsec_YXV0b3N5bmMtZGV2LXdlYmhvb2stc2VjcmV0LTMyYnk="
 EMULATOR_TOKEN = "emulator-token"
 WORKER_READY = "worker polling task queue"
+# Companies of the ERP emulator and their tokens (the same map on both sides).
+ERP_COMPANY_TOKENS = {"acme": "erp-dev-token", "globex": "erp-globex-token"}
 
 
 @dataclass
@@ -42,6 +45,7 @@ class StackConfig:
     ui_port: int | None = 8233  # None: headless
     api_port: int = 8000
     emulator_port: int | None = 8100  # None: talk to the real Replicate
+    erp_port: int | None = 8200  # None: talk to the ERP at ERP_BASE_URL
     database_url: str | None = None  # default: SQLite file in data_dir
     storage_backend: str = "local"
     s3_endpoint_url: str | None = None
@@ -59,6 +63,7 @@ class StackConfig:
             ui_port=None,
             api_port=free_port(),
             emulator_port=free_port(),
+            erp_port=free_port(),
             **kw,  # type: ignore[arg-type]
         )
 
@@ -70,6 +75,7 @@ class Stack:
         self.log_dir = (config.log_dir or self.data_dir / "logs").resolve()
         self.temporal: ManagedProcess | None = None
         self.emulator: ManagedProcess | None = None
+        self.erp: ManagedProcess | None = None
         self.api: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
         self._worker_generation = 0
@@ -87,6 +93,11 @@ class Stack:
     @property
     def emulator_url(self) -> str | None:
         port = self.config.emulator_port
+        return f"http://127.0.0.1:{port}" if port else None
+
+    @property
+    def erp_url(self) -> str | None:
+        port = self.config.erp_port
         return f"http://127.0.0.1:{port}" if port else None
 
     @property
@@ -120,6 +131,9 @@ class Stack:
             env["REPLICATE_BASE_URL"] = self.emulator_url
             env["REPLICATE_API_TOKEN"] = EMULATOR_TOKEN
             env["REPLICATE_WEBHOOK_SECRET"] = EMULATOR_WEBHOOK_SECRET
+        if self.erp_url:
+            env["ERP_BASE_URL"] = self.erp_url
+            env["ERP_TOKENS"] = json.dumps(ERP_COMPANY_TOKENS)
         env.update(self.config.env)
         return env
 
@@ -132,6 +146,8 @@ class Stack:
             upgrade(self.database_url)
             if self.config.emulator_port:
                 self.start_emulator()
+            if self.config.erp_port:
+                self.start_erp()
             self.start_api()
             self.start_worker()
         except BaseException:
@@ -172,6 +188,17 @@ class Stack:
         self.emulator = ManagedProcess("emulator", args, log_dir=self.log_dir, env=env, cwd=ROOT)
         self.emulator.start().wait_http(f"{self.emulator_url}/_emulator/health")
 
+    def start_erp(self) -> None:
+        port = self.config.erp_port
+        assert port is not None
+        env = {
+            "ERP_EMULATOR_TOKENS": json.dumps({t: c for c, t in ERP_COMPANY_TOKENS.items()}),
+            **{k: v for k, v in self.config.env.items() if k.startswith("ERP_EMULATOR_")},
+        }
+        args = [sys.executable, "-m", "emulators.erp", "--host", "127.0.0.1", "--port", str(port)]
+        self.erp = ManagedProcess("erp", args, log_dir=self.log_dir, env=env, cwd=ROOT)
+        self.erp.start().wait_http(f"{self.erp_url}/_emulator/health")
+
     def start_api(self) -> None:
         args = [
             sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
@@ -198,7 +225,7 @@ class Stack:
             self.worker.kill()
 
     def stop(self) -> None:
-        for proc in (self.worker, self.api, self.emulator, self.temporal):
+        for proc in (self.worker, self.api, self.erp, self.emulator, self.temporal):
             if proc is not None:
                 proc.stop()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +18,43 @@ class Page:
     next_cursor: str | None
 
 
+class Pacer:
+    """Spaces this process's requests at least `interval` apart.
+
+    The ERP task queue's rate limit caps requests of all workers together on average, but the
+    server's token bucket lets short bursts through; spacing them here keeps every second of a
+    worker's traffic under the limit too.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if self._interval <= 0:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class ErpClient:
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, tokens: dict[str, str]) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        tokens: dict[str, str],
+        min_interval: float = 0.0,
+    ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
         self._tokens = tokens
+        self._pacer = Pacer(min_interval)
 
     def token_for(self, company_id: str) -> str:
         try:
@@ -48,6 +82,7 @@ class ErpClient:
         ):
             if value:
                 params[name] = value
+        await self._pacer.wait()
         response = await self._http.get(
             f"{self._base}/v1/companies/{company_id}/views/{view}",
             params=params,

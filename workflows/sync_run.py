@@ -83,6 +83,21 @@ class SyncRunWorkflow:
     @workflow.run
     async def run(self, run: SyncRunInput) -> SyncRunResult:
         started = workflow.now()
+        if not run.run_id:
+            # Started by a schedule: the run has no id nor record yet.
+            run = replace(run, run_id=workflow.uuid4().hex)
+            self._run = run
+            busy = await workflow.execute_local_activity_method(
+                SyncActivities.open_run,
+                run,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RECORD_RETRY,
+            )
+            if busy is not None:
+                self._status = SyncStatus.CANCELED
+                self._error = f"skipped: run {busy} of company {run.company_id} is in progress"
+                self._publish()
+                return SyncRunResult(status=self._status, error_message=self._error)
         self._status = SyncStatus.RUNNING
         self._publish()
         await self._record(
@@ -194,6 +209,7 @@ class SyncRunWorkflow:
                     request,
                     task_queue=run.task_queue,
                     start_to_close_timeout=timedelta(seconds=120),
+                    heartbeat_timeout=timedelta(seconds=10),
                     retry_policy=RetryPolicy(
                         initial_interval=timedelta(seconds=1),
                         maximum_interval=timedelta(seconds=30),

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -17,6 +14,7 @@ from temporalio.service import RPCError
 
 from api.auth import Caller
 from api.deps import CurrentCaller, SessionDep, SettingsDep, StorageDep, TemporalDep
+from api.pagination import decode_cursor, encode_cursor
 from api.schemas import CancelRequest, JobCreate, JobPublic, JobsPublic, OutputPublic
 from core.contracts import (
     SA_KIND,
@@ -178,23 +176,6 @@ async def create_job(
     return job_public(job, settings)
 
 
-def _encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), job_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "cursor is not valid: pass the next_cursor of a previous page as is",
-        ) from None
-
-
 @router.get("", response_model=JobsPublic)
 async def list_my_jobs(
     caller: CurrentCaller,
@@ -213,13 +194,15 @@ async def list_my_jobs(
         kind=kind.value if kind else None,
         status=status_.value if status_ else None,
         project_id=project_id,
-        before=_decode_cursor(cursor) if cursor else None,
+        before=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
     page = list(rows[:limit])
     return JobsPublic(
         items=[job_public(job, settings) for job in page],
-        next_cursor=_encode_cursor(page[-1]) if len(rows) > limit else None,
+        next_cursor=(
+            encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+        ),
     )
 
 

@@ -32,6 +32,13 @@ E2E_ENV = {
     "REPLICATE_EMULATOR_STARTING_SECONDS": "0.2",
     "REPLICATE_EMULATOR_PROCESSING_SECONDS": "0.4",
     "REPLICATE_EMULATOR_TRAINING_PROCESSING_SECONDS": "1.0",
+    # ~125 rows per view and month, pages of 50: a month is a few pages per module.
+    "ERP_EMULATOR_ROWS_PER_VIEW": "3000",
+    "SYNC_PAGE_SIZE": "50",
+    # The upstream limit, for all runs and workers together: 10 requests/s.
+    "SYNC_MIN_INTERVAL_SECONDS": "0.1",
+    "SYNC_CONCURRENCY": "2",
+    "SYNC_MAX_RETRIES": "2",
 }
 
 

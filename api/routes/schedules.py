@@ -1,0 +1,221 @@
+"""Scheduled incremental syncs (admin only): one Temporal Schedule per company.
+
+The schedule starts SyncRunWorkflow every N minutes with overlap policy SKIP; a run that finds
+the company busy (a manual run in progress) records itself as skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import SettingsDep, TemporalDep
+from api.routes.sync_runs import AdminCaller
+from core.contracts import SA_COMPANY, SyncMode, SyncRunInput
+from core.settings import Settings
+from sync_modules.registry import all_modules
+from workflows.sync_run import SyncRunWorkflow
+
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+PREFIX = "sync-incremental-"
+_COMPANY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    company_id: str = Field(pattern=_COMPANY)
+    every_minutes: int = Field(ge=1, le=7 * 24 * 60, description="minutes between runs")
+    paused: bool = False
+
+
+class ScheduleRetime(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    every_minutes: int = Field(ge=1, le=7 * 24 * 60)
+
+
+class SchedulePublic(BaseModel):
+    company_id: str
+    schedule_id: str
+    every_minutes: int | None
+    paused: bool
+    note: str | None
+    next_runs: list[datetime]
+    recent_runs: list[str] = Field(description="workflow ids of the latest runs it started")
+
+
+def schedule_id(company_id: str) -> str:
+    return f"{PREFIX}{company_id}"
+
+
+def _action(settings: Settings, company_id: str) -> ScheduleActionStartWorkflow:
+    return ScheduleActionStartWorkflow(
+        SyncRunWorkflow.run,
+        SyncRunInput(
+            run_id="",  # the workflow makes one per run
+            company_id=company_id,
+            mode=SyncMode.INCREMENTAL,
+            modules=list(all_modules()),
+            page_size=settings.sync_page_size,
+            concurrency=settings.sync_concurrency,
+            max_retries=settings.sync_max_retries,
+            task_queue=settings.erp_task_queue,
+        ),
+        id=f"sync-run-scheduled-{company_id}",
+        task_queue=settings.sync_task_queue,
+        typed_search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(SA_COMPANY, company_id)]
+        ),
+    )
+
+
+async def _public(handle: ScheduleHandle, company_id: str) -> SchedulePublic:
+    described = await handle.describe()
+    intervals = described.schedule.spec.intervals
+    return SchedulePublic(
+        company_id=company_id,
+        schedule_id=handle.id,
+        every_minutes=int(intervals[0].every.total_seconds() // 60) if intervals else None,
+        paused=described.schedule.state.paused,
+        note=described.schedule.state.note or None,
+        next_runs=list(described.info.next_action_times[:3]),
+        recent_runs=[
+            action.action.workflow_id
+            for action in described.info.recent_actions[-5:]
+            if hasattr(action.action, "workflow_id")
+        ],
+    )
+
+
+async def _handle(temporal: Client, company_id: str) -> ScheduleHandle:
+    handle = temporal.get_schedule_handle(schedule_id(company_id))
+    try:
+        await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"company {company_id} has no schedule"
+            ) from exc
+        raise
+    return handle
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SchedulePublic)
+async def create_schedule(
+    body: ScheduleCreate, caller: AdminCaller, temporal: TemporalDep, settings: SettingsDep
+) -> SchedulePublic:
+    """Run an incremental sync of the company every N minutes (overlapping runs are skipped)."""
+    if body.company_id not in settings.erp_tokens:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"company {body.company_id!r} has no ERP token configured (ERP_TOKENS)",
+        )
+    try:
+        handle = await temporal.create_schedule(
+            schedule_id(body.company_id),
+            Schedule(
+                action=_action(settings, body.company_id),
+                spec=ScheduleSpec(
+                    intervals=[ScheduleIntervalSpec(every=timedelta(minutes=body.every_minutes))]
+                ),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+                state=ScheduleState(paused=body.paused, note=f"created by {caller.user_id}"),
+            ),
+        )
+    except ScheduleAlreadyRunningError:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"company {body.company_id} already has a schedule"
+        ) from None
+    return await _public(handle, body.company_id)
+
+
+@router.get("", response_model=list[SchedulePublic])
+async def list_schedules(caller: AdminCaller, temporal: TemporalDep) -> list[SchedulePublic]:
+    """Every company's schedule."""
+    found: list[SchedulePublic] = []
+    async for entry in await temporal.list_schedules():
+        if entry.id.startswith(PREFIX):
+            company = entry.id.removeprefix(PREFIX)
+            found.append(await _public(temporal.get_schedule_handle(entry.id), company))
+    return sorted(found, key=lambda s: s.company_id)
+
+
+@router.get("/{company_id}", response_model=SchedulePublic)
+async def read_schedule(
+    company_id: str, caller: AdminCaller, temporal: TemporalDep
+) -> SchedulePublic:
+    """One company's schedule, with its next run times."""
+    return await _public(await _handle(temporal, company_id), company_id)
+
+
+@router.post("/{company_id}/pause", response_model=SchedulePublic)
+async def pause_schedule(
+    company_id: str, caller: AdminCaller, temporal: TemporalDep
+) -> SchedulePublic:
+    """Stop starting runs until resumed."""
+    handle = await _handle(temporal, company_id)
+    await handle.pause(note=f"paused by {caller.user_id}")
+    return await _public(handle, company_id)
+
+
+@router.post("/{company_id}/resume", response_model=SchedulePublic)
+async def resume_schedule(
+    company_id: str, caller: AdminCaller, temporal: TemporalDep
+) -> SchedulePublic:
+    """Start runs again."""
+    handle = await _handle(temporal, company_id)
+    await handle.unpause(note=f"resumed by {caller.user_id}")
+    return await _public(handle, company_id)
+
+
+@router.post(
+    "/{company_id}/trigger", status_code=status.HTTP_202_ACCEPTED, response_model=SchedulePublic
+)
+async def trigger_schedule(
+    company_id: str, caller: AdminCaller, temporal: TemporalDep
+) -> SchedulePublic:
+    """Start a run now (skipped if one is running)."""
+    handle = await _handle(temporal, company_id)
+    await handle.trigger()
+    return await _public(handle, company_id)
+
+
+@router.patch("/{company_id}", response_model=SchedulePublic)
+async def retime_schedule(
+    company_id: str, body: ScheduleRetime, caller: AdminCaller, temporal: TemporalDep
+) -> SchedulePublic:
+    """Change how often it runs."""
+    handle = await _handle(temporal, company_id)
+
+    def retime(update: ScheduleUpdateInput) -> ScheduleUpdate:
+        schedule = update.description.schedule
+        schedule.spec = ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(minutes=body.every_minutes))]
+        )
+        return ScheduleUpdate(schedule=schedule)
+
+    await handle.update(retime)
+    return await _public(handle, company_id)
+
+
+@router.delete("/{company_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_schedule(company_id: str, caller: AdminCaller, temporal: TemporalDep) -> None:
+    """Remove the schedule (runs already started go on)."""
+    await (await _handle(temporal, company_id)).delete()

@@ -1,0 +1,346 @@
+"""Sync runs (admin only): start, read with live progress and logs, list, cancel."""
+
+from __future__ import annotations
+
+import calendar
+import re
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from api.auth import Caller
+from api.deps import CurrentCaller, SessionDep, SettingsDep, TemporalDep
+from api.pagination import decode_cursor, encode_cursor
+from core.contracts import (
+    SA_COMPANY,
+    SA_STATUS,
+    TERMINAL_SYNC_STATUSES,
+    SyncMode,
+    SyncRunInput,
+    SyncStatus,
+    sync_run_workflow_id,
+)
+from core.models import ACTIVE_SYNC_STATUSES, SyncRun, SyncRunLog, SyncRunModule
+from core.settings import Settings
+from sync_modules.registry import all_modules
+from workflows.sync_run import SyncRunWorkflow
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def require_admin(caller: CurrentCaller) -> Caller:
+    if not caller.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "sync runs need an admin API key")
+    return caller
+
+
+AdminCaller = Annotated[Caller, Depends(require_admin)]
+router = APIRouter(prefix="/v1/sync-runs", tags=["sync runs"])
+
+
+class SyncRunCreate(BaseModel):
+    """A run: `incremental` (from each module's cursor) or `period` (a month or two dates)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"company_id": "acme", "mode": "period", "month": "2024-12"}]
+        },
+    )
+
+    company_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    mode: SyncMode
+    month: str | None = Field(None, description="period runs: YYYY-MM")
+    start_date: date | None = None
+    end_date: date | None = None
+    modules: list[str] | None = Field(None, description="a subset of the modules; default all")
+
+    @model_validator(mode="after")
+    def _check(self) -> SyncRunCreate:
+        known = list(all_modules())
+        unknown = [m for m in self.modules or [] if m not in known]
+        if unknown:
+            raise ValueError(f"unknown modules {unknown}; known: {', '.join(known)}")
+        if self.modules is not None and not self.modules:
+            raise ValueError("modules, when given, must name at least one module")
+        if self.mode == SyncMode.INCREMENTAL:
+            if self.month or self.start_date or self.end_date:
+                raise ValueError(
+                    "incremental runs take no month or dates (they start from each module's cursor)"
+                )
+            return self
+        if self.month:
+            if self.start_date or self.end_date:
+                raise ValueError("give either month or start_date/end_date, not both")
+            match = _MONTH.match(self.month)
+            if not match or not 1 <= int(match.group(2)) <= 12:
+                raise ValueError(f"month {self.month!r} must look like 2024-12 (YYYY-MM)")
+            year, month = int(match.group(1)), int(match.group(2))
+            self.start_date = date(year, month, 1)
+            self.end_date = date(year, month, calendar.monthrange(year, month)[1])
+        if not self.start_date or not self.end_date:
+            raise ValueError("period runs need month (YYYY-MM) or both start_date and end_date")
+        if self.end_date < self.start_date:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+        return self
+
+
+class ModulePublic(BaseModel):
+    status: str
+    processed: int = 0
+    skipped: int = 0
+    errors: int = 0
+    pages: int = 0
+    error: str | None = None
+
+
+class LogPublic(BaseModel):
+    id: int
+    at: datetime
+    level: str
+    module: str | None
+    message: str
+    metadata: dict[str, Any]
+
+
+class SyncRunPublic(BaseModel):
+    id: str
+    company_id: str
+    mode: SyncMode
+    start_date: date | None
+    end_date: date | None
+    status: SyncStatus
+    current_module: str | None
+    modules: dict[str, ModulePublic]
+    error_message: str | None
+    triggered_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    workflow_id: str
+    workflow_url: str | None
+    recent_logs: list[LogPublic] = Field(default_factory=list)
+
+
+class SyncRunsPublic(BaseModel):
+    items: list[SyncRunPublic]
+    next_cursor: str | None
+
+
+class LogsPublic(BaseModel):
+    items: list[LogPublic]
+    next_after: int | None = Field(description="pass as ?after= for the next page")
+
+
+def log_public(log: SyncRunLog) -> LogPublic:
+    return LogPublic(id=log.id, at=log.at, level=log.level, module=log.module,
+                     message=log.message, metadata=log.metadata_)  # fmt: skip
+
+
+def run_public(
+    run: SyncRun,
+    settings: Settings,
+    live: dict[str, SyncRunModule] | None = None,
+    logs: list[SyncRunLog] | None = None,
+) -> SyncRunPublic:
+    modules: dict[str, ModulePublic] = {}
+    for name in run.modules:
+        row = (live or {}).get(name)
+        entry = run.progress.get("modules", {}).get(name, {})
+        if row is not None:
+            modules[name] = ModulePublic(status=row.status, processed=row.processed,
+                                         skipped=row.skipped, errors=row.errors,
+                                         pages=row.pages, error=row.error)  # fmt: skip
+        else:
+            modules[name] = ModulePublic(**{"status": "pending", **entry})
+    workflow_id = sync_run_workflow_id(run.id)
+    ui = settings.temporal_ui_url.rstrip("/")
+    return SyncRunPublic(
+        id=run.id, company_id=run.company_id, mode=SyncMode(run.mode), start_date=run.start_date,
+        end_date=run.end_date, status=SyncStatus(run.status), current_module=run.current_module,
+        modules=modules, error_message=run.error_message, triggered_by=run.triggered_by,
+        created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
+        workflow_id=workflow_id,
+        workflow_url=f"{ui}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
+        if ui else None,
+        recent_logs=[log_public(log) for log in logs or []],
+    )  # fmt: skip
+
+
+async def get_run(session: SessionDep, run_id: str) -> SyncRun:
+    run = await session.get(SyncRun, run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sync run {run_id} not found")
+    return run
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SyncRunPublic)
+async def start_sync_run(
+    body: SyncRunCreate,
+    caller: AdminCaller,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> SyncRunPublic:
+    """Start a run; 409 with the running run's id while the company already has one."""
+    if body.company_id not in settings.erp_tokens:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"company {body.company_id!r} has no ERP token configured (ERP_TOKENS)",
+        )
+    modules = body.modules or list(all_modules())
+    run = SyncRun(
+        id=uuid.uuid4().hex, company_id=body.company_id, mode=body.mode.value,
+        start_date=body.start_date, end_date=body.end_date, modules=modules,
+        status=SyncStatus.QUEUED.value, progress={}, triggered_by=caller.user_id,
+    )  # fmt: skip
+    session.add(run)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        running = await session.scalar(
+            select(SyncRun.id).where(
+                SyncRun.company_id == body.company_id, SyncRun.status.in_(ACTIVE_SYNC_STATUSES)
+            )
+        )
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            {"message": f"company {body.company_id} already has a run in progress",
+             "running_run_id": running},
+        ) from None  # fmt: skip
+    try:
+        await temporal.start_workflow(
+            SyncRunWorkflow.run,
+            SyncRunInput(
+                run_id=run.id, company_id=run.company_id, mode=body.mode, modules=modules,
+                start_date=body.start_date.isoformat() if body.start_date else None,
+                end_date=body.end_date.isoformat() if body.end_date else None,
+                page_size=settings.sync_page_size, concurrency=settings.sync_concurrency,
+                max_retries=settings.sync_max_retries, task_queue=settings.erp_task_queue,
+            ),
+            id=sync_run_workflow_id(run.id),
+            task_queue=settings.sync_task_queue,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(SA_COMPANY, run.company_id),
+                SearchAttributePair(SA_STATUS, SyncStatus.QUEUED.value),
+            ]),
+            static_summary=f"{body.mode.value} sync · company {run.company_id}"
+            + (f" · {body.start_date}..{body.end_date}" if body.start_date else ""),
+        )  # fmt: skip
+    except RPCError as exc:
+        run.status = SyncStatus.FAILED.value
+        run.error_message = f"could not start the run: {exc.message}"
+        await session.commit()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
+        ) from exc
+    return run_public(run, settings)
+
+
+@router.get("", response_model=SyncRunsPublic)
+async def list_sync_runs(
+    caller: AdminCaller,
+    session: SessionDep,
+    settings: SettingsDep,
+    company_id: str | None = None,
+    status_: Annotated[SyncStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> SyncRunsPublic:
+    """History of runs, newest first, filtered by company and status."""
+    query = select(SyncRun)
+    if company_id:
+        query = query.where(SyncRun.company_id == company_id)
+    if status_:
+        query = query.where(SyncRun.status == status_.value)
+    if cursor:
+        created, run_id = decode_cursor(cursor)
+        query = query.where(or_(SyncRun.created_at < created,
+                                and_(SyncRun.created_at == created, SyncRun.id < run_id)))  # fmt: skip
+    rows = (
+        await session.scalars(
+            query.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit + 1)
+        )
+    ).all()
+    page = list(rows[:limit])
+    return SyncRunsPublic(
+        items=[run_public(run, settings) for run in page],
+        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None,
+    )
+
+
+@router.get("/{run_id}", response_model=SyncRunPublic)
+async def read_sync_run(
+    run_id: str, caller: AdminCaller, session: SessionDep, settings: SettingsDep
+) -> SyncRunPublic:
+    """A run with its live per-module progress and its 20 latest log lines."""
+    run = await get_run(session, run_id)
+    live = {
+        row.module: row
+        for row in (
+            await session.scalars(select(SyncRunModule).where(SyncRunModule.run_id == run_id))
+        ).all()
+    }
+    logs = (
+        await session.scalars(
+            select(SyncRunLog).where(SyncRunLog.run_id == run_id)
+            .order_by(SyncRunLog.id.desc()).limit(20)
+        )
+    ).all()  # fmt: skip
+    return run_public(run, settings, live, list(reversed(logs)))
+
+
+@router.get("/{run_id}/logs", response_model=LogsPublic)
+async def read_sync_run_logs(
+    run_id: str,
+    caller: AdminCaller,
+    session: SessionDep,
+    level: Annotated[str | None, Query(pattern="^(info|warn|error)$")] = None,
+    module: str | None = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> LogsPublic:
+    """A run's log, oldest first, filtered by level and module; page with ?after=."""
+    await get_run(session, run_id)
+    query = select(SyncRunLog).where(SyncRunLog.run_id == run_id, SyncRunLog.id > after)
+    if level:
+        query = query.where(SyncRunLog.level == level)
+    if module:
+        query = query.where(SyncRunLog.module == module)
+    rows = (await session.scalars(query.order_by(SyncRunLog.id).limit(limit + 1))).all()
+    page = list(rows[:limit])
+    return LogsPublic(
+        items=[log_public(log) for log in page],
+        next_after=page[-1].id if len(rows) > limit else None,
+    )
+
+
+@router.post("/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=SyncRunPublic)
+async def cancel_sync_run(
+    run_id: str,
+    caller: AdminCaller,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> SyncRunPublic:
+    """Stop a run before its running module's next page; stored rows are kept."""
+    run = await get_run(session, run_id)
+    if SyncStatus(run.status) in TERMINAL_SYNC_STATUSES:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"sync run {run_id} is already {run.status}")
+    try:
+        await temporal.get_workflow_handle(sync_run_workflow_id(run_id)).signal(
+            SyncRunWorkflow.cancel, f"canceled by {caller.user_id}"
+        )
+    except RPCError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"could not reach the run: {exc.message}"
+        ) from exc
+    return run_public(run, settings)

@@ -1,0 +1,82 @@
+"""The ERP's data API (`/v1/companies/{company}/views/{view}...`), bearer-token protected.
+
+Listings are keyset-paged in id order: `next_cursor` is the last id of the page (null on the
+last page) and goes back as `after`. A row changed mid-walk keeps its id and so its place:
+every row present when a walk starts is served exactly once, changed or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from emulators.erp import paging
+from emulators.erp.deps import CallerDep, EmulatorDep, view_for
+from emulators.erp.faults import rows_to_mutate
+from emulators.erp.filters import parse_after, parse_filters, parse_limit
+from emulators.erp.problems import ApiProblem
+
+router = APIRouter(prefix="/v1/companies/{company}/views/{view}")
+
+
+@router.get("")
+async def list_rows(
+    company: str,
+    view: str,
+    caller: CallerDep,
+    emulator: EmulatorDep,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    updated_since: str | None = None,
+    after: str | None = None,
+    limit: str | None = None,
+) -> dict[str, Any]:
+    """One page of rows in id order, filtered by business date and `updated_at`."""
+    data = view_for(emulator, caller, company, view)
+    filters = parse_filters(start_date, end_date, updated_since)
+    config = emulator.config
+    size = parse_limit(limit, default=config.default_page_size, maximum=config.max_page_size)
+    indices, more = paging.page(data, filters, parse_after(after, data.spec), size)
+    items = [data.row(index) for index in indices]
+    faults = emulator.faults.faults
+    if faults.mutate_between_pages and more:
+        stop = paging.plan(data, filters).window.stop
+        emulator.touch(data, rows_to_mutate(data.layout, indices[-1], stop))
+    if faults.slow_page_seconds:
+        await asyncio.sleep(faults.slow_page_seconds)
+    return {
+        "view": view,
+        "company": company,
+        "items": items,
+        "next_cursor": items[-1]["id"] if more else None,
+        "count": len(items),
+    }
+
+
+@router.get("/count")
+async def count_rows(
+    company: str,
+    view: str,
+    caller: CallerDep,
+    emulator: EmulatorDep,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    updated_since: str | None = None,
+) -> dict[str, int]:
+    """How many rows the same filters would list, without paging through them."""
+    data = view_for(emulator, caller, company, view)
+    return {"count": paging.count(data, parse_filters(start_date, end_date, updated_since))}
+
+
+@router.get("/{row_id}")
+async def get_row(
+    company: str, view: str, row_id: str, caller: CallerDep, emulator: EmulatorDep
+) -> dict[str, Any]:
+    """One row with its `details` (sale items, payment history, apportionment, movements)."""
+    data = view_for(emulator, caller, company, view)
+    index = data.spec.index_of(row_id)
+    if index is None or not 0 <= index < data.rows:
+        raise ApiProblem(404, "not found", f"no row {row_id!r} in {view} of company {company!r}")
+    return data.row_with_details(index)

@@ -1,0 +1,126 @@
+"""The emulator's own control and observation routes (`/_emulator/...`, no auth).
+
+Tests use them to change rows, switch faults on and read what clients did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from emulators.erp.deps import EmulatorDep, unknown_view
+from emulators.erp.faults import Faults
+from emulators.erp.layout import format_us
+from emulators.erp.problems import ApiProblem, bad_parameter
+from emulators.erp.views import VIEWS
+
+router = APIRouter(prefix="/_emulator")
+
+
+class TouchRequest(BaseModel):
+    """Either `count` rows spread evenly over the view, or these `ids`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int | None = Field(default=None, ge=1)
+    ids: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TouchRequest:
+        if (self.count is None) == (self.ids is None):
+            raise ValueError("give exactly one of count or ids")
+        return self
+
+
+@router.get("/health")
+async def health() -> dict[str, bool]:
+    """Liveness."""
+    return {"ok": True}
+
+
+@router.get("/info")
+async def info(emulator: EmulatorDep) -> dict[str, Any]:
+    """What the emulator serves: companies, views and their shape, sizes and data range."""
+    config = emulator.config
+    return {
+        "companies": sorted(config.companies),
+        "views": {
+            spec.name: {"id_prefix": spec.prefix, "date_field": spec.date_field}
+            for spec in VIEWS.values()
+        },
+        "rows_per_view": config.rows_per_view,
+        "seed": config.seed,
+        "data_start": config.data_start.isoformat(),
+        "data_days": config.data_days,
+        "default_page_size": config.default_page_size,
+        "max_page_size": config.max_page_size,
+    }
+
+
+@router.post("/rows/{company}/{view}/touch")
+async def touch(
+    company: str, view: str, body: TouchRequest, emulator: EmulatorDep
+) -> dict[str, Any]:
+    """Change rows now: `updated_at` becomes now and a field (status, quantity) changes.
+
+    `count` rows are spread evenly over the view (the same ones for the same count).
+    """
+    if company not in emulator.config.companies:
+        raise ApiProblem(404, "unknown company", f"no company {company!r}")
+    if view not in VIEWS:
+        raise unknown_view(view)
+    data = emulator.view(company, view)
+    if body.count is not None:
+        if body.count > data.rows:
+            raise bad_parameter("count", f"count must be at most {data.rows} (rows_per_view)")
+        indices = [k * data.rows // body.count for k in range(body.count)]
+    else:
+        indices = []
+        for row_id in body.ids or []:
+            index = data.spec.index_of(row_id)
+            if index is None or not 0 <= index < data.rows:
+                raise bad_parameter("ids", f"no row {row_id!r} in {view}")
+            indices.append(index)
+    at = emulator.touch(data, indices)
+    return {
+        "company": company,
+        "view": view,
+        "ids": [data.spec.row_id(index) for index in indices],
+        "updated_at": format_us(at),
+    }
+
+
+@router.get("/faults")
+async def get_faults(emulator: EmulatorDep) -> Faults:
+    """The global faults; `server_error_burst` shows how many errors are left."""
+    return emulator.faults.faults
+
+
+@router.put("/faults")
+async def put_faults(faults: Faults, emulator: EmulatorDep) -> Faults:
+    """Replace the global faults (fields left out go back to their defaults)."""
+    emulator.faults.replace(faults)
+    return emulator.faults.faults
+
+
+@router.delete("/faults")
+async def delete_faults(emulator: EmulatorDep) -> Faults:
+    """No faults."""
+    emulator.faults.reset()
+    emulator.limiter.reset()
+    return emulator.faults.faults
+
+
+@router.get("/stats")
+async def stats(emulator: EmulatorDep) -> dict[str, Any]:
+    """Data requests by kind and status, and served/rejected per (second, token)."""
+    return emulator.stats.snapshot()
+
+
+@router.post("/reset")
+async def reset(emulator: EmulatorDep) -> dict[str, bool]:
+    """Forget changed rows, faults, rate limit history and counters."""
+    emulator.reset()
+    return {"ok": True}
