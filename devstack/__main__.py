@@ -15,6 +15,14 @@ from pathlib import Path
 
 from devstack.stack import ROOT, Stack, StackConfig
 
+# The embedded stack's ERP is big enough, and polite enough (5 requests/s), that a month's
+# sync takes a few seconds: long enough to watch its modules advance.
+WATCHABLE_SYNC = {
+    "ERP_EMULATOR_ROWS_PER_VIEW": "20000",
+    "SYNC_PAGE_SIZE": "200",
+    "SYNC_MIN_INTERVAL_SECONDS": "0.2",
+}
+
 
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
@@ -38,6 +46,7 @@ def main() -> None:
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL"),
         s3_bucket=os.environ.get("S3_BUCKET", "autosync"),
         api_keys=os.environ.get("BOOTSTRAP_API_KEYS", "dev-key=dev:admin"),
+        env={**WATCHABLE_SYNC, **{k: os.environ[k] for k in WATCHABLE_SYNC if k in os.environ}},
     )
     stack = Stack(config)
     stopping = threading.Event()

@@ -14,11 +14,20 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from core.contracts import SEARCH_ATTRIBUTES, JobStatus, PollPolicy, ProviderEvent
+from core.contracts import (
+    SEARCH_ATTRIBUTES,
+    JobStatus,
+    PollPolicy,
+    ProviderEvent,
+    SyncMode,
+    SyncRunInput,
+)
 from devstack.processes import temporal_cli_path
 from tests.workflows import fakes
 from tests.workflows.test_media_job import job, start, wait_for
+from tests.workflows.test_sync_run import FakeUpstream
 from workflows.media_job import MediaJobWorkflow
+from workflows.sync_run import SyncRunWorkflow
 
 HERE = Path(__file__).parent / "histories"
 
@@ -56,10 +65,32 @@ async def main() -> None:
             await handle.result()
             scenarios["cancel"] = handle
 
+            upstream = FakeUpstream()
+            sync_tq = f"rec-sync-{uuid.uuid4()}"
+            async with Worker(
+                env.client,
+                task_queue=sync_tq,
+                workflows=[SyncRunWorkflow],
+                activities=upstream.activities(),
+            ):
+                upstream.fail_module = "estoque"
+                upstream.rate_limited = 1
+                run = SyncRunInput(
+                    run_id=uuid.uuid4().hex, company_id="acme", mode=SyncMode.PERIOD,
+                    modules=["vendas", "estoque"], start_date="2024-12-01",
+                    end_date="2024-12-31", task_queue=sync_tq, search_attributes=True,
+                )  # fmt: skip
+                handle = await env.client.start_workflow(
+                    SyncRunWorkflow.run, run, id=f"sync-run-{run.run_id}", task_queue=sync_tq
+                )
+                await handle.result()
+                scenarios["sync_run"] = handle
+
             HERE.mkdir(exist_ok=True)
             for name, h in scenarios.items():
                 history = await h.fetch_history()
-                (HERE / f"media_job_{name}.json").write_text(history.to_json())
+                prefix = "" if name.startswith("sync") else "media_job_"
+                (HERE / f"{prefix}{name}.json").write_text(history.to_json())
                 print("recorded", name)
     finally:
         await env.shutdown()
