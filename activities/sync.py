@@ -13,6 +13,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,7 +33,7 @@ from core.contracts import (
     SyncStatus,
 )
 from core.models import ACTIVE_SYNC_STATUSES, SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
-from providers.base import ProviderRateLimited, ProviderRejected
+from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
 from sync_modules.erp_client import ErpClient
 from sync_modules.registry import get_module
 from sync_modules.store import upsert_rows
@@ -47,6 +48,7 @@ def progress_of(row: SyncRunModule) -> ModuleProgress:
         skipped=row.skipped,
         errors=row.errors,
         pages=row.pages,
+        enriched=row.enriched,
         cursor=row.cursor,
         done=row.done,
         error=row.error,
@@ -84,6 +86,7 @@ class SyncActivities:
                     end_date=request.end_date,
                     updated_since=request.updated_since,
                 )
+                enriched = await self._enrich(request, module.view, page.items)
         except ProviderRateLimited as exc:
             # Not retried here: the workflow waits `retry_after` on a durable timer, so a
             # 429 storm never uses up the retries meant for real failures.
@@ -111,12 +114,30 @@ class SyncActivities:
             row.processed += written
             row.skipped += skipped
             row.errors += errors
+            row.enriched += enriched
             row.pages += 1
             row.cursor = page.next_cursor or (str(rows[-1]["external_id"]) if rows else row.cursor)
             row.done = page.next_cursor is None
             row.status = ModuleStatus.RUNNING.value
             row.updated_at = now
             return progress_of(row)
+
+    async def _enrich(self, request: PageRequest, view: str, items: list[dict[str, Any]]) -> int:
+        """Add `details` to the first `request.enrich` items (one detail request each).
+
+        Best effort: the first refused or failed detail ends the page's enrichment, and the
+        unused budget goes back to the run. A page never fails, nor is fetched again, for it.
+        """
+        count = 0
+        for item in items[: max(0, request.enrich)]:
+            try:
+                detail = await self._erp.detail(request.company_id, view, str(item["id"]))
+            except (ProviderError, httpx.HTTPError) as exc:
+                activity.logger.warning("enrichment of %s stopped: %s", view, exc)
+                break
+            item["details"] = detail.get("details", detail)
+            count += 1
+        return count
 
     @activity.defn(name="sync.open_run")
     async def open_run(self, run: SyncRunInput) -> str | None:

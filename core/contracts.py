@@ -300,6 +300,7 @@ class SyncRunInput:
     concurrency: int = 1  # modules run at once (the seed's CONCURRENCY)
     max_retries: int = 5  # attempts per page, 429s excepted (the seed's MAX_RETRIES)
     task_queue: str = "erp-sync"  # rate-limited queue of the page activities
+    max_enrich: int = 0  # records enriched with their detail endpoint, per run (all modules)
     search_attributes: bool = True
 
 
@@ -310,6 +311,7 @@ class ModuleProgress:
     skipped: int = 0
     errors: int = 0
     pages: int = 0
+    enriched: int = 0
     cursor: str | None = None
     done: bool = False  # the upstream has no more pages
     error: str | None = None
@@ -328,6 +330,7 @@ class PageRequest:
     start_date: str | None = None
     end_date: str | None = None
     updated_since: str | None = None
+    enrich: int = 0  # at most this many rows of the page get their details fetched
 
 
 @dataclass

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     sync_concurrency: int = 1
     sync_max_retries: int = 5
     sync_page_size: int = 1000
+    # Records per run whose detail endpoint is fetched to enrich them (0: no enrichment)
+    max_enrich_per_run: int = 0
 
     # API keys created at start-up, "key=user[:admin]" separated by commas.
     bootstrap_api_keys: str = ""

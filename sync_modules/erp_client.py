@@ -90,3 +90,12 @@ class ErpClient:
         )
         body = raise_for_status(response)
         return Page(items=list(body["items"]), next_cursor=body.get("next_cursor"))
+
+    async def detail(self, company_id: str, view: str, record_id: str) -> dict[str, Any]:
+        await self._pacer.wait()
+        response = await self._http.get(
+            f"{self._base}/v1/companies/{company_id}/views/{view}/{record_id}",
+            headers={"Authorization": f"Bearer {self.token_for(company_id)}"},
+        )
+        body: dict[str, Any] = raise_for_status(response)
+        return body

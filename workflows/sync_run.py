@@ -62,6 +62,8 @@ class SyncRunWorkflow:
         self._modules = {name: ModuleProgress() for name in run.modules}
         self._cancel_reason: str | None = None
         self._error: str | None = None
+        # Enrichment budget left for the run; a page reserves its share before it runs.
+        self._enrich_left = run.max_enrich
 
     @workflow.signal
     def cancel(self, reason: str = "canceled by user") -> None:
@@ -192,6 +194,8 @@ class SyncRunWorkflow:
                     f"canceled after {progress.pages} pages; stored rows are kept",
                 )
                 return
+            reserved = min(self._enrich_left, run.page_size)
+            self._enrich_left -= reserved
             request = PageRequest(
                 run_id=run.run_id,
                 company_id=run.company_id,
@@ -202,7 +206,9 @@ class SyncRunWorkflow:
                 start_date=run.start_date,
                 end_date=run.end_date,
                 updated_since=updated_since,
+                enrich=reserved,
             )
+            enriched_before = progress.enriched
             try:
                 progress = await workflow.execute_activity_method(
                     SyncActivities.fetch_page,
@@ -219,6 +225,7 @@ class SyncRunWorkflow:
                     summary=f"{name} page {progress.pages + 1}",
                 )
             except ActivityError as err:
+                self._enrich_left += reserved
                 cause = err.cause
                 if isinstance(cause, ApplicationError) and cause.type == ERR_PROVIDER_RATE_LIMITED:
                     wait = cause.details[0] if cause.details else DEFAULT_RETRY_AFTER
@@ -227,6 +234,7 @@ class SyncRunWorkflow:
                 failed = replace(progress, status=ModuleStatus.FAILED, error=describe_failure(err))
                 await self._module_ends(name, failed, "error", f"module failed: {failed.error}")
                 return
+            self._enrich_left += reserved - (progress.enriched - enriched_before)
             self._modules[name] = progress
         done = replace(progress, status=ModuleStatus.DONE)
         await self._module_ends(

@@ -77,6 +77,7 @@ def _action(settings: Settings, company_id: str) -> ScheduleActionStartWorkflow:
             concurrency=settings.sync_concurrency,
             max_retries=settings.sync_max_retries,
             task_queue=settings.erp_task_queue,
+            max_enrich=settings.max_enrich_per_run,
         ),
         id=f"sync-run-scheduled-{company_id}",
         task_queue=settings.sync_task_queue,

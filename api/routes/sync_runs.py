@@ -98,6 +98,7 @@ class ModulePublic(BaseModel):
     skipped: int = 0
     errors: int = 0
     pages: int = 0
+    enriched: int = 0
     error: str | None = None
 
 
@@ -157,7 +158,8 @@ def run_public(
         if row is not None:
             modules[name] = ModulePublic(status=row.status, processed=row.processed,
                                          skipped=row.skipped, errors=row.errors,
-                                         pages=row.pages, error=row.error)  # fmt: skip
+                                         pages=row.pages, enriched=row.enriched,
+                                         error=row.error)  # fmt: skip
         else:
             modules[name] = ModulePublic(**{"status": "pending", **entry})
     workflow_id = sync_run_workflow_id(run.id)
@@ -225,6 +227,7 @@ async def start_sync_run(
                 end_date=body.end_date.isoformat() if body.end_date else None,
                 page_size=settings.sync_page_size, concurrency=settings.sync_concurrency,
                 max_retries=settings.sync_max_retries, task_queue=settings.erp_task_queue,
+                max_enrich=settings.max_enrich_per_run,
             ),
             id=sync_run_workflow_id(run.id),
             task_queue=settings.sync_task_queue,

@@ -39,6 +39,7 @@ E2E_ENV = {
     "SYNC_MIN_INTERVAL_SECONDS": "0.1",
     "SYNC_CONCURRENCY": "2",
     "SYNC_MAX_RETRIES": "2",
+    "MAX_ENRICH_PER_RUN": "5",
 }
 
 

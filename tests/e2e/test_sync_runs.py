@@ -60,6 +60,20 @@ def stored_rows(e2e: E2E, module: str, start: str, end: str) -> int:
         engine.dispose()
 
 
+def enriched_rows(e2e: E2E) -> int:
+    engine = create_engine(sync_url(e2e.stack.database_url))
+    try:
+        with engine.connect() as connection:
+            return sum(
+                1
+                for module in all_modules().values()
+                for (data,) in connection.execute(select(module.table.c.data))
+                if "details" in data
+            )
+    finally:
+        engine.dispose()
+
+
 async def set_faults(e2e: E2E, **faults: Any) -> None:
     async with erp(e2e) as client:
         if faults:
@@ -104,6 +118,8 @@ async def test_a_month_of_every_module_matches_the_upstream(e2e: E2E) -> None:
             progress = done["modules"][name]
             assert progress["status"] == "done"
             assert progress["processed"] + progress["skipped"] == expected, (name, progress)
+        assert sum(m["enriched"] for m in done["modules"].values()) == 5  # MAX_ENRICH_PER_RUN
+        assert enriched_rows(e2e) == 5
         logs = (await api.get(f"/v1/sync-runs/{run['id']}/logs")).json()["items"]
         assert any("module done" in log["message"] for log in logs)
         infos = (

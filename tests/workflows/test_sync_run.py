@@ -43,6 +43,7 @@ class FakeUpstream:
     requests: list[PageRequest] = field(default_factory=list)
     records: list[RunRecord] = field(default_factory=list)
     on_page: Callable[[PageRequest], None] | None = None
+    enriched: dict[str, int] = field(default_factory=dict)
 
     def activities(self) -> list[Callable[..., Any]]:
         @activity.defn(name="sync.fetch_page")
@@ -62,12 +63,15 @@ class FakeUpstream:
                     "429", 30, type=ERR_PROVIDER_RATE_LIMITED, non_retryable=True
                 )
             pages = request.page + 1
+            enriched = self.enriched.get(request.module, 0) + min(request.enrich, 10)
+            self.enriched[request.module] = enriched
             return ModuleProgress(
                 status=ModuleStatus.RUNNING,
                 processed=10 * pages,
                 pages=pages,
                 cursor=f"c{pages}",
                 done=pages >= self.pages,
+                enriched=enriched,
             )
 
         @activity.defn(name="sync.updated_since")
@@ -201,3 +205,12 @@ async def test_progress_query_shows_modules(upstream) -> None:
     assert state.modules["estoque"].status == ModuleStatus.PENDING
     await handle.signal(SyncRunWorkflow.cancel)
     await handle.result()
+
+
+async def test_enrichment_budget_is_shared_by_the_modules_of_a_run(upstream) -> None:
+    client, tq, fake = upstream
+    fake.page_delay = 0.02
+    result = await (await start(client, tq, max_enrich=25, concurrency=2, page_size=10)).result()
+    assert result.status == SyncStatus.DONE
+    assert sum(p.enriched for p in result.modules.values()) == 25
+    assert sum(r.enrich for r in fake.requests) == 25
