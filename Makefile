@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench-media install clean
+.PHONY: up test lint bench-media bench-sync install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 ## Media jobs against the bare limit of this machine (about 4.5 minutes; prints JSON)
 bench-media: $(STAMP)
 	$(PY) bench/media_jobs.py
+
+## Sync runs: rows/s into PostgreSQL, rate-limited requests/s, overhead against a plain script (~7 min)
+bench-sync: $(STAMP)
+	$(PY) bench/sync_runs.py
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
