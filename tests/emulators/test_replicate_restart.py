@@ -119,7 +119,7 @@ def test_jobs_carry_on_after_a_graceful_restart(tmp_path: Path, receiver: Webhoo
         long_final = wait_status(api, long["id"])
         assert long_final["status"] == "succeeded"
         assert long_final["started_at"] == long_started
-        assert long_final["metrics"]["predict_time"] >= 5
+        assert long_final["metrics"]["predict_time"] >= 4.9  # 5 s of processing, timestamps rounded
         [long_hook] = receiver.wait_count(hooks["long"], 1)
         assert long_hook.json["status"] == "succeeded"
 
