@@ -14,9 +14,8 @@ from devstack.processes import temporal_test_server_path
 
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server_path()
-    )
+    server = temporal_test_server_path()  # from the wheel: nothing is downloaded
+    environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server)
     try:
         yield environment
     finally:

@@ -35,8 +35,9 @@ HERE = Path(__file__).parent / "histories"
 async def main() -> None:
     # The dev server, not the time-skipping one: it has our search attributes, so the
     # histories hold the upserts too.
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli_path(), search_attributes=SEARCH_ATTRIBUTES
+    cli, keys = temporal_cli_path(), SEARCH_ATTRIBUTES
+    env = await WorkflowEnvironment.start_local(  # dev_server_existing_path: no download
+        dev_server_existing_path=cli, search_attributes=keys
     )
     fast: dict[str, Any] = {"search_attributes": True, "poll": PollPolicy(interval_seconds=0.3)}
     try:
