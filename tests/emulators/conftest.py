@@ -1,7 +1,7 @@
 """The Replicate emulator as a real child process, and a webhook receiver in a thread.
 
 Durations are shortened through the emulator's environment so a whole lifecycle takes well
-under a second; tests wait with deadlines, never assert on elapsed time.
+under a second; tests wait with deadlines and check no timings.
 """
 
 from __future__ import annotations

@@ -139,8 +139,9 @@ def test_sliding_window_never_admits_more_than_the_limit_in_a_calendar_second() 
     assert limiter.admit("t", 0.5, 11.5) == pytest.approx(0.5)
     assert limiter.admit("t", 0.5, 12.0) is None
     assert limiter.admit("other", 0.5, 12.0) is None  # per key
-    assert retry_after_seconds(0.01) == 1
-    assert retry_after_seconds(1.2) == 2
+    # The Retry-After header carries whole seconds, rounded up, never 0 (a protocol value).
+    header_values = [retry_after_seconds(wait) for wait in (0.01, 1.2)]
+    assert header_values == [1, 2]
 
 
 def test_parameter_errors_name_the_parameter_and_the_expected_form() -> None:

@@ -229,8 +229,9 @@ async def test_saves_are_debounced_and_the_last_one_is_complete(
         jobs = [submit(emulator) for _ in range(500)]
         for job in jobs:
             await job.done.wait()
-    elapsed = time.monotonic() - started
-    # Thousands of changes, yet at most one write per interval (plus the first and the last).
-    assert len(writes) <= math.ceil(elapsed / SAVE_INTERVAL_SECONDS) + 2
+    # Thousands of changes, yet at most one write per interval (plus the first and the last):
+    # a bound on the number of writes, which grows with the run's length on a slow machine.
+    intervals = math.ceil((time.monotonic() - started) / SAVE_INTERVAL_SECONDS)
+    assert len(writes) <= intervals + 2
     assert {r["status"] for r in saved(state).values()} == {"succeeded"}
     assert len(saved(state)) == 500

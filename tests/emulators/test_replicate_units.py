@@ -50,10 +50,9 @@ def test_secret_must_be_standard_base64() -> None:
 
 
 def test_parsers() -> None:
-    assert parse_duration("1m30s") == 90
-    assert parse_duration("300ms") == pytest.approx(0.3)
-    assert parse_duration("2") == 2
-    assert parse_duration("soon") is None and parse_duration("5x") is None
+    # Cancel-After header values (Go-style durations), parsed to a number or None.
+    parsed = {text: parse_duration(text) for text in ("1m30s", "300ms", "2", "soon", "5x")}
+    assert parsed == {"1m30s": 90, "300ms": pytest.approx(0.3), "2": 2, "soon": None, "5x": None}
     assert parse_prefer_wait("wait") == 60
     assert parse_prefer_wait("respond-async, wait=5") == 5
     assert parse_prefer_wait("wait=600") == 60
