@@ -7,11 +7,14 @@ moto's server). Ports are free ports, state lives in a temp dir, processes stop 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -98,3 +101,19 @@ async def e2e(
         if s3 is not None:
             s3.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def wait_for_status(
+    api: httpx.AsyncClient, path: str, statuses: set[str], within: float
+) -> dict[str, Any]:
+    """GET `path` until its `status` is one of `statuses` (an error after `within` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        response = await api.get(path)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] in statuses:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never reached {statuses}: {body}")
+        await asyncio.sleep(0.1)

@@ -14,7 +14,7 @@ import pytest
 from core.contracts import media_job_workflow_id
 from devstack.stack import EMULATOR_TOKEN, EMULATOR_WEBHOOK_SECRET
 from providers import standard_webhooks
-from tests.e2e.conftest import E2E
+from tests.e2e.conftest import E2E, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -35,16 +35,7 @@ async def create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 async def wait_job(
     api: httpx.AsyncClient, job_id: str, statuses: set[str] = TERMINAL, within: float = 60
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        response = await api.get(f"/v1/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        job: dict[str, Any] = response.json()
-        if job["status"] in statuses:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job never reached {statuses}: {job}")
-        await asyncio.sleep(0.1)
+    return await wait_for_status(api, f"/v1/jobs/{job_id}", statuses, within)
 
 
 async def prediction(e2e: E2E, job: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import date
 from typing import Any
 
@@ -14,7 +13,7 @@ from sqlalchemy import create_engine, func, select
 from core.db import sync_url
 from devstack.stack import ERP_COMPANY_TOKENS
 from sync_modules.registry import all_modules
-from tests.e2e.conftest import E2E
+from tests.e2e.conftest import E2E, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -95,14 +94,7 @@ async def start_run(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 async def wait_run(
     api: httpx.AsyncClient, run_id: str, statuses: set[str] = TERMINAL, within: float = 90
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        run: dict[str, Any] = (await api.get(f"/v1/sync-runs/{run_id}")).json()
-        if run["status"] in statuses:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run never reached {statuses}: {run}")
-        await asyncio.sleep(0.1)
+    return await wait_for_status(api, f"/v1/sync-runs/{run_id}", statuses, within)
 
 
 async def test_a_month_of_every_module_matches_the_upstream(e2e: E2E) -> None:
