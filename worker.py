@@ -90,13 +90,17 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             max_cached_workflows=settings.worker_max_cached_workflows,
             workflow_runner=runner,
         )
-        rate = settings.sync_min_interval_seconds
+        # An activity makes up to `sync_pages_per_activity` requests, so the queue's activities
+        # per second are the request limit divided by that.
+        interval = settings.sync_min_interval_seconds * settings.sync_pages_per_activity
         erp_pages = Worker(
             client,
             task_queue=settings.erp_task_queue,
-            activities=[sync.fetch_page],
+            activities=[sync.fetch_pages],
             max_concurrent_activities=max(1, settings.sync_concurrency) * 2,
-            max_task_queue_activities_per_second=(1.0 / rate) if rate > 0 else None,
+            max_task_queue_activities_per_second=(1.0 / interval) if interval > 0 else None,
+            # A canceled run reaches its page activities through heartbeat answers.
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
         )
         try:
             yield [media, sync_runs, erp_pages]

@@ -1,14 +1,16 @@
 """Activities of SyncRunWorkflow.
 
-`sync.fetch_page` runs on its own task queue, whose activities-per-second limit (set on every
-worker alike) is the upstream rate limit shared by all runs and workers: one activity is one
-upstream request. Each page is fetched, upserted and counted in one transaction, and a retry
-of a page already committed returns the committed progress, so counts stay exact after a
-crash. Run records and logs are short writes, run as local activities.
+`fetch_pages` runs on its own task queue, whose activities-per-second limit (set on every
+worker alike) carries the upstream rate limit shared by all runs and workers: an activity makes
+at most `max_pages` requests. Each page is fetched, upserted and counted in one transaction, and
+the module's committed pages say where a retry starts, so counts stay exact after a crash.
+Run records and logs are short writes, run as local activities.
 """
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import suppress
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,9 +36,10 @@ from core.contracts import (
 )
 from core.models import ACTIVE_SYNC_STATUSES, SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
 from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
-from sync_modules.erp_client import ErpClient
+from sync_modules.base import SyncModule
+from sync_modules.erp_client import ErpClient, Page
 from sync_modules.registry import get_module
-from sync_modules.store import upsert_rows
+from sync_modules.store import upsert_items
 
 FIRST_INCREMENTAL_DAYS = 30
 
@@ -68,25 +71,65 @@ class SyncActivities:
             await session.flush()
         return row
 
+    # The wire name predates `max_pages`; kept so recorded and running histories stay valid.
     @activity.defn(name="sync.fetch_page")
-    async def fetch_page(self, request: PageRequest) -> ModuleProgress:
+    async def fetch_pages(self, request: PageRequest) -> ModuleProgress:
+        """Fetch and store up to `request.max_pages` pages of a module, each committed alone.
+
+        The module's committed pages are the truth: after a crash, a retry (or the next
+        activity) starts where they end, so no page is counted twice. Once a page is
+        committed, an error ends the activity with its progress instead of failing it; the
+        error comes back on the next activity's first page, which fails or retries it then.
+        """
         module = get_module(request.module)
         async with self._sessions() as session:
             row = await session.get(SyncRunModule, (request.run_id, request.module))
-            if row is not None and row.pages > request.page:
-                return progress_of(row)  # committed before a crash: don't count it twice
+        progress = ModuleProgress(
+            status=ModuleStatus.RUNNING, pages=request.page, cursor=request.cursor
+        )
+        if row is not None and row.pages >= request.page:
+            progress = progress_of(row)
+        enrich_left = request.enrich
+        committed = 0
+        while not progress.done and committed < request.max_pages:
+            # Shielded: a cancel (the run's) lets the page under way finish, then stops.
+            page = asyncio.ensure_future(self._one_page(request, module, progress, enrich_left))
+            try:
+                progress, enriched = await asyncio.shield(page)
+            except asyncio.CancelledError:
+                with suppress(ApplicationError):
+                    progress, _ = await page
+                return progress
+            except ApplicationError:
+                if committed:
+                    break
+                raise
+            enrich_left -= enriched
+            committed += 1
+            activity.heartbeat(progress.pages, progress.cursor)
+        return progress
+
+    async def _one_page(
+        self, request: PageRequest, module: SyncModule, progress: ModuleProgress, enrich: int
+    ) -> tuple[ModuleProgress, int]:
+        """Fetch, enrich and commit the module's next page; (progress, rows enriched)."""
+        page = await self._fetch(request, module.view, progress.cursor)
+        enriched = await self._enrich(request, module.view, page.items, enrich)
+        return await self._commit(request, module, progress.pages, page, enriched), enriched
+
+    async def _fetch(self, request: PageRequest, view: str, cursor: str | None) -> Page:
         try:
-            async with heartbeating():  # a killed worker's page is retried within seconds
-                page = await self._erp.page(
+            # Past a second a page heartbeats: a killed worker's page is retried within seconds.
+            async with heartbeating(first_after=1.0):
+                return await self._erp.page(
                     request.company_id,
-                    module.view,
-                    cursor=request.cursor,
+                    view,
+                    cursor=cursor,
                     limit=request.page_size,
                     start_date=request.start_date,
                     end_date=request.end_date,
                     updated_since=request.updated_since,
                 )
-                enriched = await self._enrich(request, module.view, page.items)
         except ProviderRateLimited as exc:
             # Not retried here: the workflow waits `retry_after` on a durable timer, so a
             # 429 storm never uses up the retries meant for real failures.
@@ -95,41 +138,44 @@ class SyncActivities:
             ) from exc
         except ProviderRejected as exc:
             raise ApplicationError(
-                f"{module.view}: {exc}", type=ERR_PROVIDER_REJECTED, non_retryable=True
+                f"{view}: {exc}", type=ERR_PROVIDER_REJECTED, non_retryable=True
             ) from exc
+        except (ProviderError, httpx.HTTPError) as exc:
+            raise ApplicationError(f"{view}: {exc}") from exc
 
+    async def _commit(
+        self, request: PageRequest, module: SyncModule, page_no: int, page: Page, enriched: int
+    ) -> ModuleProgress:
+        """Store page `page_no` and count it, in one transaction, unless it already was."""
         now = utcnow()
-        rows: list[dict[str, Any]] = []
-        errors = 0
-        for item in page.items:
-            try:
-                rows.append(module.to_row(request.company_id, item, request.run_id, now))
-            except (KeyError, TypeError, ValueError):
-                errors += 1
         async with self._sessions() as session, session.begin():
             row = await self._module_row(session, request.run_id, request.module)
-            if row.pages > request.page:
-                return progress_of(row)
-            written, skipped = await upsert_rows(session, module, rows)
-            row.processed += written
-            row.skipped += skipped
-            row.errors += errors
+            if row.pages > page_no:
+                return progress_of(row)  # committed by an attempt the server gave up on
+            stored = await upsert_items(
+                session, module, request.company_id, page.items, run_id=request.run_id, now=now
+            )
+            row.processed += stored.written
+            row.skipped += stored.skipped
+            row.errors += stored.errors
             row.enriched += enriched
             row.pages += 1
-            row.cursor = page.next_cursor or (str(rows[-1]["external_id"]) if rows else row.cursor)
+            row.cursor = page.next_cursor or row.cursor
             row.done = page.next_cursor is None
             row.status = ModuleStatus.RUNNING.value
             row.updated_at = now
             return progress_of(row)
 
-    async def _enrich(self, request: PageRequest, view: str, items: list[dict[str, Any]]) -> int:
-        """Add `details` to the first `request.enrich` items (one detail request each).
+    async def _enrich(
+        self, request: PageRequest, view: str, items: list[dict[str, Any]], budget: int
+    ) -> int:
+        """Add `details` to the first `budget` items (one detail request each).
 
         Best effort: the first refused or failed detail ends the page's enrichment, and the
         unused budget goes back to the run. A page never fails, nor is fetched again, for it.
         """
         count = 0
-        for item in items[: max(0, request.enrich)]:
+        for item in items[: max(0, budget)]:
             try:
                 detail = await self._erp.detail(request.company_id, view, str(item["id"]))
             except (ProviderError, httpx.HTTPError) as exc:
@@ -219,7 +265,9 @@ class SyncActivities:
                 row.status = progress.status.value
                 row.error = progress.error
                 row.updated_at = now
-                entry = asdict(progress) | {"status": progress.status.value}
+                # Counts from the committed pages, which the workflow may not have seen all of.
+                committed = progress_of(row)
+                entry = asdict(committed) | {"status": committed.status.value}
                 entry.pop("cursor", None)
                 modules = dict(run.progress.get("modules", {}))
                 modules[record.module] = entry

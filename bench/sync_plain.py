@@ -1,7 +1,7 @@
 """The baseline of bench/sync_runs.py: the same sync as SyncRunWorkflow without Temporal.
 
 A plain asyncio loop in the bench's own process pages every view with `ErpClient` and upserts
-each page with `upsert_rows` in its own transaction, `concurrency` views at once, into a freshly
+each page with `upsert_items` in its own transaction, `concurrency` views at once, into a freshly
 migrated database. What it costs against the workflow is the orchestration's overhead.
 """
 
@@ -22,7 +22,7 @@ from devstack.stack import ERP_COMPANY_TOKENS
 from sync_modules.base import SyncModule
 from sync_modules.erp_client import ErpClient
 from sync_modules.registry import all_modules
-from sync_modules.store import upsert_rows
+from sync_modules.store import upsert_items
 
 
 @dataclass
@@ -78,19 +78,15 @@ async def plain_sync(
                             start_date=start_date,
                             end_date=end_date,
                         )
-                        now = utcnow()
-                        rows = []
-                        for item in page.items:
-                            try:
-                                rows.append(module.to_row(company, item, run_id, now))
-                            except (KeyError, TypeError, ValueError):
-                                result.errors += 1
                         async with sessions() as session, session.begin():
-                            written, skipped = await upsert_rows(session, module, rows)
-                        result.written += written
-                        result.skipped += skipped
+                            stored = await upsert_items(
+                                session, module, company, page.items, run_id=run_id, now=utcnow()
+                            )
+                        result.written += stored.written
+                        result.skipped += stored.skipped
+                        result.errors += stored.errors
                         result.pages += 1
-                        total += written + skipped
+                        total += stored.written + stored.skipped
                         if page.next_cursor is None:
                             break
                         cursor = page.next_cursor

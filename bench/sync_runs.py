@@ -71,7 +71,8 @@ class Sizes:
     concurrencies: list[int] = field(default_factory=lambda: [1, 2, 3])
     rl_rows: int = 8000
     rl_page_size: int = 200
-    rl_concurrency: int = 2
+    rl_concurrency: int = 6
+    pages_per_activity: int = 10
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -81,10 +82,13 @@ class Sizes:
 # --- stack ---------------------------------------------------------------------------------------
 
 
-def phase_env(*, rows: int, page_size: int, concurrency: int, interval: float) -> dict[str, str]:
+def phase_env(
+    *, rows: int, page_size: int, concurrency: int, interval: float, pages_per_activity: int
+) -> dict[str, str]:
     return {
         "ERP_EMULATOR_ROWS_PER_VIEW": str(rows),
         "SYNC_PAGE_SIZE": str(page_size),
+        "SYNC_PAGES_PER_ACTIVITY": str(pages_per_activity),
         "SYNC_CONCURRENCY": str(concurrency),
         "SYNC_MIN_INTERVAL_SECONDS": str(interval),
         "SYNC_MAX_RETRIES": "3",
@@ -225,6 +229,15 @@ async def erp_stats(stack: Stack) -> dict[str, Any]:
         return stats
 
 
+async def warm_erp(stack: Stack) -> float:
+    """Have the emulator serialize every row first; the seconds it took (not part of any run)."""
+    assert stack.erp_url is not None
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=stack.erp_url, timeout=600.0) as erp:
+        (await erp.post(f"/_emulator/warm/{COMPANY}")).raise_for_status()
+    return round(time.monotonic() - started, 2)
+
+
 async def reset_erp(stack: Stack) -> None:
     assert stack.erp_url is not None
     async with httpx.AsyncClient(base_url=stack.erp_url, timeout=30.0) as erp:
@@ -243,6 +256,7 @@ def run_rows(run: dict[str, Any]) -> tuple[int, int]:
 async def unlimited_run(
     stack: Stack, pg: PostgresServer, sizes: Sizes, concurrency: int
 ) -> dict[str, Any]:
+    warm_s = await warm_erp(stack)
     expected = await upstream_rows(stack)
     within = 120.0 + expected / 500.0
     meter = CpuMeter(stack_pids(stack, pg))
@@ -254,6 +268,7 @@ async def unlimited_run(
     result = {
         "concurrency": concurrency,
         "page_size": sizes.page_size,
+        "emulator_warm_s": warm_s,
         "rows": rows,
         "upstream_rows": expected,
         "stored_rows": stored,
@@ -309,6 +324,7 @@ async def plain_run(
 
 
 async def rate_limited_run(stack: Stack, pg: PostgresServer, sizes: Sizes) -> dict[str, Any]:
+    await warm_erp(stack)
     expected = await upstream_rows(stack)
     await reset_erp(stack)  # counters only: the `/count` calls above are not the run's
     pages_expected = len(all_modules()) * (sizes.rl_rows // sizes.rl_page_size + 1)
@@ -390,6 +406,7 @@ async def run(sizes: Sizes, quick: bool, keep: bool) -> dict[str, Any]:
             "modules": list(all_modules()),
             "rows_per_view": sizes.rows,
             "page_size": sizes.page_size,
+            "pages_per_activity": sizes.pages_per_activity,
             "concurrencies": sizes.concurrencies,
             "rate_limited": {
                 "rows_per_view": sizes.rl_rows,
@@ -406,7 +423,8 @@ async def run(sizes: Sizes, quick: bool, keep: bool) -> dict[str, Any]:
         log("starting PostgreSQL")
         pg.start()
         first = phase_env(rows=sizes.rows, page_size=sizes.page_size,
-                          concurrency=sizes.concurrencies[0], interval=0.0)  # fmt: skip
+                          concurrency=sizes.concurrencies[0], interval=0.0,
+                          pages_per_activity=sizes.pages_per_activity)  # fmt: skip
         stack = Stack(
             StackConfig.ephemeral(
                 tmp / "stack",
@@ -424,7 +442,8 @@ async def run(sizes: Sizes, quick: bool, keep: bool) -> dict[str, Any]:
         for i, concurrency in enumerate(sizes.concurrencies):
             if i:
                 env = phase_env(rows=sizes.rows, page_size=sizes.page_size,
-                                concurrency=concurrency, interval=0.0)  # fmt: skip
+                                concurrency=concurrency, interval=0.0,
+                                pages_per_activity=sizes.pages_per_activity)  # fmt: skip
                 reconfigure(stack, f"unlimited-c{concurrency}", env, pg.create_database())
             log(f"unlimited, concurrency {concurrency}, {sizes.rows} rows per view")
             runs.append(await unlimited_run(stack, pg, sizes, concurrency))
@@ -451,7 +470,8 @@ async def run(sizes: Sizes, quick: bool, keep: bool) -> dict[str, Any]:
         }
 
         env = phase_env(rows=sizes.rl_rows, page_size=sizes.rl_page_size,
-                        concurrency=sizes.rl_concurrency, interval=1 / RATE_LIMIT_RPS)  # fmt: skip
+                        concurrency=sizes.rl_concurrency, interval=1 / RATE_LIMIT_RPS,
+                        pages_per_activity=sizes.pages_per_activity)  # fmt: skip
         reconfigure(stack, "rate-limited", env, pg.create_database())
         log(f"rate limited, {sizes.rl_rows} rows per view, pages of {sizes.rl_page_size}")
         out["rate_limited"] = await rate_limited_run(stack, pg, sizes)
@@ -483,14 +503,18 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--rl-rows", type=int, help="rows per view, rate-limited run (8000)")
     parser.add_argument("--rl-page-size", type=int, help="page size, rate-limited run (200)")
-    parser.add_argument("--rl-concurrency", type=int, help="SYNC_CONCURRENCY, rate-limited run (2)")
+    parser.add_argument("--rl-concurrency", type=int, help="SYNC_CONCURRENCY, rate-limited run (6)")
+    parser.add_argument(
+        "--pages-per-activity", type=int, help="SYNC_PAGES_PER_ACTIVITY, every run (10)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and its logs")
     return parser.parse_args()
 
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
     sizes = Sizes.quick() if args.quick else Sizes()
-    for name in ("rows", "page_size", "rl_rows", "rl_page_size", "rl_concurrency"):
+    for name in ("rows", "page_size", "rl_rows", "rl_page_size", "rl_concurrency",
+                 "pages_per_activity"):  # fmt: skip
         value = getattr(args, name)
         if value is not None:
             setattr(sizes, name, value)

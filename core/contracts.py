@@ -297,11 +297,27 @@ class SyncRunInput:
     start_date: str | None = None
     end_date: str | None = None
     page_size: int = 1000
+    pages_per_activity: int = 1
     concurrency: int = 1  # modules run at once (the seed's CONCURRENCY)
     max_retries: int = 5  # attempts per page, 429s excepted (the seed's MAX_RETRIES)
     task_queue: str = "erp-sync"  # rate-limited queue of the page activities
     max_enrich: int = 0  # records enriched with their detail endpoint, per run (all modules)
     search_attributes: bool = True
+    # History events after which the run continues as new (0: when the server suggests it).
+    continue_after_events: int = 0
+    # Set when the run continued as new: where it was.
+    resume: SyncResume | None = None
+
+
+@dataclass
+class SyncResume:
+    """The state a run carries into its next workflow execution (continue-as-new)."""
+
+    modules: dict[str, ModuleProgress]
+    since: dict[str, str]  # incremental runs: each module's `updated_since`
+    cursor_since: str  # the cursor committed when a module ends
+    enrich_left: int
+    executions: int = 1  # earlier executions of this run
 
 
 @dataclass
@@ -319,7 +335,8 @@ class ModuleProgress:
 
 @dataclass
 class PageRequest:
-    """One page of one module: fetched, upserted and counted in one transaction."""
+    """Up to `max_pages` pages of one module, each fetched, upserted and counted in its own
+    transaction, starting at page `page` (or where the module's committed pages end)."""
 
     run_id: str
     company_id: str
@@ -330,7 +347,8 @@ class PageRequest:
     start_date: str | None = None
     end_date: str | None = None
     updated_since: str | None = None
-    enrich: int = 0  # at most this many rows of the page get their details fetched
+    enrich: int = 0  # at most this many rows of these pages get their details fetched
+    max_pages: int = 1
 
 
 @dataclass

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     sync_concurrency: int = 1
     sync_max_retries: int = 5
     sync_page_size: int = 1000
+    # Pages one activity fetches in a row (each committed on its own). More pages per activity
+    # spread Temporal's per-activity cost over more rows; the ERP task queue's rate limit is
+    # divided by it, so the requests per second stay the same.
+    sync_pages_per_activity: int = Field(default=10, ge=1, le=1000)
     # Records per run whose detail endpoint is fetched to enrich them (0: no enrichment)
     max_enrich_per_run: int = 0
 

@@ -29,6 +29,10 @@ DEV_SERVER_TUNING = [
     # An activity scheduled by a workflow task goes straight back to the worker that
     # completed it, saving a task-queue round trip per activity.
     "--dynamic-config-value", "system.enableActivityEagerExecution=true",
+    # One partition per task queue: a task queue's activities-per-second limit is split
+    # among its partitions, and tasks spread unevenly over four lose a share of the budget.
+    "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
 ]  # fmt: skip
 
 EMULATOR_WEBHOOK_SECRET = "whsec_YXV0b3N5bmMtZGV2LXdlYmhvb2stc2VjcmV0LTMyYnk="

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 
 from providers.base import ProviderRateLimited, ProviderRejected, ProviderUnavailable
 
@@ -39,7 +40,7 @@ def _message(body: Any, response: httpx.Response) -> str:
 def raise_for_status(response: httpx.Response) -> Any:
     """Return the decoded JSON body of a 2xx answer, or raise the matching provider error."""
     try:
-        body: Any = response.json()
+        body: Any = orjson.loads(response.content)
     except ValueError:
         body = None
     if response.is_success:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import JSON, Column, Date, Index, String, Table
 
@@ -37,21 +35,3 @@ class SyncModule:
     table: Table
     # Fields kept as columns-worth of meaning; the whole row is stored in `data` anyway.
     description: str = ""
-
-    def business_date(self, item: dict[str, Any]) -> date | None:
-        value = item.get(self.date_field)
-        return date.fromisoformat(value[:10]) if isinstance(value, str) and value else None
-
-    def to_row(
-        self, company_id: str, item: dict[str, Any], run_id: str, now: datetime
-    ) -> dict[str, Any]:
-        updated = datetime.fromisoformat(str(item["updated_at"]).replace("Z", "+00:00"))
-        return {
-            "company_id": company_id,
-            "external_id": str(item["id"]),
-            "business_date": self.business_date(item),
-            "upstream_updated_at": updated,
-            "data": item,
-            "run_id": run_id,
-            "synced_at": now,
-        }

@@ -74,6 +74,7 @@ def _action(settings: Settings, company_id: str) -> ScheduleActionStartWorkflow:
             mode=SyncMode.INCREMENTAL,
             modules=list(all_modules()),
             page_size=settings.sync_page_size,
+            pages_per_activity=settings.sync_pages_per_activity,
             concurrency=settings.sync_concurrency,
             max_retries=settings.sync_max_retries,
             task_queue=settings.erp_task_queue,

@@ -226,6 +226,7 @@ async def start_sync_run(
                 start_date=body.start_date.isoformat() if body.start_date else None,
                 end_date=body.end_date.isoformat() if body.end_date else None,
                 page_size=settings.sync_page_size, concurrency=settings.sync_concurrency,
+                pages_per_activity=settings.sync_pages_per_activity,
                 max_retries=settings.sync_max_retries, task_queue=settings.erp_task_queue,
                 max_enrich=settings.max_enrich_per_run,
             ),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+import orjson
+from fastapi import APIRouter, Response
 
 from emulators.erp import paging
 from emulators.erp.deps import CallerDep, EmulatorDep, view_for
@@ -32,27 +33,29 @@ async def list_rows(
     updated_since: str | None = None,
     after: str | None = None,
     limit: str | None = None,
-) -> dict[str, Any]:
-    """One page of rows in id order, filtered by business date and `updated_at`."""
+) -> Response:
+    """One page of rows in id order, filtered by business date and `updated_at`.
+
+    The body is assembled from cached row JSON: `{view, company, items, next_cursor, count}`.
+    """
     data = view_for(emulator, caller, company, view)
     filters = parse_filters(start_date, end_date, updated_since)
     config = emulator.config
     size = parse_limit(limit, default=config.default_page_size, maximum=config.max_page_size)
     indices, more = paging.page(data, filters, parse_after(after, data.spec), size)
-    items = [data.row(index) for index in indices]
+    items = [data.row_json(index) for index in indices]
     faults = emulator.faults.faults
     if faults.mutate_between_pages and more:
         stop = paging.plan(data, filters).window.stop
         emulator.touch(data, rows_to_mutate(data.layout, indices[-1], stop))
     if faults.slow_page_seconds:
         await asyncio.sleep(faults.slow_page_seconds)
-    return {
-        "view": view,
-        "company": company,
-        "items": items,
-        "next_cursor": items[-1]["id"] if more else None,
-        "count": len(items),
-    }
+    head = orjson.dumps({"view": view, "company": company})[:-1]
+    tail = orjson.dumps(
+        {"next_cursor": data.spec.row_id(indices[-1]) if more else None, "count": len(items)}
+    )[1:]
+    body = b"".join((head, b',"items":[', b",".join(items), b"],", tail))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/count")

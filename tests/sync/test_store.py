@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -16,7 +17,7 @@ from core.migrate import upgrade
 from core.models import SyncRun
 from devstack.postgres import PostgresServer
 from sync_modules.registry import all_modules, get_module
-from sync_modules.store import upsert_rows
+from sync_modules.store import Upserted, upsert_items
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -39,7 +40,7 @@ async def sessions(
         await engine.dispose()
 
 
-def item(i: int, updated: datetime, amount: str = "10.00") -> dict[str, object]:
+def item(i: int, updated: datetime, amount: str = "10.00") -> dict[str, Any]:
     return {
         "id": f"V{i:09d}",
         "updated_at": updated.isoformat(),
@@ -60,29 +61,60 @@ def test_the_six_views_are_registered_in_the_seeds_order() -> None:
 
 async def test_upsert_never_duplicates_and_newer_rows_win(sessions) -> None:
     vendas = get_module("vendas")
-    rows = [vendas.to_row("acme", item(i, T0), "run-1", T0) for i in range(5)]
+    page = [item(i, T0) for i in range(5)]
+
+    async def upsert(company: str, items: list[dict[str, Any]], run: str) -> Upserted:
+        return await upsert_items(session, vendas, company, items, run_id=run, now=T0)
+
     async with sessions() as session:
-        assert await upsert_rows(session, vendas, rows) == (5, 0)
+        assert await upsert("acme", page, "run-1") == Upserted(5, 0, 0)
         # the same page again (a retry after a crash): nothing changes
-        assert await upsert_rows(session, vendas, rows) == (0, 5)
-        newer = vendas.to_row("acme", item(0, T0 + timedelta(hours=1), "99.00"), "run-2", T0)
-        older = vendas.to_row("acme", item(1, T0 - timedelta(hours=1), "1.00"), "run-2", T0)
-        assert await upsert_rows(session, vendas, [newer, older]) == (1, 1)
+        assert await upsert("acme", page, "run-1") == Upserted(0, 5, 0)
+        newer = item(0, T0 + timedelta(hours=1), "99.00")
+        older = item(1, T0 - timedelta(hours=1), "1.00")
+        assert await upsert("acme", [newer, older], "run-2") == Upserted(1, 1, 0)
         # another company's row with the same upstream id is its own row
-        other = vendas.to_row("globex", item(0, T0), "run-3", T0)
-        assert await upsert_rows(session, vendas, [other]) == (1, 0)
+        assert await upsert("globex", [item(0, T0)], "run-3") == Upserted(1, 0, 0)
         await session.commit()
         count = await session.scalar(select(func.count()).select_from(vendas.table))
         assert count == 6
+        table = vendas.table
         stored = (
             await session.execute(
-                select(vendas.table.c.data, vendas.table.c.business_date).where(
-                    vendas.table.c.company_id == "acme", vendas.table.c.external_id == "V000000000"
+                select(table.c.data, table.c.business_date, table.c.upstream_updated_at).where(
+                    table.c.company_id == "acme", table.c.external_id == "V000000000"
                 )
             )
         ).one()
         assert stored.data["total"] == "99.00"
         assert stored.business_date.isoformat() == "2024-12-05"
+        assert stored.upstream_updated_at == T0 + timedelta(hours=1)
+
+
+async def test_unusable_rows_are_counted_as_errors_and_left_out(sessions) -> None:
+    vendas = get_module("vendas")
+    naive = item(3, T0) | {"updated_at": "2025-01-01T00:00:00"}
+    bad: list[dict[str, Any]] = [
+        {"updated_at": T0.isoformat()},  # no id
+        item(1, T0) | {"updated_at": "yesterday"},
+        item(2, T0) | {"data_venda": "2024-13-40"},
+        naive,
+    ]
+    async with sessions() as session:
+        page = [item(0, T0), *bad]
+        result = await upsert_items(session, vendas, "acme", page, run_id="r", now=T0)
+        assert result == Upserted(1, 0, 4)
+        assert await session.scalar(select(func.count()).select_from(vendas.table)) == 1
+
+
+async def test_a_page_naming_a_row_twice_keeps_its_newest_copy(sessions) -> None:
+    vendas = get_module("vendas")
+    page = [item(0, T0 + timedelta(hours=2), "2.00"), item(0, T0, "1.00")]
+    async with sessions() as session:
+        result = await upsert_items(session, vendas, "acme", page, run_id="r", now=T0)
+        assert result == Upserted(1, 0, 0)
+        data = await session.scalar(select(vendas.table.c.data))
+        assert data["total"] == "2.00"
 
 
 async def test_one_active_run_per_company(sessions) -> None:

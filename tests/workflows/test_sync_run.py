@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -44,15 +44,44 @@ class FakeUpstream:
     records: list[RunRecord] = field(default_factory=list)
     on_page: Callable[[PageRequest], None] | None = None
     enriched: dict[str, int] = field(default_factory=dict)
+    canceled_activities: int = 0
+    hold_from: int | None = None  # from this request on, a page lasts until canceled
 
     def activities(self) -> list[Callable[..., Any]]:
         @activity.defn(name="sync.fetch_page")
         async def fetch_page(request: PageRequest) -> ModuleProgress:
+            """Up to `max_pages` pages; a cancel ends it after the page under way."""
+            progress = ModuleProgress(
+                status=ModuleStatus.RUNNING, pages=request.page, cursor=request.cursor
+            )
+            for n in range(request.max_pages):
+                page = asyncio.ensure_future(
+                    one_page(replace(request, page=progress.pages, cursor=progress.cursor))
+                )
+                try:
+                    progress = await asyncio.shield(page)
+                except ApplicationError:
+                    if n:
+                        break
+                    raise
+                except asyncio.CancelledError:  # like the real one: the page under way counts
+                    self.canceled_activities += 1
+                    return await page
+                activity.heartbeat(progress.pages)
+                if progress.done:
+                    break
+            return progress
+
+        async def one_page(request: PageRequest) -> ModuleProgress:
             self.requests.append(request)
             if self.on_page:
                 self.on_page(request)
             if self.page_delay:
                 await asyncio.sleep(self.page_delay)
+            if self.hold_from is not None and len(self.requests) >= self.hold_from:
+                while not activity.is_cancelled():
+                    activity.heartbeat(request.page)
+                    await asyncio.sleep(0.05)
             if request.module == self.fail_module:
                 raise ApplicationError(
                     "vw broken: 500", type=ERR_PROVIDER_REJECTED, non_retryable=True
@@ -90,7 +119,11 @@ async def upstream(env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str,
     fake = FakeUpstream()
     task_queue = f"sync-{uuid.uuid4()}"
     async with Worker(
-        env.client, task_queue=task_queue, workflows=[SyncRunWorkflow], activities=fake.activities()
+        env.client,
+        task_queue=task_queue,
+        workflows=[SyncRunWorkflow],
+        activities=fake.activities(),
+        max_heartbeat_throttle_interval=timedelta(milliseconds=200),  # cancels arrive quickly
     ):
         yield env.client, task_queue, fake
 
@@ -166,7 +199,7 @@ async def test_rate_limits_wait_and_lose_nothing(upstream, env: WorkflowEnvironm
 async def test_cancel_stops_the_running_module_at_its_next_page(upstream) -> None:
     client, tq, fake = upstream
     fake.pages = 50
-    fake.page_delay = 0.05
+    fake.hold_from = 3  # the cancel lands while the third page is under way
     handle = await start(client, tq)
     await pages_requested(fake, 3)
     await handle.signal(SyncRunWorkflow.cancel, "stop")
@@ -214,4 +247,58 @@ async def test_enrichment_budget_is_shared_by_the_modules_of_a_run(upstream) -> 
     result = await (await start(client, tq, max_enrich=25, concurrency=2, page_size=10)).result()
     assert result.status == SyncStatus.DONE
     assert sum(p.enriched for p in result.modules.values()) == 25
-    assert sum(r.enrich for r in fake.requests) == 25
+    assert sum(p.enriched for p in result.modules.values()) == 25
+
+
+async def test_a_long_run_continues_as_new_and_keeps_its_counts(upstream) -> None:
+    client, tq, fake = upstream
+    fake.pages = 12
+    handle = await start(client, tq, concurrency=2, continue_after_events=40, max_enrich=25)
+    result = await handle.result()
+    assert result.status == SyncStatus.DONE
+    assert {n: p.processed for n, p in result.modules.items()} == {m: 120 for m in MODULES}
+    # every page asked for once, each module's pages in order
+    for module in MODULES:
+        pages = [r.page for r in fake.requests if r.module == module]
+        assert pages == list(range(12))
+    # the enrichment budget crossed the executions: 25 in all, not 25 per execution
+    assert sum(p.enriched for p in result.modules.values()) == 25
+    handing_over = [r for r in fake.records if "continuing as new" in (r.log_message or "")]
+    assert len(handing_over) >= 2
+    # the chain: the workflow id's first execution continued as new
+    first = client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    assert (await first.describe()).status.name == "CONTINUED_AS_NEW"
+    started = [r for r in fake.records if r.log_message == "module started"]
+    assert len(started) == len(MODULES)  # a resumed module is not started again
+
+
+async def test_cancel_after_continue_as_new_ends_the_run_canceled(upstream) -> None:
+    client, tq, fake = upstream
+    fake.pages = 200
+    fake.hold_from = 12  # the 12th page waits for the cancel: it lands on a running page
+    handle = await start(client, tq, continue_after_events=30)
+    await pages_requested(fake, 12)  # past the first hand-over
+    await handle.signal(SyncRunWorkflow.cancel, "enough")
+    result = await handle.result()
+    assert result.status == SyncStatus.CANCELED
+    assert result.modules["vendas"].status == ModuleStatus.CANCELED
+    assert result.modules["vendas"].processed == 10 * len(
+        [r for r in fake.requests if r.module == "vendas"]
+    )
+    assert fake.records[-1].status == SyncStatus.CANCELED
+
+
+async def test_cancel_reaches_a_multi_page_activity_at_its_next_page(upstream) -> None:
+    client, tq, fake = upstream
+    fake.pages = 100
+    fake.page_delay = 0.1
+    handle = await start(client, tq, pages_per_activity=50)
+    await pages_requested(fake, 3)
+    await handle.signal(SyncRunWorkflow.cancel, "stop")
+    result = await handle.result()
+    assert result.status == SyncStatus.CANCELED
+    assert fake.canceled_activities == 1
+    vendas = result.modules["vendas"]
+    # stopped well before the activity's 50 pages, with every page it fetched counted
+    assert vendas.pages == len(fake.requests) < 50
+    assert vendas.processed == 10 * vendas.pages
