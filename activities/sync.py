@@ -44,6 +44,10 @@ from sync_modules.store import upsert_items
 FIRST_INCREMENTAL_DAYS = 30
 
 
+class _Uncounted(Exception):
+    """A page's count found the module elsewhere than that page: undo its upsert."""
+
+
 def progress_of(row: SyncRunModule) -> ModuleProgress:
     return ModuleProgress(
         status=ModuleStatus(row.status),
@@ -146,25 +150,52 @@ class SyncActivities:
     async def _commit(
         self, request: PageRequest, module: SyncModule, page_no: int, page: Page, enriched: int
     ) -> ModuleProgress:
-        """Store page `page_no` and count it, in one transaction, unless it already was."""
+        """Store page `page_no` and count it, in one transaction, unless it already was.
+
+        The count is one conditional UPDATE (`pages = page_no`): an attempt the server gave up
+        on that committed the page first makes this one roll back its upsert.
+        """
         now = utcnow()
-        async with self._sessions() as session, session.begin():
-            row = await self._module_row(session, request.run_id, request.module)
-            if row.pages > page_no:
-                return progress_of(row)  # committed by an attempt the server gave up on
-            stored = await upsert_items(
-                session, module, request.company_id, page.items, run_id=request.run_id, now=now
-            )
-            row.processed += stored.written
-            row.skipped += stored.skipped
-            row.errors += stored.errors
-            row.enriched += enriched
-            row.pages += 1
-            row.cursor = page.next_cursor or row.cursor
-            row.done = page.next_cursor is None
-            row.status = ModuleStatus.RUNNING.value
-            row.updated_at = now
-            return progress_of(row)
+        async with self._sessions() as session:
+            try:
+                async with session.begin():
+                    stored = await upsert_items(
+                        session, module, request.company_id, page.items, run_id=request.run_id,
+                        now=now,
+                    )  # fmt: skip
+                    counted = (
+                        await session.execute(
+                            update(SyncRunModule)
+                            .where(
+                                SyncRunModule.run_id == request.run_id,
+                                SyncRunModule.module == request.module,
+                                SyncRunModule.pages == page_no,
+                            )
+                            .values(
+                                processed=SyncRunModule.processed + stored.written,
+                                skipped=SyncRunModule.skipped + stored.skipped,
+                                errors=SyncRunModule.errors + stored.errors,
+                                enriched=SyncRunModule.enriched + enriched,
+                                pages=page_no + 1,
+                                cursor=page.next_cursor or SyncRunModule.cursor,
+                                done=page.next_cursor is None,
+                                status=ModuleStatus.RUNNING.value,
+                                updated_at=now,
+                            )
+                            .returning(SyncRunModule)
+                        )
+                    ).scalar_one_or_none()
+                    if counted is None:
+                        raise _Uncounted  # rolls the upsert back
+                    return progress_of(counted)
+            except _Uncounted:
+                pass
+            # Counted already, or the module has no row yet (its start wasn't recorded).
+            async with session.begin():
+                row = await self._module_row(session, request.run_id, request.module)
+                if row.pages != page_no:
+                    return progress_of(row)
+        return await self._commit(request, module, page_no, page, enriched)
 
     async def _enrich(
         self, request: PageRequest, view: str, items: list[dict[str, Any]], budget: int

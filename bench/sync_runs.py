@@ -163,7 +163,7 @@ async def start_and_wait(stack: Stack, within: float) -> tuple[dict[str, Any], f
                 last_log = now
                 done = sum(m["processed"] + m["skipped"] for m in run["modules"].values())
                 log(f"  run {run_id[:8]} {run['status']}: {done} rows so far")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # `wall_s` comes from finished_at, not from this
     if run["status"] != "DONE":
         raise RuntimeError(f"run {run_id} ended {run['status']}: {run.get('error_message')}")
     finished = run.get("finished_at")
