@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench-media bench-sync install clean
+.PHONY: up test lint bench-media bench-sync bench-events bench-recovery install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ bench-media: $(STAMP)
 ## Sync runs: rows/s into PostgreSQL, rate-limited requests/s, overhead against a plain script (~7 min)
 bench-sync: $(STAMP)
 	$(PY) bench/sync_runs.py
+
+## Live events: commit → receipt by 200 WebSocket subscribers at 50 events/s, PostgreSQL (~1 min)
+bench-events: $(STAMP)
+	$(PY) bench/events.py
+
+## Outputs stored before their URLs expire; copy MB/s to S3 and worker RSS per file size (~3 min)
+bench-recovery: $(STAMP)
+	$(PY) bench/recovery.py
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache

@@ -17,18 +17,32 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.maintenance import MaintenanceActivities
 from activities.media import MediaActivities
+from activities.recovery import RecoveryActivities, RecoverySweeper
 from activities.sync import SyncActivities
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from providers.registry import PROVIDER_NAMES, build_provider
 from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
+from workflows.maintenance import PRUNE_SCHEDULE_ID, PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
+from workflows.recovery import RECOVERY_SCHEDULE_ID, RecoveryWorkflow
 from workflows.sync_run import SyncRunWorkflow
 
 log = logging.getLogger("autosync.worker")
@@ -45,11 +59,14 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http:
         sessions = make_sessionmaker(engine)
+        storage = build_storage(settings)
+        providers = {name: build_provider(name, settings, http) for name in PROVIDER_NAMES}
         activities = MediaActivities(
             sessions=sessions,
-            storage=build_storage(settings),
-            providers={name: build_provider(name, settings, http) for name in PROVIDER_NAMES},
+            storage=storage,
+            providers=providers,
             http=http,
+            thumbnail_max_edge=settings.thumbnail_max_edge,
         )
         sync = SyncActivities(
             sessions=sessions,
@@ -63,16 +80,23 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
         runner = (
             SandboxedWorkflowRunner() if settings.worker_sandboxed else UnsandboxedWorkflowRunner()
         )
+        recovery = RecoveryActivities(
+            RecoverySweeper(
+                sessions=sessions, storage=storage, providers=providers, temporal=client,
+                http=http, settings=settings,
+            )
+        )  # fmt: skip
         media = Worker(
             client,
             task_queue=settings.media_task_queue,
-            workflows=[MediaJobWorkflow],
+            workflows=[MediaJobWorkflow, RecoveryWorkflow],
             activities=[
                 activities.submit,
                 activities.poll,
                 activities.cancel,
                 activities.record,
                 activities.store_outputs,
+                recovery.sweep,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -85,8 +109,13 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
         sync_runs = Worker(
             client,
             task_queue=settings.sync_task_queue,
-            workflows=[SyncRunWorkflow],
-            activities=[sync.record, sync.updated_since, sync.open_run],
+            workflows=[SyncRunWorkflow, PruneEventsWorkflow],
+            activities=[
+                sync.record,
+                sync.updated_since,
+                sync.open_run,
+                MaintenanceActivities(sessions=sessions).prune_events,
+            ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             workflow_runner=runner,
         )
@@ -108,15 +137,70 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             await engine.dispose()
 
 
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """Create the housekeeping schedules unless they exist (every worker tries; one wins)."""
+    schedules = {
+        PRUNE_SCHEDULE_ID: (
+            ScheduleActionStartWorkflow(
+                PruneEventsWorkflow.run,
+                settings.events_retention_hours,
+                id=f"{PRUNE_SCHEDULE_ID}-run",
+                task_queue=settings.sync_task_queue,
+            ),
+            timedelta(hours=1),
+        ),
+        RECOVERY_SCHEDULE_ID: (
+            ScheduleActionStartWorkflow(
+                RecoveryWorkflow.run,
+                False,
+                id=f"{RECOVERY_SCHEDULE_ID}-run",
+                task_queue=settings.media_task_queue,
+            ),
+            timedelta(minutes=settings.recovery_interval_minutes),
+        ),
+    }
+    for schedule_id, (action, every) in schedules.items():
+        try:
+            await client.create_schedule(
+                schedule_id,
+                Schedule(
+                    action=action,
+                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+                    policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+                ),
+            )
+            log.info("created schedule %s", schedule_id)
+        except ScheduleAlreadyRunningError:
+            pass
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving the SDK's metrics at WORKER_METRICS_PORT (None: port 0, off).
+
+    The Prometheus endpoint is served by the SDK core itself, at `http://host:port/metrics`.
+    """
+    if not settings.worker_metrics_port:
+        return None
+    address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    log.info("worker metrics at http://%s/metrics", address)
+    return runtime
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per provider call is noise
     settings = get_settings()
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        runtime=metrics_runtime(settings),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    await ensure_schedules(client, settings)
     async with build_workers(settings, client) as workers, AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)

@@ -8,7 +8,6 @@ of a job's cost on the server (see shared/reference/dev-server-limits.md and ben
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -39,11 +39,10 @@ from core.contracts import (
     SubmitRequest,
 )
 from core.job_store import advance_job
-from core.models import utcnow
+from core.models import Job, utcnow
 from providers.base import Provider, ProviderRateLimited, ProviderRejected
 from storage.base import Storage
-from storage.keys import output_key
-from storage.sniff import sniff
+from storage.copy import SourceGone, SourceRefused, UnsafeKey, copy_output
 
 
 @contextmanager
@@ -69,11 +68,13 @@ class MediaActivities:
         storage: Storage,
         providers: dict[str, Provider],
         http: httpx.AsyncClient,
+        thumbnail_max_edge: int = 512,
     ) -> None:
         self._sessions = sessions
         self._storage = storage
         self._providers = providers
         self._http = http
+        self._thumbnail_max_edge = thumbnail_max_edge
 
     def _provider(self, name: str) -> Provider:
         try:
@@ -156,17 +157,14 @@ class MediaActivities:
                     type=ERR_OUTPUT_INVALID,
                     non_retryable=True,
                 )
-            context = STORAGE_CONTEXT[request.kind]
             stored_keys: list[str] = []
             try:
                 async with heartbeating():
                     with tempfile.TemporaryDirectory(prefix="autosync-") as tmp:
                         for index, url in enumerate(snapshot.output_urls):
-                            output = await self._copy_one(
-                                url, Path(tmp) / f"{index}", context, request, index
+                            outputs.append(
+                                await self._copy_one(url, Path(tmp), request, index, stored_keys)
                             )
-                            stored_keys.append(output.key)
-                            outputs.append(output)
             except BaseException:
                 # Cancelled or failed half way: leave no partial set of objects behind.
                 for key in stored_keys:
@@ -177,6 +175,10 @@ class MediaActivities:
                 raise
 
         async with self._sessions() as session:
+            # A column, not the entity: advance_job's RETURNING must load a fresh Job.
+            current = await session.scalar(select(Job.metadata_).where(Job.id == request.job_id))
+            metadata = dict(current or {})
+            metadata["storage"] = _storage_summary(outputs, request, self._storage)
             await advance_job(
                 session,
                 request.job_id,
@@ -185,7 +187,10 @@ class MediaActivities:
                 output_data=snapshot.output_data,
                 storage_provider=self._storage.name,
                 storage_bucket=self._storage.bucket,
-                storage_keys=[o.key for o in outputs],
+                # Every object the job owns: outputs first, then their thumbnails.
+                storage_keys=[o.key for o in outputs]
+                + [o.thumbnail.key for o in outputs if o.thumbnail is not None],
+                metadata_=metadata,
                 operation_type=request.kind.value,
                 storage_context=STORAGE_CONTEXT.get(request.kind),
                 provider_status=snapshot.provider_status,
@@ -201,47 +206,40 @@ class MediaActivities:
         )
 
     async def _copy_one(
-        self, url: str, path: Path, context: str, request: StoreRequest, index: int
+        self, url: str, workdir: Path, request: StoreRequest, index: int, stored: list[str]
     ) -> StoredOutput:
-        digest = hashlib.sha256()
-        size = 0
-        head = b""
-        async with self._http.stream("GET", url, follow_redirects=True) as response:
-            if response.status_code in (404, 410):
-                raise ApplicationError(
-                    f"output {index} expired at the provider before it could be stored "
-                    f"(HTTP {response.status_code} for {url})",
-                    type=ERR_OUTPUT_EXPIRED,
-                    non_retryable=True,
-                )
-            if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                raise ApplicationError(
-                    f"output {index} could not be downloaded (HTTP {response.status_code})",
-                    type=ERR_OUTPUT_INVALID,
-                    non_retryable=True,
-                )
-            response.raise_for_status()
-            with path.open("wb") as handle:
-                async for chunk in response.aiter_bytes():
-                    if len(head) < 512:
-                        head += chunk[: 512 - len(head)]
-                    digest.update(chunk)
-                    size += len(chunk)
-                    handle.write(chunk)
-        content_type, ext = sniff(head, url)
-        key = output_key(context, request.user_id, request.job_id, index, ext)
-        await self._storage.put_file(key, path, content_type)
-        return StoredOutput(
-            index=index,
-            key=key,
-            content_type=content_type,
-            bytes=size,
-            sha256=digest.hexdigest(),
-            source_url=url,
-        )
+        try:
+            return await copy_output(
+                self._http,
+                self._storage,
+                url,
+                workdir,
+                context=STORAGE_CONTEXT[request.kind],
+                user_id=request.user_id,
+                job_id=request.job_id,
+                index=index,
+                thumbnail_max_edge=self._thumbnail_max_edge,
+                stored=stored,
+            )
+        except SourceGone as exc:
+            raise ApplicationError(
+                f"output {index} expired at the provider before it could be stored ({exc})",
+                type=ERR_OUTPUT_EXPIRED,
+                non_retryable=True,
+            ) from exc
+        except SourceRefused as exc:
+            raise ApplicationError(
+                f"output {index} could not be downloaded ({exc})",
+                type=ERR_OUTPUT_INVALID,
+                non_retryable=True,
+            ) from exc
+        except UnsafeKey as exc:
+            raise ApplicationError(str(exc), type=ERR_OUTPUT_INVALID, non_retryable=True) from exc
 
 
 def _public(output: StoredOutput) -> dict[str, Any]:
+    """The output as the job record keeps it (`jobs.outputs`)."""
+    thumbnail = output.thumbnail
     return {
         "index": output.index,
         "key": output.key,
@@ -249,4 +247,34 @@ def _public(output: StoredOutput) -> dict[str, Any]:
         "bytes": output.bytes,
         "sha256": output.sha256,
         "source_url": output.source_url,
+        "width": output.width,
+        "height": output.height,
+        "thumbnail": (
+            {
+                "key": thumbnail.key,
+                "content_type": thumbnail.content_type,
+                "width": thumbnail.width,
+                "height": thumbnail.height,
+                "bytes": thumbnail.bytes,
+            }
+            if thumbnail is not None
+            else None
+        ),
+        "metadata": output.metadata,
+    }
+
+
+def _storage_summary(
+    outputs: list[StoredOutput], request: StoreRequest, storage: Storage
+) -> dict[str, Any]:
+    """What `jobs.metadata["storage"]` says about where and how the outputs were stored."""
+    return {
+        "provider": storage.name,
+        "bucket": storage.bucket,
+        "context": STORAGE_CONTEXT.get(request.kind),
+        "operation_type": request.kind.value,
+        "outputs": len(outputs),
+        "thumbnails": sum(o.thumbnail is not None for o in outputs),
+        "bytes": sum(o.bytes for o in outputs),
+        "stored_at": utcnow().isoformat(),
     }

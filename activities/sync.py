@@ -34,6 +34,7 @@ from core.contracts import (
     SyncRunInput,
     SyncStatus,
 )
+from core.events import append_event, append_run_status, sync_run_topic
 from core.models import ACTIVE_SYNC_STATUSES, SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
 from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
 from sync_modules.base import SyncModule
@@ -46,6 +47,13 @@ FIRST_INCREMENTAL_DAYS = 30
 
 class _Uncounted(Exception):
     """A page's count found the module elsewhere than that page: undo its upsert."""
+
+
+def module_event(run_id: str, module: str, progress: ModuleProgress) -> dict[str, Any]:
+    """A `sync_run.module` event's payload: the module's counts as the API shows them."""
+    entry = asdict(progress) | {"status": progress.status.value}
+    entry.pop("cursor", None)
+    return {"run_id": run_id, "module": module, "progress": entry}
 
 
 def progress_of(row: SyncRunModule) -> ModuleProgress:
@@ -187,7 +195,14 @@ class SyncActivities:
                     ).scalar_one_or_none()
                     if counted is None:
                         raise _Uncounted  # rolls the upsert back
-                    return progress_of(counted)
+                    progress = progress_of(counted)
+                    await append_event(
+                        session,
+                        sync_run_topic(request.run_id),
+                        "sync_run.module",
+                        module_event(request.run_id, request.module, progress),
+                    )
+                    return progress
             except _Uncounted:
                 pass
             # Counted already, or the module has no row yet (its start wasn't recorded).
@@ -230,8 +245,10 @@ class SyncActivities:
         async with self._sessions() as session:
             if await session.get(SyncRun, run.run_id) is not None:
                 return None  # created by an earlier attempt of this activity
-            session.add(SyncRun(status=SyncStatus.QUEUED.value, **fields))
+            queued = SyncRun(status=SyncStatus.QUEUED.value, **fields)
+            session.add(queued)
             try:
+                await append_run_status(session, queued)
                 await session.commit()
                 return None
             except IntegrityError:
@@ -243,14 +260,14 @@ class SyncActivities:
                 )
             )
             # Keep a trace of the skipped run in the history.
-            session.add(
-                SyncRun(
-                    status=SyncStatus.CANCELED.value,
-                    error_message=f"skipped: run {busy} was in progress",
-                    finished_at=utcnow(),
-                    **fields,
-                )
+            skipped = SyncRun(
+                status=SyncStatus.CANCELED.value,
+                error_message=f"skipped: run {busy} was in progress",
+                finished_at=utcnow(),
+                **fields,
             )
+            session.add(skipped)
+            await append_run_status(session, skipped)
             await session.commit()
             return busy or "unknown"
 
@@ -279,6 +296,9 @@ class SyncActivities:
                     f"sync run {record.run_id} has no record", non_retryable=True
                 )
             finished = SyncStatus(run.status) in TERMINAL_SYNC_STATUSES
+            status_changed = (
+                record.status is not None and not finished and run.status != record.status.value
+            )
             if record.status is not None and not finished:
                 run.status = record.status.value
                 if record.status == SyncStatus.RUNNING and run.started_at is None:
@@ -316,6 +336,38 @@ class SyncActivities:
                         metadata_=record.log_metadata,
                     )
                 )
+            await self._record_events(session, run, record, status_changed, now)
+
+    async def _record_events(
+        self,
+        session: AsyncSession,
+        run: SyncRun,
+        record: RunRecord,
+        status_changed: bool,
+        now: datetime,
+    ) -> None:
+        """The record's events, last in its transaction: status, module progress, log line."""
+        topic = sync_run_topic(run.id)
+        if status_changed:
+            await append_run_status(session, run)
+        if record.module is not None and record.module_progress is not None:
+            entry = dict(run.progress.get("modules", {}).get(record.module, {}))
+            await append_event(
+                session,
+                topic,
+                "sync_run.module",
+                {"run_id": run.id, "module": record.module, "current_module": run.current_module,
+                 "progress": entry},
+            )  # fmt: skip
+        if record.log_message is not None:
+            await append_event(
+                session,
+                topic,
+                "sync_run.log",
+                {"run_id": run.id, "level": record.log_level or "info", "module": record.module,
+                 "message": record.log_message, "metadata": record.log_metadata,
+                 "at": now.isoformat()},
+            )  # fmt: skip
 
     async def _commit_cursor(
         self, session: AsyncSession, run: SyncRun, module: str, since: str

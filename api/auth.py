@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import ApiKey, User
+from storage.keys import safe_part
 
 CACHE_SECONDS = 30.0
 
@@ -58,6 +59,9 @@ async def ensure_keys(
     sessions: async_sessionmaker[AsyncSession], keys: list[tuple[str, str, bool]]
 ) -> None:
     """Create the users and keys listed in BOOTSTRAP_API_KEYS (idempotent)."""
+    for _, user_id, _ in keys:
+        # A user id names a storage folder: refuse at start-up what could never store a file.
+        safe_part(user_id, "BOOTSTRAP_API_KEYS user id")
     async with sessions() as session:
         for key, user_id, is_admin in keys:
             user = await session.get(User, user_id)

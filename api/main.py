@@ -10,10 +10,24 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.auth import KeyRing, ensure_keys
-from api.routes import health, jobs, schedules, sync_runs, webhooks
-from core.db import make_engine, make_sessionmaker
+from api.event_hub import EventHub
+from api.metrics import ApiMetrics
+from api.routes import (
+    dashboard,
+    events,
+    health,
+    jobs,
+    me,
+    projects,
+    recovery,
+    schedules,
+    sync_runs,
+    webhooks,
+)
+from api.routes.metrics import router as metrics_router
+from core.db import libpq_dsn, make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
-from providers.registry import PROVIDER_NAMES, build_webhook_verifier
+from providers.registry import PROVIDER_NAMES, build_provider, build_webhook_verifier
 from storage.factory import build_storage
 
 
@@ -34,10 +48,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.temporal = await Client.connect(
                 settings.temporal_address, namespace=settings.temporal_namespace, lazy=True
             )
+            app.state.providers = {
+                name: build_provider(name, settings, http) for name in PROVIDER_NAMES
+            }
             app.state.webhook_verifiers = {
                 name: build_webhook_verifier(name, settings, http) for name in PROVIDER_NAMES
             }
-            yield
+            app.state.event_hub = hub = EventHub(
+                sessions,
+                listen_dsn=libpq_dsn(settings.database_url),
+                poll_interval=settings.events_poll_interval_seconds,
+            )
+            app.state.metrics.watch(hub)
+            await hub.start()
+            try:
+                yield
+            finally:
+                await hub.stop()
         await engine.dispose()
 
     app = FastAPI(
@@ -46,9 +73,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Durable AI media jobs and data sync runs on Temporal.",
         lifespan=lifespan,
     )
+    app.state.metrics = ApiMetrics()  # before the lifespan: it watches the event hub
+    app.include_router(recovery.router)  # before jobs: /v1/jobs/adopt
     app.include_router(jobs.router)
     app.include_router(sync_runs.router)
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.include_router(events.router)
+    app.include_router(projects.router)
+    app.include_router(me.router)
+    app.include_router(dashboard.router)
     return app

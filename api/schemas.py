@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -10,37 +9,38 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.contracts import JobKind, JobStatus
 from providers.registry import PROVIDER_NAMES
-from providers.replicate import model_reference_error
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_DESTINATION = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-# Inputs each kind cannot do without (names as the default models use them).
-REQUIRED_INPUT: dict[JobKind, list[tuple[str, ...]]] = {
-    JobKind.GENERATION: [("prompt",)],
-    JobKind.EDIT: [("prompt",), ("input_image", "image")],
-    JobKind.UPSCALE: [("image", "input_image")],
-    JobKind.VIDEO: [("prompt",)],
-    JobKind.TRAINING: [("destination",)],
-}
 
 
 class JobCreate(BaseModel):
-    """A new job. `input` goes to the model as is; `model` defaults per kind."""
+    """A new job. `input` goes to the model as is; `provider` and `model` have defaults.
+
+    What the input and model must look like depends on the provider, known once its default is
+    applied: `api.routes.jobs` checks them (`providers.registry.job_request_error`).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"kind": "generation", "input": {"prompt": "a red fox in the snow"}}]
+            "examples": [
+                {"kind": "generation", "input": {"prompt": "a red fox in the snow"}},
+                {"kind": "generation", "provider": "fal", "input": {"prompt": "a red fox"}},
+            ]
         },
     )
 
     kind: JobKind
     input: dict[str, Any] = Field(description="model input, e.g. {'prompt': '…'}")
-    provider: str = Field("replicate", description=f"one of: {', '.join(PROVIDER_NAMES)}")
+    provider: str | None = Field(
+        None, description=f"one of: {', '.join(PROVIDER_NAMES)}; default: DEFAULT_PROVIDER"
+    )
     model: str | None = Field(
         None,
-        description="'owner/name', 'owner/name:<version>' or a version id; default per kind",
+        description=(
+            "the provider's model: Replicate 'owner/name[:version]', fal 'fal-ai/flux/dev', "
+            "KIE 'google/nano-banana'; default per provider and kind"
+        ),
         max_length=256,
     )
     project_id: str | None = Field(None, pattern=_ID)
@@ -48,36 +48,33 @@ class JobCreate(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> JobCreate:
-        if self.provider not in PROVIDER_NAMES:
+        if self.provider is not None and self.provider not in PROVIDER_NAMES:
             raise ValueError(
                 f"provider {self.provider!r} is not supported; use one of: "
                 + ", ".join(PROVIDER_NAMES)
             )
-        for names in REQUIRED_INPUT[self.kind]:
-            values = [self.input.get(name) for name in names]
-            if not any(isinstance(v, str) and v.strip() for v in values):
-                raise ValueError(
-                    f"{self.kind.value} jobs need input.{' or input.'.join(names)} "
-                    "as a non-empty string"
-                )
-        if self.kind == JobKind.TRAINING and not _DESTINATION.match(str(self.input["destination"])):
-            raise ValueError(
-                "input.destination must be 'owner/model' (where the trained version is pushed)"
-            )
-        if self.model is not None:
-            problem = model_reference_error(self.model, self.kind)
-            if problem:
-                raise ValueError(problem)
         return self
 
 
 class OutputPublic(BaseModel):
     index: int
-    url: str = Field(description="permanent URL of the stored file (same auth as the job)")
-    key: str
-    content_type: str
+    url: str = Field(
+        description="permanent URL of the stored file: same auth as the job, or ?access_token="
+        " (on S3 it redirects to a presigned URL)"
+    )
+    thumbnail_url: str | None = Field(
+        description="a WebP thumbnail (images only; null for videos or when none could be made)"
+    )
+    key: str = Field(description="storage key: {context}/{user_id}/{job_id}_{n}.{ext}")
+    thumbnail_key: str | None = None
+    content_type: str = Field(description="from the file's bytes, not its URL")
     bytes: int
     sha256: str
+    width: int | None = Field(None, description="images: width as displayed, in pixels")
+    height: int | None = None
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="e.g. thumbnail_error: why an image has no thumbnail"
+    )
 
 
 class JobPublic(BaseModel):
@@ -98,6 +95,12 @@ class JobPublic(BaseModel):
     storage_provider: str | None
     storage_bucket: str | None
     storage_context: str | None
+    storage_keys: list[str] = Field(default_factory=list, description="outputs, then thumbnails")
+    operation_type: str | None = None
+    recovery_state: str | None = Field(
+        None, description="set by recovery: `recovered`, or `needs_regeneration` (see reason)"
+    )
+    recovery_reason: str | None = None
     webhook_count: int
     poll_count: int
     created_at: datetime

@@ -1,7 +1,8 @@
 """The bench's view of a running stack: submit jobs through the API, read the app DB directly
 (sqlite3, read only), and ask the Replicate emulator for its counters and timelines.
 
-Jobs of one bench phase share a `project_id`, so each phase counts only its own rows.
+Jobs of one bench phase share a project (made on first use), so each phase counts only its
+own rows.
 """
 
 from __future__ import annotations
@@ -90,6 +91,17 @@ class AppClient:
             raise ValueError(f"the benches read a SQLite app DB, not {stack.database_url}")
         self._db_path = database.database
         self.submit_errors: list[str] = []
+        self._projects: dict[str, str] = {}  # bench label -> project id
+        self._projects_lock = asyncio.Lock()
+
+    async def project_id(self, label: str) -> str:
+        """The project standing for a bench phase, created on first use."""
+        async with self._projects_lock:
+            if label not in self._projects:
+                response = await self._api.post("/v1/projects", json={"name": label})
+                response.raise_for_status()
+                self._projects[label] = str(response.json()["id"])
+            return self._projects[label]
 
     async def aclose(self) -> None:
         await self._api.aclose()
@@ -104,7 +116,8 @@ class AppClient:
         job_input: dict[str, Any] = {"prompt": f"bench {project} {index}"}
         if faults:
             job_input["_emulator"] = faults
-        body = {"kind": "generation", "input": job_input, "project_id": project}
+        body = {"kind": "generation", "input": job_input,
+                "project_id": await self.project_id(project)}  # fmt: skip
         try:
             response = await self._api.post("/v1/jobs", json=body)
         except httpx.HTTPError as exc:
@@ -128,7 +141,8 @@ class AppClient:
 
     async def status_counts(self, project: str) -> dict[str, int]:
         rows = await self.query(
-            "SELECT status, count(*) FROM jobs WHERE project_id = ? GROUP BY status", project
+            "SELECT status, count(*) FROM jobs WHERE project_id = ? GROUP BY status",
+            self._projects.get(project, project),
         )
         return {str(status): int(count) for status, count in rows}
 
@@ -157,7 +171,7 @@ class AppClient:
         rows = await self.query(
             "SELECT id, status, provider_job_id, completed_at, webhook_count, poll_count "
             "FROM jobs WHERE project_id = ?",
-            project,
+            self._projects.get(project, project),
         )
         return [
             JobRow(

@@ -171,7 +171,7 @@ def failures(rows: list[JobRow]) -> dict[str, int]:
 async def job_errors(app: AppClient, project: str) -> list[str]:
     rows = await app.query(
         "SELECT DISTINCT error FROM jobs WHERE project_id = ? AND error IS NOT NULL LIMIT 3",
-        project,
+        await app.project_id(project),
     )
     return [str(row[0])[:300] for row in rows]
 

@@ -134,6 +134,8 @@ class MediaJobInput:
     node_id: str | None = None
     # Only the time-skipping test server lacks custom search attributes.
     search_attributes: bool = True
+    # Adoption: follow this job already at the provider instead of submitting a new one.
+    adopt_provider_job_id: str | None = None
 
 
 @dataclass
@@ -177,6 +179,17 @@ class ProviderRef:
     kind: JobKind
     provider: str
     provider_job_id: str
+    # fal's status, result and cancel URLs name the app; empty in histories recorded before.
+    model: str = ""
+
+
+@dataclass
+class StoredThumbnail:
+    key: str
+    content_type: str
+    width: int
+    height: int
+    bytes: int
 
 
 @dataclass
@@ -187,6 +200,12 @@ class StoredOutput:
     bytes: int
     sha256: str
     source_url: str
+    # Images: their size as displayed, and a thumbnail (None for videos and other files, or
+    # when it could not be made: `metadata["thumbnail_error"]` says why).
+    width: int | None = None
+    height: int | None = None
+    thumbnail: StoredThumbnail | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -38,6 +38,14 @@ def sync_url(database_url: str) -> str:
     return _url(database_url, is_async=False).render_as_string(hide_password=False)
 
 
+def libpq_dsn(database_url: str) -> str | None:
+    """A plain libpq connection string for PostgreSQL URLs (for LISTEN), None for SQLite."""
+    url = make_url(database_url)
+    if url.get_backend_name() not in ("postgresql", "postgres"):
+        return None
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def is_sqlite(database_url: str) -> bool:
     return make_url(database_url).get_backend_name() == "sqlite"
 

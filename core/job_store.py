@@ -6,6 +6,7 @@ a replayed workflow or a late duplicate can never move a finished job back.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -13,8 +14,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contracts import JOB_STATUS_RANK, JobStatus
-from core.models import Job, utcnow
+from core.contracts import JOB_STATUS_RANK, TERMINAL_JOB_STATUSES, JobStatus
+from core.events import append_event, job_payload, project_topic, user_topic
+from core.models import Job, Project, utcnow
 
 
 def statuses_before(status: JobStatus, *, inclusive: bool = False) -> list[str]:
@@ -25,7 +27,9 @@ def statuses_before(status: JobStatus, *, inclusive: bool = False) -> list[str]:
 async def advance_job(session: AsyncSession, job_id: str, status: JobStatus, **fields: Any) -> bool:
     """Move a job to `status` (or refresh it in that status) unless it is already past it.
 
-    Returns whether a row changed. The caller commits.
+    Each change appends a `job.{status}` event to the owner's topic and, when the job ends
+    with a project node, updates that node (`project.node_updated`), all in the caller's
+    transaction. Returns whether a row changed. The caller commits.
     """
     now = utcnow()
     values: dict[str, Any] = {"status": status.value, "updated_at": now, **fields}
@@ -33,12 +37,71 @@ async def advance_job(session: AsyncSession, job_id: str, status: JobStatus, **f
         values.setdefault("completed_at", now)
     if status == JobStatus.SUBMITTED:
         values.setdefault("submitted_at", now)
-    result = await session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(statuses_before(status, inclusive=True)))
-        .values(**values)
+    job = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(statuses_before(status, inclusive=True)))
+            .values(**values)
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar_one_or_none()
+    if job is None:
+        return False
+    if job.project_id and job.node_id and status in TERMINAL_JOB_STATUSES:
+        await update_project_node(session, job)
+    await append_event(session, user_topic(job.user_id), f"job.{job.status}", job_payload(job))
+    return True
+
+
+NODE_STATUS = {
+    JobStatus.SUCCEEDED.value: "completed",
+    JobStatus.FAILED.value: "failed",
+    JobStatus.CANCELED.value: "canceled",
+}
+
+
+def output_path(job_id: str, index: int) -> str:
+    """Where the API serves a stored output (relative to its base URL)."""
+    return f"/v1/jobs/{job_id}/outputs/{index}"
+
+
+async def update_project_node(session: AsyncSession, job: Job) -> None:
+    """Record a finished job in its project's node (seed 003's `content.nodes[].data`)."""
+    project = await session.get(Project, job.project_id, with_for_update=True)
+    if project is None:
+        return
+    content = copy.deepcopy(project.content or {})
+    node = next(
+        (n for n in content.get("nodes", []) if isinstance(n, dict) and n.get("id") == job.node_id),
+        None,
     )
-    return bool(getattr(result, "rowcount", 0))
+    if node is None:
+        return
+    now = utcnow()
+    data = node.setdefault("data", {})
+    data.update(
+        loading=False,
+        status=NODE_STATUS.get(job.status, job.status),
+        requestId=job.id,
+        updatedAt=now.isoformat(),
+    )
+    if job.status == JobStatus.SUCCEEDED.value and job.outputs:
+        first = job.outputs[0]
+        kind = "video" if str(first.get("content_type", "")).startswith("video/") else "image"
+        data["generated"] = {"url": output_path(job.id, int(first.get("index", 0))), "type": kind}
+    if job.error:
+        data["error"] = job.error
+    project.content = content
+    project.updated_at = now
+    await session.flush()
+    await append_event(
+        session,
+        project_topic(project.id),
+        "project.node_updated",
+        {"project_id": project.id, "node_id": job.node_id, "job_id": job.id, "node": node,
+         "updated_at": now.isoformat()},
+    )  # fmt: skip
 
 
 async def get_job(session: AsyncSession, job_id: str) -> Job | None:

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -80,6 +92,10 @@ class Job(Base):
     storage_context: Mapped[str | None] = mapped_column(String(16))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
 
+    # Set by the recovery sweep: `recovered`, or `needs_regeneration` when every output URL
+    # expired before it could be stored; `recovery_reason` says why.
+    recovery_state: Mapped[str | None] = mapped_column(String(24))
+    recovery_reason: Mapped[str | None] = mapped_column(Text)
     webhook_count: Mapped[int] = mapped_column(Integer, default=0)
     poll_count: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -94,6 +110,8 @@ class Job(Base):
         Index("ix_jobs_user_created", "user_id", "created_at", "id"),
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_project", "project_id"),
+        # health, /metrics and the recovery sweep read the jobs that ended lately
+        Index("ix_jobs_completed", "completed_at"),
     )
 
 
@@ -179,3 +197,52 @@ class SyncRunModule(Base):
     done: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """The outbox of state changes: appended in the transaction that makes the change.
+
+    Ids grow in commit order (writers take a transaction lock first on PostgreSQL; SQLite has
+    one writer), so "everything after id N" is a complete, ordered catch-up for a client.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    topic: Mapped[str] = mapped_column(String(160))
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    __table_args__ = (Index("ix_events_topic_id", "topic", "id"),)
+
+
+class Project(Base):
+    """A user's project (seed 003): `content.nodes[]`, whose nodes jobs fill in when they end."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    content: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecoveryAttempt(Base):
+    """One thing the recovery sweep (or an adoption) did about a job: when, what, result."""
+
+    __tablename__ = "recovery_attempts"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    problem: Mapped[str] = mapped_column(String(32))  # what the sweep found
+    action: Mapped[str] = mapped_column(String(32))  # what it did
+    result: Mapped[str] = mapped_column(String(24))  # started | done | needs_regeneration | failed
+    detail: Mapped[str | None] = mapped_column(Text)

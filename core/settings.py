@@ -11,12 +11,38 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_MODELS = {
-    "generation": "black-forest-labs/flux-schnell",
-    "edit": "black-forest-labs/flux-kontext-pro",
-    "upscale": "nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
-    "video": "minimax/video-01",
-    "training": "ostris/flux-dev-lora-trainer:e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497",
+# The model a job runs when it names none, per provider and kind. A kind missing here is one
+# the provider can't do (KIE has no training API): such jobs are refused at the API.
+DEFAULT_MODELS: dict[str, dict[str, str]] = {
+    "replicate": {
+        "generation": "black-forest-labs/flux-schnell",
+        "edit": "black-forest-labs/flux-kontext-pro",
+        "upscale": "nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
+        "video": "minimax/video-01",
+        "training": "ostris/flux-dev-lora-trainer:e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497",
+    },
+    "fal": {
+        "generation": "fal-ai/flux/dev",
+        "edit": "fal-ai/flux-pro/kontext",
+        "upscale": "fal-ai/esrgan",
+        "video": "fal-ai/kling-video/v2/master/text-to-video",
+        "training": "fal-ai/flux-lora-fast-training",
+    },
+    "kie": {
+        "generation": "google/nano-banana",
+        "edit": "google/nano-banana-edit",
+        "upscale": "topaz/image-upscale",
+        "video": "kling/v2-1-master-text-to-video",
+    },
+}
+
+# How long a job may stay unfinished before /v1/health counts it as stuck, per kind.
+DEFAULT_JOB_DEADLINE_MINUTES = {
+    "generation": 30,
+    "edit": 30,
+    "upscale": 30,
+    "video": 60,
+    "training": 24 * 60,
 }
 
 
@@ -38,7 +64,12 @@ class Settings(BaseSettings):
     s3_bucket: str = "autosync"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
-    s3_presign_seconds: int = 3600
+    # Readers of S3 objects get presigned GET URLs valid this long (the bucket stays private) ...
+    s3_presign_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    # ... or, when set, `{S3_PUBLIC_URL}/{key}`: a public bucket or a CDN in front of it.
+    s3_public_url: str = ""
+    # Thumbnails of image outputs (WebP, under thumbnails/{context}/...): longest edge in pixels.
+    thumbnail_max_edge: int = Field(default=512, ge=16, le=4096)
 
     # How providers reach us: webhook URLs and permanent output URLs are built from this
     public_base_url: str = "http://localhost:8000"
@@ -50,6 +81,20 @@ class Settings(BaseSettings):
     replicate_webhook_events: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["completed"]
     )
+
+    # fal.ai (queue API; webhooks signed with Ed25519, keys from the JWKS, cached this long)
+    fal_api_key: str = ""
+    fal_base_url: str = "https://queue.fal.run"
+    fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
+    fal_jwks_ttl_seconds: float = Field(default=3600.0, gt=0, le=86400)
+
+    # KIE.ai (market tasks; callbacks signed with the account's webhookHmacKey when it has one)
+    kie_api_key: str = ""
+    kie_base_url: str = "https://api.kie.ai"
+    kie_webhook_hmac_key: str = ""
+
+    # The provider of jobs that name none: replicate, fal or kie
+    default_provider: str = "replicate"
 
     # Webhook bridge
     webhook_tolerance_seconds: int = 300
@@ -81,6 +126,35 @@ class Settings(BaseSettings):
     # Records per run whose detail endpoint is fetched to enrich them (0: no enrichment)
     max_enrich_per_run: int = 0
 
+    # Recovery sweep (a Temporal Schedule): how often, how far back, how settled a job must be
+    # before it counts as unfinished, and how many jobs of each kind one sweep looks at.
+    recovery_interval_minutes: float = Field(default=10.0, gt=0)
+    recovery_lookback_hours: float = Field(default=48.0, gt=0)
+    recovery_min_age_minutes: float = Field(default=2.0, ge=0)
+    recovery_batch: int = Field(default=200, ge=1, le=5000)
+
+    # Live events: how often the API looks for new events on SQLite (PostgreSQL notifies it),
+    # and how long they are kept for clients catching up.
+    events_poll_interval_seconds: float = Field(default=0.25, gt=0, le=10)
+    events_retention_hours: float = Field(default=72.0, gt=0)
+
+    # Health (GET /v1/health) and metrics (GET /metrics). Deadlines as JSON, per kind, e.g.
+    # {"video": 120}; kinds left out keep their default.
+    job_deadline_minutes: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_JOB_DEADLINE_MINUTES)
+    )
+    # A worker's long poll lasts up to a minute and the server remembers when it began, so an
+    # idle but healthy worker can look ~60 s old: the window must be longer than that.
+    health_poller_window_seconds: float = Field(default=90.0, gt=0)
+    health_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Database and Temporal answers are reused this long (dashboards poll the endpoints).
+    health_cache_seconds: float = Field(default=2.0, ge=0)
+    # The worker serves the Temporal SDK's metrics on this port (0: off) ...
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    # ... and the API appends what these URLs answer to its own /metrics (comma separated).
+    worker_metrics_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # API keys created at start-up, "key=user[:admin]" separated by commas.
     bootstrap_api_keys: str = ""
 
@@ -91,15 +165,32 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = 200
     worker_sandboxed: bool = True
 
-    @field_validator("replicate_webhook_events", mode="before")
+    @field_validator("replicate_webhook_events", "worker_metrics_urls", mode="before")
     @classmethod
     def _split_events(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    def default_model(self, kind: str) -> str:
-        return DEFAULT_MODELS[kind]
+    @field_validator("worker_metrics_port", mode="before")
+    @classmethod
+    def _empty_port(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and not value.strip() else value
+
+    def job_deadline(self, kind: str) -> int:
+        """Minutes a job of `kind` may run before it counts as stuck."""
+        return self.job_deadline_minutes.get(kind, DEFAULT_JOB_DEADLINE_MINUTES.get(kind, 60))
+
+    @field_validator("default_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in DEFAULT_MODELS:
+            raise ValueError(f"DEFAULT_PROVIDER must be one of: {', '.join(DEFAULT_MODELS)}")
+        return value
+
+    def default_model(self, kind: str, provider: str = "replicate") -> str | None:
+        """The model of a `kind` job at `provider` that names none (None: it can't do `kind`)."""
+        return DEFAULT_MODELS.get(provider, {}).get(kind)
 
     def bootstrap_keys(self) -> list[tuple[str, str, bool]]:
         """Parse `bootstrap_api_keys` into (key, user_id, is_admin) triples."""

@@ -1,8 +1,9 @@
 """`python -m devstack up` (what `make up` runs): the whole stack on this machine, until Ctrl-C.
 
-Temporal dev server (SQLite file under data/, web UI on :8233), the Replicate emulator (unless
-REPLICATE_API_TOKEN is set), the API on :8000 and a worker. State lives in data/, so after a
-restart the jobs that were in flight carry on.
+Temporal dev server (SQLite file under data/, web UI on :8233), an emulator for each provider
+whose credentials are not set (Replicate: REPLICATE_API_TOKEN, fal.ai: FAL_API_KEY, KIE.ai:
+KIE_API_KEY), the API on :8000 and a worker. State lives in data/, so after a restart the jobs
+that were in flight carry on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import threading
 from pathlib import Path
 
+from core.settings import Settings
 from devstack.stack import ROOT, Stack, StackConfig
 
 # The embedded stack's ERP is big enough, and polite enough (5 requests/s), that a month's
@@ -34,12 +36,16 @@ def main() -> None:
     parser.parse_args()
 
     real_replicate = bool(os.environ.get("REPLICATE_API_TOKEN"))
+    real_fal = bool(os.environ.get("FAL_API_KEY"))
+    real_kie = bool(os.environ.get("KIE_API_KEY"))
     config = StackConfig(
         data_dir=Path(os.environ.get("AUTOSYNC_DATA_DIR", ROOT / "data")),
         temporal_port=_env_int("TEMPORAL_PORT", 7233),
         ui_port=_env_int("TEMPORAL_UI_PORT", 8233),
         api_port=_env_int("API_PORT", 8000),
         emulator_port=None if real_replicate else _env_int("EMULATOR_PORT", 8100),
+        fal_port=None if real_fal else _env_int("FAL_EMULATOR_PORT", 8110),
+        kie_port=None if real_kie else _env_int("KIE_EMULATOR_PORT", 8120),
         erp_port=None if os.environ.get("ERP_BASE_URL") else _env_int("ERP_EMULATOR_PORT", 8200),
         database_url=os.environ.get("DATABASE_URL"),
         storage_backend=os.environ.get("STORAGE_BACKEND", "local"),
@@ -56,14 +62,20 @@ def main() -> None:
     print("starting the autosync stack (logs in data/logs/) …", flush=True)
     stack.start()
     api = f"http://localhost:{config.api_port}"
-    provider = "real Replicate" if real_replicate else f"emulator at {stack.emulator_url}"
+    replicate = "real Replicate" if real_replicate else f"emulator at {stack.emulator_url}"
+    fal = "real fal.ai" if real_fal else f"emulator at {stack.fal_url}"
+    kie = "real KIE.ai" if real_kie else f"emulator at {stack.kie_url}"
+    default_provider = Settings().default_provider  # as the API reads it (env, then .env)
     print(
         f"""
 autosync is up
   API           {api}          (OpenAPI docs: {api}/docs)
   Temporal UI   {stack.ui_url}
   Temporal      {stack.temporal_address}
-  Replicate     {provider}
+  Replicate     {replicate}
+  fal.ai        {fal}
+  KIE.ai        {kie}
+  providers     replicate, fal, kie   (per job: "provider"; default: {default_provider})
   ERP           {stack.erp_url or os.environ.get("ERP_BASE_URL")}   (companies: acme, globex)
   database      {stack.database_url}
   storage       {config.storage_backend} ({config.data_dir / "storage"})
@@ -75,7 +87,8 @@ Ctrl-C stops everything; jobs in flight carry on after the next `make up`.
     )
     try:
         while not stopping.wait(1.0):
-            for proc in (stack.temporal, stack.emulator, stack.erp, stack.api, stack.worker):
+            procs = (stack.temporal, stack.emulator, stack.fal, stack.kie, stack.erp)
+            for proc in (*procs, stack.api, stack.worker):
                 if proc is not None and not proc.alive():
                     print(f"{proc.name} exited; see {proc.log_path}", flush=True)
                     stopping.set()

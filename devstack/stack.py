@@ -1,4 +1,4 @@
-"""The whole stack as child processes: Temporal dev server, Replicate emulator, API, worker.
+"""The whole stack as child processes: Temporal dev server, provider emulators, API, worker.
 
 One way to start it, used by `make up` (fixed, documented ports), by the end-to-end tests and by
 the benches (free ports, temp dirs). Every process is stopped by its PID.
@@ -37,6 +37,10 @@ DEV_SERVER_TUNING = [
 
 EMULATOR_WEBHOOK_SECRET = "whsec_YXV0b3N5bmMtZGV2LXdlYmhvb2stc2VjcmV0LTMyYnk="
 EMULATOR_TOKEN = "emulator-token"
+FAL_EMULATOR_KEY = "fal-emulator-key"
+KIE_EMULATOR_KEY = "kie-emulator-key"
+# The KIE emulator signs callbacks with this key, as KIE does once an account has created one.
+KIE_EMULATOR_HMAC_KEY = "autosync-dev-kie-webhook-hmac-key"
 WORKER_READY = "worker polling task queue"
 # Companies of the ERP emulator and their tokens (the same map on both sides).
 ERP_COMPANY_TOKENS = {"acme": "erp-dev-token", "globex": "erp-globex-token"}
@@ -49,7 +53,10 @@ class StackConfig:
     ui_port: int | None = 8233  # None: headless
     api_port: int = 8000
     emulator_port: int | None = 8100  # None: talk to the real Replicate
+    fal_port: int | None = 8110  # None: talk to the real fal.ai
+    kie_port: int | None = 8120  # None: talk to the real KIE.ai
     erp_port: int | None = 8200  # None: talk to the ERP at ERP_BASE_URL
+    worker_metrics_port: int | None = 9464  # the worker's Prometheus endpoint (None: off)
     database_url: str | None = None  # default: SQLite file in data_dir
     storage_backend: str = "local"
     s3_endpoint_url: str | None = None
@@ -60,16 +67,18 @@ class StackConfig:
 
     @classmethod
     def ephemeral(cls, data_dir: Path, **kw: object) -> StackConfig:
-        """Free ports everywhere and no web UI: for tests and benches."""
-        return cls(
-            data_dir=data_dir,
-            temporal_port=free_port(),
-            ui_port=None,
-            api_port=free_port(),
-            emulator_port=free_port(),
-            erp_port=free_port(),
-            **kw,  # type: ignore[arg-type]
-        )
+        """Free ports everywhere and no web UI: for tests and benches (`kw` may override)."""
+        ports: dict[str, object] = {
+            "temporal_port": free_port(),
+            "ui_port": None,
+            "api_port": free_port(),
+            "emulator_port": free_port(),
+            "fal_port": free_port(),
+            "kie_port": free_port(),
+            "erp_port": free_port(),
+            "worker_metrics_port": free_port(),
+        }
+        return cls(data_dir=data_dir, **{**ports, **kw})  # type: ignore[arg-type]
 
 
 class Stack:
@@ -79,6 +88,8 @@ class Stack:
         self.log_dir = (config.log_dir or self.data_dir / "logs").resolve()
         self.temporal: ManagedProcess | None = None
         self.emulator: ManagedProcess | None = None
+        self.fal: ManagedProcess | None = None
+        self.kie: ManagedProcess | None = None
         self.erp: ManagedProcess | None = None
         self.api: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
@@ -97,6 +108,16 @@ class Stack:
     @property
     def emulator_url(self) -> str | None:
         port = self.config.emulator_port
+        return f"http://127.0.0.1:{port}" if port else None
+
+    @property
+    def fal_url(self) -> str | None:
+        port = self.config.fal_port
+        return f"http://127.0.0.1:{port}" if port else None
+
+    @property
+    def kie_url(self) -> str | None:
+        port = self.config.kie_port
         return f"http://127.0.0.1:{port}" if port else None
 
     @property
@@ -135,9 +156,22 @@ class Stack:
             env["REPLICATE_BASE_URL"] = self.emulator_url
             env["REPLICATE_API_TOKEN"] = EMULATOR_TOKEN
             env["REPLICATE_WEBHOOK_SECRET"] = EMULATOR_WEBHOOK_SECRET
+        if self.fal_url:
+            env["FAL_BASE_URL"] = self.fal_url
+            env["FAL_API_KEY"] = FAL_EMULATOR_KEY
+            env["FAL_JWKS_URL"] = f"{self.fal_url}/.well-known/jwks.json"
+        if self.kie_url:
+            env["KIE_BASE_URL"] = self.kie_url
+            env["KIE_API_KEY"] = KIE_EMULATOR_KEY
+            env["KIE_WEBHOOK_HMAC_KEY"] = KIE_EMULATOR_HMAC_KEY
         if self.erp_url:
             env["ERP_BASE_URL"] = self.erp_url
             env["ERP_TOKENS"] = json.dumps(ERP_COMPANY_TOKENS)
+        if self.config.worker_metrics_port:
+            # The worker serves the SDK's metrics there; the API appends them to its /metrics.
+            port = self.config.worker_metrics_port
+            env["WORKER_METRICS_PORT"] = str(port)
+            env["WORKER_METRICS_URLS"] = f"http://127.0.0.1:{port}/metrics"
         env.update(self.config.env)
         return env
 
@@ -148,10 +182,7 @@ class Stack:
         try:
             self.start_temporal()
             upgrade(self.database_url)
-            if self.config.emulator_port:
-                self.start_emulator()
-            if self.config.erp_port:
-                self.start_erp()
+            self.start_emulators()
             self.start_api()
             self.start_worker()
         except BaseException:
@@ -177,31 +208,69 @@ class Stack:
         self.temporal = ManagedProcess("temporal", args, log_dir=self.log_dir).start()
         self.temporal.wait_tcp(self.config.temporal_port, timeout=90)
 
+    def start_emulators(self) -> None:
+        """Every configured emulator, started at once, then waited for (`/_emulator/health`)."""
+        if self.config.emulator_port:
+            self.emulator = self._spawn("replicate")
+        if self.config.fal_port:
+            self.fal = self._spawn("fal")
+        if self.config.kie_port:
+            self.kie = self._spawn("kie")
+        if self.config.erp_port:
+            self.erp = self._spawn("erp")
+        for proc, url in (
+            (self.emulator, self.emulator_url),
+            (self.fal, self.fal_url),
+            (self.kie, self.kie_url),
+            (self.erp, self.erp_url),
+        ):
+            if proc is not None:
+                proc.wait_http(f"{url}/_emulator/health")
+
     def start_emulator(self) -> None:
-        port = self.config.emulator_port
-        assert port is not None
-        env = {
-            "REPLICATE_EMULATOR_WEBHOOK_SECRET": EMULATOR_WEBHOOK_SECRET,
-            "REPLICATE_EMULATOR_API_TOKEN": EMULATOR_TOKEN,
-            "REPLICATE_EMULATOR_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "REPLICATE_EMULATOR_STATE_FILE": str(self.data_dir / "emulator-state.json"),
-            **{k: v for k, v in self.config.env.items() if k.startswith("REPLICATE_EMULATOR_")},
-        }
-        args = [sys.executable, "-m", "emulators.replicate", "--host", "127.0.0.1",
-                "--port", str(port)]  # fmt: skip
-        self.emulator = ManagedProcess("emulator", args, log_dir=self.log_dir, env=env, cwd=ROOT)
-        self.emulator.start().wait_http(f"{self.emulator_url}/_emulator/health")
+        """The Replicate emulator alone."""
+        self.emulator = self._spawn("replicate")
+        self.emulator.wait_http(f"{self.emulator_url}/_emulator/health")
 
     def start_erp(self) -> None:
-        port = self.config.erp_port
+        """The ERP emulator alone (the sync bench restarts it between phases)."""
+        self.erp = self._spawn("erp")
+        self.erp.wait_http(f"{self.erp_url}/_emulator/health")
+
+    def _spawn(self, module: str) -> ManagedProcess:
+        """Start `python -m emulators.<module>` (not waiting); `<MODULE>_EMULATOR_*` of the
+        config's env apply on top of the stack's own settings."""
+        ports = {
+            "replicate": self.config.emulator_port,
+            "fal": self.config.fal_port,
+            "kie": self.config.kie_port,
+            "erp": self.config.erp_port,
+        }
+        port = ports[module]
         assert port is not None
         env = {
-            "ERP_EMULATOR_TOKENS": json.dumps({t: c for c, t in ERP_COMPANY_TOKENS.items()}),
-            **{k: v for k, v in self.config.env.items() if k.startswith("ERP_EMULATOR_")},
-        }
-        args = [sys.executable, "-m", "emulators.erp", "--host", "127.0.0.1", "--port", str(port)]
-        self.erp = ManagedProcess("erp", args, log_dir=self.log_dir, env=env, cwd=ROOT)
-        self.erp.start().wait_http(f"{self.erp_url}/_emulator/health")
+            "replicate": {
+                "REPLICATE_EMULATOR_WEBHOOK_SECRET": EMULATOR_WEBHOOK_SECRET,
+                "REPLICATE_EMULATOR_API_TOKEN": EMULATOR_TOKEN,
+                "REPLICATE_EMULATOR_STATE_FILE": str(self.data_dir / "emulator-state.json"),
+            },
+            "fal": {"FAL_EMULATOR_API_KEY": FAL_EMULATOR_KEY},
+            "kie": {
+                "KIE_EMULATOR_API_KEY": KIE_EMULATOR_KEY,
+                "KIE_EMULATOR_WEBHOOK_HMAC_KEY": KIE_EMULATOR_HMAC_KEY,
+            },
+            "erp": {
+                "ERP_EMULATOR_TOKENS": json.dumps({t: c for c, t in ERP_COMPANY_TOKENS.items()})
+            },
+        }[module]
+        prefix = f"{module.upper()}_EMULATOR_"
+        if module != "erp":  # where clients find the files the emulator serves
+            env[f"{prefix}PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        env.update({k: v for k, v in self.config.env.items() if k.startswith(prefix)})
+        args = [sys.executable, "-m", f"emulators.{module}", "--host", "127.0.0.1",
+                "--port", str(port)]  # fmt: skip
+        name = {"replicate": "emulator", "erp": "erp"}.get(module, f"{module}-emulator")
+        return ManagedProcess(name, args, log_dir=self.log_dir, env=env, cwd=ROOT).start()
 
     def start_api(self) -> None:
         args = [
@@ -229,7 +298,15 @@ class Stack:
             self.worker.kill()
 
     def stop(self) -> None:
-        for proc in (self.worker, self.api, self.erp, self.emulator, self.temporal):
+        for proc in (
+            self.worker,
+            self.api,
+            self.erp,
+            self.kie,
+            self.fal,
+            self.emulator,
+            self.temporal,
+        ):
             if proc is not None:
                 proc.stop()
 

@@ -36,6 +36,10 @@ class WebhookRejected(Exception):
     """A webhook whose signature, timestamp or body is not acceptable (answered 401)."""
 
 
+class WebhookUnavailable(Exception):
+    """A webhook that can't be checked right now (answered 503, so the provider sends it again)."""
+
+
 class Provider(Protocol):
     name: str
 
@@ -50,7 +54,8 @@ class WebhookVerifier(Protocol):
     """The API side of a provider: check a webhook and turn it into a snapshot."""
 
     async def verify(self, headers: Mapping[str, str], body: bytes) -> str | None:
-        """Raise WebhookRejected unless authentic; return the webhook's message id if any."""
+        """Raise WebhookRejected unless authentic (WebhookUnavailable if that can't be told
+        now); return the webhook's message id if any."""
         ...
 
     def parse(self, body: bytes) -> ProviderSnapshot: ...

@@ -18,6 +18,7 @@ from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot
 from providers import standard_webhooks
 from providers.base import ProviderRejected, ProviderUnavailable, WebhookRejected
 from providers.http_errors import raise_for_status
+from providers.inputs import RequiredInput, missing_input
 
 NAME = "replicate"
 
@@ -33,6 +34,24 @@ PHASES: dict[str, ProviderPhase] = {
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL = re.compile(r"^[\w.-]+/[\w.-]+$")
 _MODEL_VERSION = re.compile(r"^([\w.-]+)/([\w.-]+):([0-9a-f]{64})$")
+_DESTINATION = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+REQUIRED_INPUT: RequiredInput = {
+    JobKind.GENERATION: [("prompt",)],
+    JobKind.EDIT: [("prompt",), ("input_image", "image")],
+    JobKind.UPSCALE: [("image", "input_image")],
+    JobKind.VIDEO: [("prompt",)],
+    JobKind.TRAINING: [("destination",)],
+}
+
+
+def input_error(kind: JobKind, payload: Mapping[str, Any]) -> str | None:
+    """What the input lacks for `kind` at Replicate, or None (checked at the API edge)."""
+    problem = missing_input(kind, payload, REQUIRED_INPUT)
+    if problem is None and kind == JobKind.TRAINING:
+        if not _DESTINATION.match(str(payload["destination"])):
+            return "input.destination must be 'owner/model' (where the trained version is pushed)"
+    return problem
 
 
 def model_reference_error(model: str, kind: JobKind) -> str | None:

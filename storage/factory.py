@@ -13,6 +13,9 @@ def build_storage(settings: Settings) -> Storage:
         from storage.s3 import S3Storage
 
         return S3Storage(
-            settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            public_url=settings.s3_public_url or None,
         )
     return LocalStorage(settings.storage_dir)

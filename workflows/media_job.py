@@ -145,6 +145,8 @@ class MediaJobWorkflow:
         if self._cancel_reason is not None:
             return await self._finish(JobStatus.CANCELED, self._cancel_reason)
 
+        if job.adopt_provider_job_id:
+            return await self._adopt(job.adopt_provider_job_id)
         try:
             # A local activity: the submit and the first timer share one workflow task.
             submitted = await workflow.execute_local_activity_method(
@@ -175,6 +177,22 @@ class MediaJobWorkflow:
         self._follow_provider()  # a webhook may have said `processing` during the submit
         self._publish_status()
 
+        return await self._follow_to_the_end()
+
+    async def _adopt(self, provider_job_id: str) -> MediaJobResult:
+        """Follow a job started outside this workflow (or before a crash) from a first poll."""
+        self._snapshot = ProviderSnapshot(
+            provider_job_id=provider_job_id, provider_status="adopted", phase=ProviderPhase.QUEUED
+        )
+        self._status = JobStatus.SUBMITTED
+        self._mark(JobStatus.SUBMITTED)
+        await self._record(JobStatus.SUBMITTED)
+        await self._poll()
+        self._publish_status()
+        return await self._follow_to_the_end()
+
+    async def _follow_to_the_end(self) -> MediaJobResult:
+        job = self._job
         await self._wait_for_provider()
 
         if self._poll_rejections >= MAX_POLL_REJECTIONS:
@@ -344,6 +362,7 @@ class MediaJobWorkflow:
             kind=self._job.kind,
             provider=self._job.provider,
             provider_job_id=self._snapshot.provider_job_id,
+            model=self._job.model,
         )
 
     async def _record(self, status: JobStatus, error: str | None = None) -> None:

@@ -3,37 +3,44 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, StreamingResponse
-from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError
 
 from api.auth import Caller
 from api.deps import CurrentCaller, SessionDep, SettingsDep, StorageDep, TemporalDep
 from api.pagination import decode_cursor, encode_cursor
+from api.query_auth import HeaderOrQueryCaller
+from api.routes.metrics import MetricsDep
 from api.schemas import CancelRequest, JobCreate, JobPublic, JobsPublic, OutputPublic
 from core.contracts import (
-    SA_KIND,
-    SA_PROVIDER,
-    SA_STATUS,
-    SA_USER,
     TERMINAL_JOB_STATUSES,
     JobKind,
     JobStatus,
     MediaJobInput,
-    PollPolicy,
     media_job_workflow_id,
 )
+from core.events import append_event, job_payload, user_topic
+from core.job_start import poll_policy, start_job_workflow, webhook_url
 from core.job_store import advance_job, get_job, list_jobs
-from core.models import Job
+from core.models import Job, Project
 from core.settings import Settings
-from workflows.media_job import MediaJobWorkflow, start_options
+from providers.registry import job_request_error
+from storage.base import Storage
+from workflows.media_job import MediaJobWorkflow
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+# Job ids are ours (hex uuids), but arrive in URLs: anything else is refused before any lookup.
+JobId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="the job's id")
+]
 
 
 def job_public(job: Job, settings: Settings) -> JobPublic:
@@ -53,21 +60,15 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
         project_id=job.project_id,
         node_id=job.node_id,
         error=job.error,
-        outputs=[
-            OutputPublic(
-                index=o["index"],
-                url=f"{base}/v1/jobs/{job.id}/outputs/{o['index']}",
-                key=o["key"],
-                content_type=o["content_type"],
-                bytes=o["bytes"],
-                sha256=o["sha256"],
-            )
-            for o in job.outputs
-        ],
+        outputs=[output_public(job.id, o, base) for o in job.outputs],
         output_data=job.output_data,
         storage_provider=job.storage_provider,
         storage_bucket=job.storage_bucket,
         storage_context=job.storage_context,
+        storage_keys=job.storage_keys or [],
+        operation_type=job.operation_type,
+        recovery_state=job.recovery_state,
+        recovery_reason=job.recovery_reason,
         webhook_count=job.webhook_count,
         poll_count=job.poll_count,
         created_at=job.created_at,
@@ -84,33 +85,22 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
     )
 
 
-def poll_policy(settings: Settings, kind: JobKind) -> PollPolicy:
-    return PollPolicy(
-        interval_seconds=settings.poll_interval_seconds,
-        backoff_after_seconds=settings.poll_backoff_after_seconds,
-        max_seconds=(
-            settings.training_max_poll_interval_seconds
-            if kind == JobKind.TRAINING
-            else settings.max_poll_interval_seconds
-        ),
-    )
-
-
-async def start_job_workflow(client: Client, settings: Settings, job: MediaJobInput) -> None:
-    await client.start_workflow(
-        MediaJobWorkflow.run,
-        job,
-        id=media_job_workflow_id(job.job_id),
-        task_queue=settings.media_task_queue,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(SA_USER, job.user_id),
-                SearchAttributePair(SA_KIND, job.kind.value),
-                SearchAttributePair(SA_PROVIDER, job.provider),
-                SearchAttributePair(SA_STATUS, JobStatus.QUEUED.value),
-            ]
-        ),
-        **start_options(job),
+def output_public(job_id: str, output: dict[str, Any], base: str) -> OutputPublic:
+    """One stored output; records written before thumbnails existed lack the newer fields."""
+    url = f"{base}/v1/jobs/{job_id}/outputs/{output['index']}"
+    thumbnail = output.get("thumbnail")
+    return OutputPublic(
+        index=output["index"],
+        url=url,
+        thumbnail_url=f"{url}/thumbnail" if thumbnail else None,
+        key=output["key"],
+        thumbnail_key=thumbnail["key"] if thumbnail else None,
+        content_type=output["content_type"],
+        bytes=output["bytes"],
+        sha256=output["sha256"],
+        width=output.get("width"),
+        height=output.get("height"),
+        metadata=output.get("metadata") or {},
     )
 
 
@@ -119,6 +109,25 @@ async def visible_job(session: SessionDep, caller: Caller, job_id: str) -> Job:
     if job is None or not caller.can_see(job.user_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
     return job
+
+
+async def check_project_node(
+    session: AsyncSession, caller: Caller, project_id: str, node_id: str | None
+) -> None:
+    """422 unless the project is the caller's and has the node (if any) the job fills in."""
+    project = await session.get(Project, project_id)
+    if project is None or not caller.can_see(project.user_id):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"project_id: no project {project_id!r}"
+        )
+    if node_id is None:
+        return  # a job of the project that fills in no node
+    nodes = (project.content or {}).get("nodes", [])
+    if not any(isinstance(n, dict) and n.get("id") == node_id for n in nodes):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"node_id: project {project_id!r} has no node {node_id!r}",
+        )
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
@@ -130,23 +139,38 @@ async def create_job(
     settings: SettingsDep,
 ) -> JobPublic:
     """Start a job; it runs in the background. Poll GET /v1/jobs/{id} or cancel it."""
+    provider = body.provider or settings.default_provider
+    model = body.model or settings.default_model(body.kind.value, provider)
+    problem = job_request_error(provider, body.kind, model, body.input)
+    if problem is not None:
+        # The shape of the schema's own 422s: the provider is only known here.
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body",), "msg": problem, "input": body.input}]
+        )
+    assert model is not None  # job_request_error refuses a kind the provider has no model for
     job_id = uuid.uuid4().hex
-    model = body.model or settings.default_model(body.kind.value)
     job = Job(
         id=job_id,
         user_id=caller.user_id,
         kind=body.kind.value,
-        provider=body.provider,
+        provider=provider,
         model=model,
         input=body.input,
         status=JobStatus.QUEUED.value,
         project_id=body.project_id,
         node_id=body.node_id,
     )
-    # The row first, so the job is listed from the moment this request returns.
+    if body.node_id is not None and body.project_id is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "node_id: needs the project_id it belongs to"
+        )
+    if body.project_id is not None:
+        await check_project_node(session, caller, body.project_id, body.node_id)
+    # The row first, so the job is listed (and streamed) from the moment this request returns.
     session.add(job)
+    await session.flush()
+    await append_event(session, user_topic(job.user_id), f"job.{job.status}", job_payload(job))
     await session.commit()
-    webhook_url = f"{settings.public_base_url.rstrip('/')}/webhooks/{body.provider}?job_id={job_id}"
     try:
         await start_job_workflow(
             temporal,
@@ -155,10 +179,10 @@ async def create_job(
                 job_id=job_id,
                 user_id=caller.user_id,
                 kind=body.kind,
-                provider=body.provider,
+                provider=provider,
                 model=model,
                 input=body.input,
-                webhook_url=webhook_url,
+                webhook_url=webhook_url(settings, provider, job_id),
                 webhook_events=settings.replicate_webhook_events,
                 poll=poll_policy(settings, body.kind),
                 project_id=body.project_id,
@@ -208,7 +232,7 @@ async def list_my_jobs(
 
 @router.get("/{job_id}", response_model=JobPublic)
 async def read_job(
-    job_id: str, caller: CurrentCaller, session: SessionDep, settings: SettingsDep
+    job_id: JobId, caller: CurrentCaller, session: SessionDep, settings: SettingsDep
 ) -> JobPublic:
     """One job with its status, outputs and timings."""
     return job_public(await visible_job(session, caller, job_id), settings)
@@ -216,11 +240,12 @@ async def read_job(
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
 async def cancel_job(
-    job_id: str,
+    job_id: JobId,
     caller: CurrentCaller,
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
     body: CancelRequest | None = None,
 ) -> JobPublic:
     """Ask a job to stop; it reaches the provider and ends `canceled`."""
@@ -233,38 +258,94 @@ async def cancel_job(
             MediaJobWorkflow.cancel, reason
         )
     except RPCError as exc:
+        metrics.signal("MediaJobWorkflow", "cancel", sent=False)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"could not reach the job: {exc.message}"
         ) from exc
+    metrics.signal("MediaJobWorkflow", "cancel", sent=True)
     return job_public(job, settings)
 
 
 @router.get("/{job_id}/outputs/{index}", response_model=None)
 async def read_output(
-    job_id: str,
+    job_id: JobId,
     index: int,
-    caller: CurrentCaller,
+    request: Request,
+    caller: HeaderOrQueryCaller,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
 ) -> Any:
-    """The stored file (a redirect to a presigned URL on S3)."""
+    """The stored file (a redirect to a presigned URL on S3); the key may be `?access_token=`."""
+    output = await visible_output(session, caller, job_id, index)
+    return await serve_object(
+        request, storage, settings, output["key"], output["content_type"], output["sha256"]
+    )
+
+
+@router.get("/{job_id}/outputs/{index}/thumbnail", response_model=None)
+async def read_thumbnail(
+    job_id: JobId,
+    index: int,
+    request: Request,
+    caller: HeaderOrQueryCaller,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> Any:
+    """The output's WebP thumbnail (images only); the key may be `?access_token=`."""
+    output = await visible_output(session, caller, job_id, index)
+    thumbnail = output.get("thumbnail")
+    if not thumbnail:
+        reason = (output.get("metadata") or {}).get("thumbnail_error") or (
+            output.get("metadata") or {}
+        ).get("thumbnail_skipped", "none was made")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"output {index} has no thumbnail: {reason}")
+    # A thumbnail is a pure function of its output's bytes: the output's checksum tags it too.
+    return await serve_object(
+        request, storage, settings, thumbnail["key"], thumbnail["content_type"], output["sha256"]
+    )
+
+
+async def visible_output(
+    session: AsyncSession, caller: Caller, job_id: str, index: int
+) -> dict[str, Any]:
     job = await visible_job(session, caller, job_id)
-    output = next((o for o in job.outputs if o["index"] == index), None)
+    output: dict[str, Any] | None = next((o for o in job.outputs if o["index"] == index), None)
     if output is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no output {index}")
-    presigned = await storage.presigned_url(output["key"], settings.s3_presign_seconds)
-    if presigned:
-        return RedirectResponse(presigned, status.HTTP_307_TEMPORARY_REDIRECT)
-    stream = storage.read(output["key"])
+    return output
+
+
+async def serve_object(
+    request: Request,
+    storage: Storage,
+    settings: Settings,
+    key: str,
+    content_type: str,
+    sha256: str,
+) -> Response:
+    """Redirect to the object's direct URL (S3), or stream it from storage (local)."""
+    direct = await storage.presigned_url(key, settings.s3_presign_seconds)
+    if direct:
+        return RedirectResponse(direct, status.HTTP_307_TEMPORARY_REDIRECT)
+    headers = {
+        "ETag": f'"{sha256}"',
+        # Private: it is served only with the owner's key. Never sniffed into HTML by a browser.
+        "Cache-Control": "private, max-age=3600",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    stream = storage.read(key)
     try:
-        first = await anext(stream)
-    except (FileNotFoundError, StopAsyncIteration):
+        first = await anext(stream, b"")
+    except FileNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "stored file is missing") from None
 
-    async def body() -> Any:
+    async def body() -> AsyncIterator[bytes]:
         yield first
         async for chunk in stream:
             yield chunk
 
-    return StreamingResponse(body(), media_type=output["content_type"])
+    return StreamingResponse(body(), media_type=content_type, headers=headers)

@@ -18,6 +18,7 @@ from temporalio.service import RPCError
 from api.auth import Caller
 from api.deps import CurrentCaller, SessionDep, SettingsDep, TemporalDep
 from api.pagination import decode_cursor, encode_cursor
+from api.routes.metrics import MetricsDep
 from core.contracts import (
     SA_COMPANY,
     SA_STATUS,
@@ -27,6 +28,7 @@ from core.contracts import (
     SyncStatus,
     sync_run_workflow_id,
 )
+from core.events import append_run_status
 from core.models import ACTIVE_SYNC_STATUSES, SyncRun, SyncRunLog, SyncRunModule
 from core.settings import Settings
 from sync_modules.registry import all_modules
@@ -205,6 +207,7 @@ async def start_sync_run(
     )  # fmt: skip
     session.add(run)
     try:
+        await append_run_status(session, run)
         await session.commit()
     except IntegrityError:
         await session.rollback()
@@ -334,6 +337,7 @@ async def cancel_sync_run(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> SyncRunPublic:
     """Stop a run before its running module's next page; stored rows are kept."""
     run = await get_run(session, run_id)
@@ -344,7 +348,9 @@ async def cancel_sync_run(
             SyncRunWorkflow.cancel, f"canceled by {caller.user_id}"
         )
     except RPCError as exc:
+        metrics.signal("SyncRunWorkflow", "cancel", sent=False)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"could not reach the run: {exc.message}"
         ) from exc
+    metrics.signal("SyncRunWorkflow", "cancel", sent=True)
     return run_public(run, settings)

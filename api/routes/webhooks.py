@@ -1,7 +1,8 @@
 """Webhook-to-signal bridge: verify, signal the job's workflow, and only then answer 2xx.
 
 A provider retries what we did not acknowledge, so every failure to hand the event to Temporal
-answers 5xx; a bad signature answers 401 and signals nothing.
+answers 5xx, and so does a webhook the verifier can't check yet (KIE's, when the re-read of the
+task fails); a bad signature answers 401 and signals nothing.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.routes.metrics import api_metrics
 from core.contracts import TERMINAL_JOB_STATUSES, JobStatus, ProviderEvent, media_job_workflow_id
 from core.job_store import get_job
-from providers.base import WebhookRejected, WebhookVerifier
+from providers.base import WebhookRejected, WebhookUnavailable, WebhookVerifier
 from workflows.media_job import MediaJobWorkflow
 
 log = logging.getLogger("autosync.webhooks")
@@ -51,14 +53,23 @@ async def receive_webhook(
     verifier = verifiers.get(provider)
     if verifier is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhooks for provider {provider!r}")
+    metrics = api_metrics(request)
+    metrics.webhooks_received.labels(provider).inc()
     body = await read_limited(request, settings.webhook_max_body_bytes)
     try:
         webhook_id = await verifier.verify(request.headers, body)
         snapshot = verifier.parse(body)
     except WebhookRejected as exc:
+        metrics.webhooks_rejected.labels(provider).inc()
         log.warning("rejected %s webhook for job %s: %s", provider, job_id, exc)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"webhook rejected: {exc}") from exc
+    except WebhookUnavailable as exc:
+        log.warning("deferred %s webhook for job %s: %s", provider, job_id, exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot check the webhook now: {exc}"
+        ) from exc
 
+    metrics.webhooks_verified.labels(provider).inc()
     if not job_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "webhook URL has no job_id")
     job = await get_job(session, job_id)
@@ -74,12 +85,14 @@ async def receive_webhook(
     try:
         await handle.signal(MediaJobWorkflow.provider_event, event)
     except RPCError as exc:
+        metrics.signal("MediaJobWorkflow", "provider_event", sent=False)
         if exc.status == RPCStatusCode.NOT_FOUND and await _closed(handle):
             return {"status": "ignored", "reason": "job already finished"}
         log.error("could not signal job %s: %s", job_id, exc.message)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "could not deliver the event; retry later"
         ) from exc
+    metrics.signal("MediaJobWorkflow", "provider_event", sent=True)
     return {"status": "accepted"}
 
 

@@ -1,8 +1,10 @@
-"""End-to-end harness: the real dev server, API under uvicorn, a worker and the Replicate
-emulator as separate processes talking HTTP on loopback.
+"""End-to-end harness: the real dev server, API under uvicorn, a worker and the provider
+emulators (Replicate, fal.ai, KIE.ai) as separate processes talking HTTP on loopback.
 
 Every test runs twice: on SQLite with local storage, and on PostgreSQL with S3 (boto3 against
-moto's server). Ports are free ports, state lives in a temp dir, processes stop by PID.
+moto's server, through a TCP proxy that can play an outage); a test marked `LOCAL_ONLY` runs on
+the first only. Ports are free ports, state
+lives in a temp dir, processes stop by PID.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from temporalio.client import Client
 
 from devstack.postgres import PostgresServer
 from devstack.s3 import S3Server
-from devstack.stack import Stack, StackConfig
+from devstack.stack import FAL_EMULATOR_KEY, KIE_EMULATOR_KEY, Stack, StackConfig
+from tests.e2e.tcp_proxy import TcpProxy
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 KEYS = {"alice": "alice-key", "bob": "bob-key", "admin": "admin-key"}
+E2E_BUCKET = "autosync-e2e"
 
 # Fast lifecycles so a job takes about a second; polls every second.
 E2E_ENV = {
@@ -35,6 +39,14 @@ E2E_ENV = {
     "REPLICATE_EMULATOR_STARTING_SECONDS": "0.2",
     "REPLICATE_EMULATOR_PROCESSING_SECONDS": "0.4",
     "REPLICATE_EMULATOR_TRAINING_PROCESSING_SECONDS": "1.0",
+    "FAL_EMULATOR_QUEUE_SECONDS": "0.2",
+    "FAL_EMULATOR_RUN_SECONDS": "0.4",
+    "FAL_EMULATOR_WEBHOOK_RETRY_DELAYS": "[0.2, 0.5]",
+    "KIE_EMULATOR_WAITING_SECONDS": "0.1",
+    "KIE_EMULATOR_QUEUING_SECONDS": "0.1",
+    "KIE_EMULATOR_GENERATING_SECONDS": "0.4",
+    "KIE_EMULATOR_VIDEO_GENERATING_SECONDS": "0.6",
+    "KIE_EMULATOR_CALLBACK_RETRY_DELAYS": "[0.2, 0.5]",
     # ~125 rows per view and month, pages of 50: a month is a few pages per module.
     "ERP_EMULATOR_ROWS_PER_VIEW": "3000",
     "SYNC_PAGE_SIZE": "50",
@@ -43,6 +55,9 @@ E2E_ENV = {
     "SYNC_CONCURRENCY": "2",
     "SYNC_MAX_RETRIES": "2",
     "MAX_ENRICH_PER_RUN": "5",
+    # Recovery: every job is settled at once; the schedule stays out of the tests' way.
+    "RECOVERY_MIN_AGE_MINUTES": "0",
+    "RECOVERY_INTERVAL_MINUTES": "1440",
 }
 
 
@@ -51,6 +66,9 @@ class E2E:
     stack: Stack
     variant: str
     temporal: Client
+    # S3 stacks reach moto through this proxy, so a test can take storage away (`down()`).
+    s3_proxy: TcpProxy | None = None
+    s3: S3Server | None = None
 
     def api(self, user: str = "alice") -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -63,26 +81,44 @@ class E2E:
         assert self.stack.emulator_url is not None
         return httpx.AsyncClient(base_url=self.stack.emulator_url, timeout=30.0)
 
+    def provider_emulator(self, provider: str) -> httpx.AsyncClient:
+        """The fal or KIE emulator, with its API key (its `/_emulator/*` routes need none)."""
+        if provider == "fal":
+            url, auth = self.stack.fal_url, f"Key {FAL_EMULATOR_KEY}"
+        else:
+            url, auth = self.stack.kie_url, f"Bearer {KIE_EMULATOR_KEY}"
+        assert url is not None
+        return httpx.AsyncClient(base_url=url, headers={"Authorization": auth}, timeout=30.0)
 
-@pytest.fixture(scope="session", params=["sqlite-local", "postgres-s3"])
+
+VARIANTS = ["sqlite-local", "postgres-s3"]
+# For tests whose subject (a provider's protocol, a workflow path) doesn't depend on the
+# database or the storage: the first stack only. The session's stacks stay shared: pytest
+# groups tests by the fixture's parameter index, and this is index 0 of both lists.
+LOCAL_ONLY = pytest.mark.parametrize("e2e", VARIANTS[:1], indirect=True)
+
+
+@pytest.fixture(scope="session", params=VARIANTS)
 async def e2e(
     request: pytest.FixtureRequest, postgres: PostgresServer | None
 ) -> AsyncIterator[E2E]:
     variant: str = request.param
     tmp = Path(tempfile.mkdtemp(prefix=f"autosync-e2e-{variant}-"))
     s3: S3Server | None = None
+    proxy: TcpProxy | None = None
     kw: dict[str, object] = {}
     if variant == "postgres-s3":
         if postgres is None:
             pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
         s3 = S3Server()
         s3.start()
-        s3.create_bucket("autosync-e2e")
+        s3.create_bucket(E2E_BUCKET)
+        proxy = TcpProxy(s3.endpoint_url).start()
         kw = dict(
             database_url=postgres.create_database(),
             storage_backend="s3",
-            s3_endpoint_url=s3.endpoint_url,
-            s3_bucket="autosync-e2e",
+            s3_endpoint_url=proxy.url,
+            s3_bucket=E2E_BUCKET,
         )
     config = StackConfig.ephemeral(
         tmp,
@@ -95,9 +131,11 @@ async def e2e(
     try:
         stack.start()
         client = await Client.connect(stack.temporal_address)
-        yield E2E(stack=stack, variant=variant, temporal=client)
+        yield E2E(stack=stack, variant=variant, temporal=client, s3_proxy=proxy, s3=s3)
     finally:
         stack.stop()
+        if proxy is not None:
+            proxy.stop()
         if s3 is not None:
             s3.stop()
         shutil.rmtree(tmp, ignore_errors=True)

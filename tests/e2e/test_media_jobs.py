@@ -234,11 +234,15 @@ async def test_bad_input_is_a_422_that_says_what_to_fix(e2e: E2E) -> None:
 
 async def test_list_filters_and_pages_with_a_cursor(e2e: E2E) -> None:
     async with e2e.api("bob") as bob:
-        ids = [(await create(bob, project_id="p-list"))["id"] for _ in range(3)]
+        nodes = [{"id": f"n{i}", "type": "image", "data": {}} for i in range(3)]
+        project = (await bob.post("/v1/projects", json={"content": {"nodes": nodes}})).json()
+        ids = [
+            (await create(bob, project_id=project["id"], node_id=f"n{i}"))["id"] for i in range(3)
+        ]
         seen: list[str] = []
         cursor = None
         while True:
-            params: dict[str, Any] = {"project_id": "p-list", "limit": 2}
+            params: dict[str, Any] = {"project_id": project["id"], "limit": 2}
             if cursor:
                 params["cursor"] = cursor
             page = (await bob.get("/v1/jobs", params=params)).json()
@@ -253,6 +257,34 @@ async def test_list_filters_and_pages_with_a_cursor(e2e: E2E) -> None:
             await bob.get("/v1/jobs", params={"status": "succeeded", "kind": "generation"})
         ).json()
         assert set(ids) <= {j["id"] for j in succeeded["items"]}
+
+
+async def test_a_finished_job_fills_in_its_project_node(e2e: E2E) -> None:
+    async with e2e.api("alice") as alice, e2e.api("bob") as bob:
+        content = {"nodes": [{"id": "hero", "type": "image", "data": {"loading": True}}],
+                   "edges": []}  # fmt: skip
+        project = (await alice.post("/v1/projects", json={"name": "p", "content": content})).json()
+        for body, hint in (
+            ({"project_id": project["id"], "node_id": "nope"}, "node_id"),
+            ({"node_id": "hero"}, "project_id"),
+            ({"project_id": "missing", "node_id": "hero"}, "project_id"),
+        ):
+            response = await alice.post("/v1/jobs", json={"kind": "generation",
+                                        "input": {"prompt": "x"}, **body})  # fmt: skip
+            assert response.status_code == 422 and hint in response.text, response.text
+        job = await create(alice, project_id=project["id"], node_id="hero")
+        await wait_job(alice, job["id"])
+        node = (await alice.get(f"/v1/projects/{project['id']}")).json()["content"]["nodes"][0]
+        assert node["data"]["generated"] == {
+            "url": f"/v1/jobs/{job['id']}/outputs/0",
+            "type": "image",
+        }
+        assert node["data"]["status"] == "completed" and node["data"]["loading"] is False
+        assert node["data"]["updatedAt"]
+        # another user's project is not there for them
+        assert (await bob.get(f"/v1/projects/{project['id']}")).status_code == 404
+        assert (await bob.post("/v1/jobs", json={"kind": "generation", "input": {"prompt": "x"},
+                "project_id": project["id"], "node_id": "hero"})).status_code == 422  # fmt: skip
 
 
 def signed(

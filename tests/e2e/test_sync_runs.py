@@ -59,14 +59,17 @@ def stored_rows(e2e: E2E, module: str, start: str, end: str) -> int:
         engine.dispose()
 
 
-def enriched_rows(e2e: E2E) -> int:
+def enriched_rows(e2e: E2E, run_id: str) -> int:
+    """Rows last written by `run_id` that carry enrichment `details`."""
     engine = create_engine(sync_url(e2e.stack.database_url))
     try:
         with engine.connect() as connection:
             return sum(
                 1
                 for module in all_modules().values()
-                for (data,) in connection.execute(select(module.table.c.data))
+                for (data,) in connection.execute(
+                    select(module.table.c.data).where(module.table.c.run_id == run_id)
+                )
                 if "details" in data
             )
     finally:
@@ -111,7 +114,7 @@ async def test_a_month_of_every_module_matches_the_upstream(e2e: E2E) -> None:
             assert progress["status"] == "done"
             assert progress["processed"] + progress["skipped"] == expected, (name, progress)
         assert sum(m["enriched"] for m in done["modules"].values()) == 5  # MAX_ENRICH_PER_RUN
-        assert enriched_rows(e2e) == 5
+        assert enriched_rows(e2e, run["id"]) == 5
         logs = (await api.get(f"/v1/sync-runs/{run['id']}/logs")).json()["items"]
         assert any("module done" in log["message"] for log in logs)
         infos = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,12 @@ async def main() -> None:
             await handle.result()
             scenarios["cancel"] = handle
 
+            handle = await start(
+                env.client, tq, job(adopt_provider_job_id=fakes.PROVIDER_JOB_ID, **fast)
+            )
+            await handle.result()
+            scenarios["adopt"] = handle
+
             upstream = FakeUpstream()
             sync_tq = f"rec-sync-{uuid.uuid4()}"
             async with Worker(
@@ -87,11 +94,27 @@ async def main() -> None:
                 await handle.result()
                 scenarios["sync_run"] = handle
 
+                upstream.fail_module, upstream.pages = None, 6
+                run = replace(run, run_id=uuid.uuid4().hex, pages_per_activity=2,
+                              continue_after_events=20)  # fmt: skip
+                handle = await env.client.start_workflow(
+                    SyncRunWorkflow.run, run, id=f"sync-run-{run.run_id}", task_queue=sync_tq
+                )
+                await handle.result()
+                # The first execution: it ends by continuing as new.
+                scenarios["sync_run_continued"] = env.client.get_workflow_handle(
+                    handle.id, run_id=handle.first_execution_run_id
+                )
+
             HERE.mkdir(exist_ok=True)
             for name, h in scenarios.items():
-                history = await h.fetch_history()
                 prefix = "" if name.startswith("sync") else "media_job_"
-                (HERE / f"{prefix}{name}.json").write_text(history.to_json())
+                path = HERE / f"{prefix}{name}.json"
+                if path.exists():
+                    print("kept", name)  # recorded by older code: what replay guards
+                    continue
+                history = await h.fetch_history()
+                path.write_text(history.to_json())
                 print("recorded", name)
     finally:
         await env.shutdown()

@@ -271,3 +271,27 @@ async def test_webhook_that_overtakes_the_submit_is_kept(media) -> None:
     await wait_for(handle, JobStatus.PROCESSING)
     assert (await handle.result()).status == JobStatus.SUCCEEDED
     assert [r.status for r in fake.records][:1] == [JobStatus.PROCESSING]
+
+
+async def test_an_adopted_job_is_followed_from_a_first_poll_without_a_submit(media) -> None:
+    client, tq, fake = media
+    fake.on_poll = lambda n: fakes.SUCCEEDED
+    handle = await start(client, tq, job(adopt_provider_job_id=fakes.PROVIDER_JOB_ID))
+    result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert fake.submits == 0 and fake.polls == 1 and len(fake.stores) == 1
+    assert fake.records[0].status == JobStatus.SUBMITTED
+    assert fake.records[0].provider_job_id == fakes.PROVIDER_JOB_ID
+
+
+async def test_an_adopted_job_the_provider_never_knew_fails_clearly(media) -> None:
+    client, tq, fake = media
+
+    def unknown(n: int) -> ProviderSnapshot:
+        raise fakes.rejected("Not found.")
+
+    fake.on_poll = unknown
+    result = await (await start(client, tq, job(adopt_provider_job_id="nope"))).result()
+    assert result.status == JobStatus.FAILED
+    assert result.error is not None and "no longer knows this job" in result.error
+    assert fake.submits == 0

@@ -1,0 +1,215 @@
+"""Live state changes: Server-Sent Events (`GET /v1/events`) and WebSocket (`/v1/ws`).
+
+Both take `topic` (repeatable, or comma-separated; default: the caller's own `user:{id}`) and
+`after` (or the `Last-Event-ID` header) to resume after the last event seen. Browsers can't
+set headers on EventSource or WebSocket, so the API key may come as `?access_token=`.
+
+Topics: `user:{id}` (yours; admins: anyone's), `project:{id}` (projects you own),
+`sync-run:{id}` and `sync-run:*` (admins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
+from fastapi.responses import StreamingResponse
+from fastapi.security.utils import get_authorization_scheme_param
+from sqlalchemy import func, select
+from starlette.websockets import WebSocketDisconnect
+
+from api.auth import Caller, KeyRing
+from api.deps import CurrentCaller, SessionDep
+from api.event_hub import Dropped, EventHub, StreamEvent, TopicFilter
+from core.events import SYNC_RUN_PREFIX
+from core.models import Event, Project
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+KEEPALIVE_SECONDS = 15.0
+RETRY_MS = 2000
+MAX_TOPICS = 50
+
+
+class StreamError(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def _split(topics: list[str]) -> list[str]:
+    return [t.strip() for value in topics for t in value.split(",") if t.strip()]
+
+
+async def _caller(keyring: KeyRing, header: str | None, access_token: str | None) -> Caller:
+    scheme, credentials = get_authorization_scheme_param(header)
+    key = credentials if scheme.lower() == "bearer" and credentials else access_token
+    if not key:
+        raise StreamError(
+            401, "missing API key: send 'Authorization: Bearer <key>' or ?access_token="
+        )
+    caller = await keyring.caller(key)
+    if caller is None:
+        raise StreamError(401, "unknown API key")
+    return caller
+
+
+async def _authorize(request_state: object, caller: Caller, topics: list[str]) -> TopicFilter:
+    """The topics as a filter, if the caller may read every one of them."""
+    if len(topics) > MAX_TOPICS:
+        raise StreamError(422, f"at most {MAX_TOPICS} topics per stream")
+    sessions = request_state.sessions  # type: ignore[attr-defined]
+    for topic in topics:
+        kind, _, ident = topic.partition(":")
+        if not ident:
+            raise StreamError(
+                422, f"topic {topic!r}: expected user:<id>, project:<id> or sync-run:<id|*>"
+            )
+        if kind == "user":
+            if not caller.can_see(ident):
+                raise StreamError(403, f"topic {topic!r}: you may only follow your own user topic")
+        elif kind == "project":
+            async with sessions() as session:
+                project = await session.get(Project, ident)
+            if project is None or not caller.can_see(project.user_id):
+                raise StreamError(404, f"topic {topic!r}: no such project")
+        elif f"{kind}:" == SYNC_RUN_PREFIX:
+            if not caller.is_admin:
+                raise StreamError(403, f"topic {topic!r}: sync runs are for admins")
+        else:
+            raise StreamError(
+                422, f"topic {topic!r}: expected user:<id>, project:<id> or sync-run:<id|*>"
+            )
+        if topic.endswith("*") and topic != f"{SYNC_RUN_PREFIX}*":
+            raise StreamError(422, f"topic {topic!r}: only sync-run:* may use a wildcard")
+    return TopicFilter.of(topics)
+
+
+def _after(after: int | None, last_event_id: str | None) -> int | None:
+    if after is not None:
+        return after
+    if last_event_id:
+        try:
+            return int(last_event_id)
+        except ValueError:
+            raise StreamError(422, "Last-Event-ID must be an event id (an integer)") from None
+    return None
+
+
+@router.get("/events/latest")
+async def latest_event(caller: CurrentCaller, session: SessionDep) -> dict[str, int]:
+    """The newest event id: pass it as `after` to stream only what happens from now on."""
+    return {"id": int(await session.scalar(select(func.max(Event.id))) or 0)}
+
+
+def _sse(event: StreamEvent) -> str:
+    return f"id: {event.id}\nevent: {event.type}\ndata: {event.text}\n\n"
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "an event stream"}},
+)
+async def events(
+    request: Request,
+    topic: Annotated[list[str] | None, Query(description="topics to follow")] = None,
+    after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
+    access_token: Annotated[str | None, Query(description="API key, for EventSource")] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: `id` is the event id, `event` its type, `data` the event as JSON."""
+    hub: EventHub = request.app.state.event_hub
+    try:
+        caller = await _caller(
+            request.app.state.keyring, request.headers.get("authorization"), access_token
+        )
+        topics = _split(topic or []) or [f"user:{caller.user_id}"]
+        filter_ = await _authorize(request.app.state, caller, topics)
+        start = _after(after, request.headers.get("last-event-id"))
+    except StreamError as exc:
+        raise HTTPException(exc.status_code, exc.message) from None
+
+    async def body() -> AsyncIterator[str]:
+        yield f"retry: {RETRY_MS}\n: following {', '.join(topics)}\n\n"
+        stream = hub.stream(filter_, start).__aiter__()
+        next_event: asyncio.Task[StreamEvent] | None = None
+        try:
+            while True:
+                if next_event is None:
+                    next_event = asyncio.ensure_future(stream.__anext__())
+                done, _ = await asyncio.wait({next_event}, timeout=KEEPALIVE_SECONDS)
+                if not done:
+                    yield ": keepalive\n\n"
+                    continue
+                event = next_event.result()  # Dropped / StopAsyncIteration end the stream
+                next_event = None
+                yield _sse(event)
+        except (Dropped, StopAsyncIteration):
+            return
+        finally:
+            if next_event is not None:
+                next_event.cancel()
+                with contextlib.suppress(BaseException):
+                    await next_event
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.websocket("/ws")
+async def ws(
+    websocket: WebSocket,
+    topic: Annotated[list[str] | None, Query()] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    access_token: Annotated[str | None, Query()] = None,
+) -> None:
+    """WebSocket: each message is one event as JSON (`id`, `topic`, `type`, `payload`, `at`).
+
+    Errors before streaming close the socket with 4401 (auth), 4403, 4404 or 4422 and a reason.
+    """
+    hub: EventHub = websocket.app.state.event_hub
+    try:
+        caller = await _caller(
+            websocket.app.state.keyring, websocket.headers.get("authorization"), access_token
+        )
+        topics = _split(topic or []) or [f"user:{caller.user_id}"]
+        filter_ = await _authorize(websocket.app.state, caller, topics)
+        start = _after(after, websocket.headers.get("last-event-id"))
+    except StreamError as exc:
+        await websocket.close(code=4000 + exc.status_code, reason=exc.message[:120])
+        return
+    await websocket.accept()
+
+    async def watch_close() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.receive_text()  # clients don't talk; this sees them leave
+
+    async def pump() -> None:
+        async for event in hub.stream(filter_, start):
+            await websocket.send_text(event.text)
+
+    # Two tasks rather than a race per event: sending stays a queue read and a write.
+    watcher = asyncio.create_task(watch_close())
+    pumping = asyncio.create_task(pump())
+    try:
+        await asyncio.wait({watcher, pumping}, return_when=asyncio.FIRST_COMPLETED)
+        if pumping.done() and isinstance(pumping.exception(), Dropped):
+            await websocket.close(
+                code=4008, reason="too far behind: reconnect with ?after=<last id>"
+            )
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        for task in (pumping, watcher):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

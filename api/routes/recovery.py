@@ -1,0 +1,191 @@
+"""Recovery (admin): check or run the sweep now, and adopt jobs started outside the system.
+
+The sweep itself runs as RecoveryWorkflow on a Temporal Schedule (`autosync-recovery`); these
+routes start the same workflow on demand and wait for its report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from temporalio.service import RPCError
+
+from api.auth import Caller
+from api.deps import CurrentCaller, SessionDep, SettingsDep, TemporalDep
+from api.routes.jobs import check_project_node, job_public
+from api.schemas import JobPublic
+from core.contracts import JobKind, JobStatus, MediaJobInput, ProviderRef
+from core.events import append_event, job_payload, user_topic
+from core.job_start import poll_policy, start_job_workflow, webhook_url
+from core.models import Job, RecoveryAttempt
+from core.recovery import RecoveryReport, legacy_kind
+from providers.base import Provider, ProviderError, ProviderRejected
+from providers.registry import PROVIDER_NAMES
+from workflows.recovery import RecoveryWorkflow
+
+REPORT_WAIT_SECONDS = 60.0
+
+
+def require_admin(caller: CurrentCaller) -> Caller:
+    if not caller.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "recovery needs an admin API key")
+    return caller
+
+
+AdminCaller = Annotated[Caller, Depends(require_admin)]
+router = APIRouter(prefix="/v1", tags=["recovery"])
+
+
+async def _sweep(request: Request, temporal: Any, dry_run: bool) -> JSONResponse:
+    settings = request.app.state.settings
+    workflow_id = f"recovery-{'check' if dry_run else 'sweep'}-{uuid.uuid4().hex[:12]}"
+    try:
+        handle = await temporal.start_workflow(
+            RecoveryWorkflow.run, dry_run, id=workflow_id, task_queue=settings.media_task_queue
+        )
+        report: RecoveryReport = await asyncio.wait_for(handle.result(), REPORT_WAIT_SECONDS)
+    except TimeoutError:
+        return JSONResponse(
+            {"workflow_id": workflow_id, "status": "running",
+             "message": "the sweep takes longer than usual: follow it in the Temporal UI"},
+            status_code=status.HTTP_202_ACCEPTED,
+        )  # fmt: skip
+    except RPCError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
+        ) from exc
+    return JSONResponse(
+        {"workflow_id": workflow_id, "dry_run": report.dry_run, "checked": report.checked,
+         "counts": report.counts, "items": [asdict(item) for item in report.items]}
+    )  # fmt: skip
+
+
+@router.post("/recovery/check", tags=["recovery"])
+async def check(request: Request, caller: AdminCaller, temporal: TemporalDep) -> JSONResponse:
+    """What a sweep would do now: jobs at risk, the problem found and the action planned."""
+    return await _sweep(request, temporal, dry_run=True)
+
+
+@router.post("/recovery/trigger", tags=["recovery"])
+async def trigger(request: Request, caller: AdminCaller, temporal: TemporalDep) -> JSONResponse:
+    """Run a sweep now (as the schedule would) and report what it did."""
+    return await _sweep(request, temporal, dry_run=False)
+
+
+class AdoptRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"provider": "replicate", "provider_job_id": "abc123"}]},
+    )
+
+    provider: str = Field(description=f"one of: {', '.join(PROVIDER_NAMES)}")
+    provider_job_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    kind: JobKind | None = Field(
+        None, description="left out: from the prompt's legacy prefix ([EDITED], [UPSCALED], "
+        "[VIDEO]), else generation",
+    )  # fmt: skip
+    model: str | None = Field(None, max_length=256, description="needed for fal (its URLs)")
+    prompt: str | None = Field(None, max_length=10_000)
+    project_id: str | None = None
+    node_id: str | None = None
+
+
+@router.post("/jobs/adopt", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+async def adopt(
+    body: AdoptRequest,
+    request: Request,
+    caller: CurrentCaller,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> JobPublic:
+    """Follow a job started at a provider outside the system (or before a crash) to the end.
+
+    It becomes a job of the caller, copied to storage like any other when it succeeds.
+    """
+    providers: dict[str, Provider] = request.app.state.providers
+    provider = providers.get(body.provider)
+    if provider is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"provider: {body.provider!r} is not supported; use one of: {', '.join(providers)}",
+        )
+    known = await session.scalar(
+        select(Job.id).where(
+            Job.provider == body.provider, Job.provider_job_id == body.provider_job_id
+        )
+    )
+    if known is not None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            {"message": f"{body.provider} job {body.provider_job_id} is already job {known}",
+             "job_id": known},
+        )  # fmt: skip
+    if body.project_id is not None:
+        await check_project_node(session, caller, body.project_id, body.node_id)
+    prompt = body.prompt
+    kind = body.kind or legacy_kind(prompt)
+    model = body.model or settings.default_model(kind.value, body.provider) or "unknown"
+    job_id = uuid.uuid4().hex
+    try:
+        await provider.get(
+            ProviderRef(
+                job_id=job_id,
+                kind=kind,
+                provider=body.provider,
+                provider_job_id=body.provider_job_id,
+                model=model,
+            )
+        )
+    except ProviderRejected as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"provider_job_id: {body.provider} does not know job {body.provider_job_id!r} ({exc})",
+        ) from exc
+    except ProviderError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"{body.provider} is unavailable: {exc}"
+        ) from exc
+    job = Job(
+        id=job_id, user_id=caller.user_id, kind=kind.value, provider=body.provider, model=model,
+        input={"prompt": prompt} if prompt else {}, status=JobStatus.QUEUED.value,
+        provider_job_id=body.provider_job_id, project_id=body.project_id, node_id=body.node_id,
+        metadata_={"adopted": True},
+    )  # fmt: skip
+    session.add(job)
+    await session.flush()
+    session.add(
+        RecoveryAttempt(
+            job_id=job_id,
+            problem="orphan",
+            action="adopt",
+            result="started",
+            detail=f"adopted by {caller.user_id}",
+        )
+    )
+    await append_event(session, user_topic(job.user_id), "job.queued", job_payload(job))
+    await session.commit()
+    try:
+        await start_job_workflow(
+            temporal,
+            settings,
+            MediaJobInput(
+                job_id=job_id, user_id=caller.user_id, kind=kind, provider=body.provider,
+                model=model, input=job.input,
+                webhook_url=webhook_url(settings, body.provider, job_id),
+                poll=poll_policy(settings, kind), project_id=body.project_id,
+                node_id=body.node_id, adopt_provider_job_id=body.provider_job_id,
+            ),
+        )  # fmt: skip
+    except RPCError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
+        ) from exc
+    return job_public(job, settings)

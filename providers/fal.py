@@ -1,0 +1,443 @@
+"""fal.ai: the queue API (`queue.fal.run`) and its Ed25519-signed webhooks.
+
+Protocol notes in shared/reference/providers.md §2. fal shows three statuses: `IN_QUEUE`
+(queued), `IN_PROGRESS` (running) and `COMPLETED`, which covers success, failure and a
+cancel alike. How a request ended is read from the status's `error`/`error_type` (platform
+failures) or, failing that, from its result (`GET .../requests/{id}`), which returns the
+model's own status code and body: a model's 422 shows only there. So a poll that sees
+`COMPLETED` fetches the result, and the snapshot carries the output file URLs.
+
+The provider job id is fal's `request_id`, the only id a webhook carries. Status, result and
+cancel URLs also need the app (`owner/app`, the model id without its subpath), taken from
+`ProviderRef.model`.
+
+A cancelled request: fal documents the cancel call, not what the request looks like after it.
+The emulator (and this module) treat `error_type == "request_cancelled"` as cancelled; any
+other ending with an error is a failure, which is also where a real cancel lands if fal names
+it differently (UNCONFIRMED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
+from providers.base import ProviderRejected, ProviderUnavailable, WebhookRejected
+from providers.http_errors import raise_for_status
+from providers.inputs import RequiredInput, missing_input
+
+NAME = "fal"
+DEFAULT_BASE_URL = "https://queue.fal.run"
+DEFAULT_JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
+
+IN_QUEUE = "IN_QUEUE"
+IN_PROGRESS = "IN_PROGRESS"
+COMPLETED = "COMPLETED"
+PHASES: dict[str, ProviderPhase] = {
+    IN_QUEUE: ProviderPhase.QUEUED,
+    IN_PROGRESS: ProviderPhase.RUNNING,
+}
+CANCELLED_ERROR_TYPE = "request_cancelled"
+# Cancel answers (fal.ai/docs/inference-api/queue/cancel).
+CANCEL_ACCEPTED = frozenset({"OK", "CANCELLATION_REQUESTED"})
+ALREADY_COMPLETED = "ALREADY_COMPLETED"
+
+# Apps under these namespaces have three-part ids (`workflows/<owner>/<app>`), as in fal_client.
+NAMESPACES = ("workflows", "comfy")
+# Output keys holding the media itself; other top-level files (LoRA weights, configs) are
+# also recorded by name in `output_data`.
+MEDIA_KEYS = frozenset({"images", "image", "video", "videos", "audio", "audio_file"})
+
+_MODEL = re.compile(r"^[\w.-]+(/[\w.-]+)+$")
+
+# --- model ids -------------------------------------------------------------------------------
+
+
+def app_id(model: str) -> str:
+    """`owner/app` of `owner/app[/subpath]` (`ns/owner/app` for namespaced apps)."""
+    parts = model.strip("/").split("/")
+    size = 3 if parts[0] in NAMESPACES else 2
+    return "/".join(parts[:size])
+
+
+REQUIRED_INPUT: RequiredInput = {
+    JobKind.GENERATION: [("prompt",)],
+    JobKind.EDIT: [("prompt",), ("image_url", "image_urls")],
+    JobKind.UPSCALE: [("image_url",)],
+    JobKind.VIDEO: [("prompt",)],
+    JobKind.TRAINING: [("images_data_url",)],
+}
+
+
+def input_error(kind: JobKind, payload: Mapping[str, Any]) -> str | None:
+    """What the input lacks for `kind` at fal, or None (checked at the API edge)."""
+    return missing_input(kind, payload, REQUIRED_INPUT)
+
+
+def model_reference_error(model: str, kind: JobKind) -> str | None:
+    """Why `model` can't be used, or None when it can (checked at the API edge)."""
+    parts = model.strip("/").split("/")
+    needed = 3 if parts[0] in NAMESPACES else 2
+    if not _MODEL.match(model.strip("/")) or len(parts) < needed:
+        return "model must be a fal endpoint id such as 'fal-ai/flux/dev'"
+    return None
+
+
+# --- answers as snapshots -------------------------------------------------------------------
+
+
+def error_message(body: Any) -> str | None:
+    """The text of fal's error bodies: `{"detail": "..."}` or `{"detail": [{"msg": ...}]}`."""
+    if not isinstance(body, dict):
+        return None
+    value = body.get("detail", body.get("error"))
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, list):
+        messages = [
+            f"{'.'.join(str(p) for p in item.get('loc', []))}: {item['msg']}".lstrip(": ")
+            for item in value
+            if isinstance(item, dict) and isinstance(item.get("msg"), str)
+        ]
+        return "; ".join(messages) or None
+    return None
+
+
+def _file_urls(value: Any) -> list[str]:
+    """URLs of fal File objects (`{"url": ...}`) anywhere in an output, in order."""
+    if isinstance(value, list):
+        return [url for item in value for url in _file_urls(item)]
+    if isinstance(value, dict):
+        url = value.get("url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            return [url]
+        return [url for item in value.values() for url in _file_urls(item)]
+    return []
+
+
+def result_snapshot(
+    request_id: str, payload: Mapping[str, Any], kind: JobKind | None = None
+) -> ProviderSnapshot:
+    """A successful result (from `GET .../requests/{id}` or an OK webhook)."""
+    named = {
+        key: urls[0]
+        for key, value in payload.items()
+        if key not in MEDIA_KEYS and len(urls := _file_urls(value)) == 1
+    }
+    return ProviderSnapshot(
+        provider_job_id=request_id,
+        provider_status=COMPLETED,
+        phase=ProviderPhase.SUCCEEDED,
+        output_urls=[] if kind == JobKind.TRAINING else _file_urls(dict(payload)),
+        output_data=named,
+    )
+
+
+def failed_snapshot(request_id: str, error: str, error_type: str | None) -> ProviderSnapshot:
+    cancelled = error_type == CANCELLED_ERROR_TYPE
+    return ProviderSnapshot(
+        provider_job_id=request_id,
+        provider_status=COMPLETED,
+        phase=ProviderPhase.CANCELED if cancelled else ProviderPhase.FAILED,
+        error=f"{error} ({error_type})" if error_type and not cancelled else error,
+    )
+
+
+def _error_type(response: httpx.Response, body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("error_type"), str):
+        return str(body["error_type"])
+    header: str | None = response.headers.get("x-fal-error-type")
+    return header
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+# --- the queue client ------------------------------------------------------------------------
+
+
+class FalProvider:
+    name = NAME
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, base_url: str = DEFAULT_BASE_URL, api_key: str
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Key {api_key}"}
+
+    def _request_url(self, model: str, request_id: str) -> str:
+        return f"{self._base}/{app_id(model)}/requests/{quote(request_id, safe='')}"
+
+    async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
+        params = {"fal_webhook": request.webhook_url} if request.webhook_url else None
+        response = await self._http.post(
+            f"{self._base}/{request.model.strip('/')}",
+            json=dict(request.input),
+            params=params,
+            headers=self._headers,
+        )
+        body = raise_for_status(response)
+        request_id = body.get("request_id") if isinstance(body, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise ProviderUnavailable("fal submit answer without a request_id")
+        return ProviderSnapshot(
+            provider_job_id=request_id, provider_status=IN_QUEUE, phase=ProviderPhase.QUEUED
+        )
+
+    async def get(self, ref: ProviderRef) -> ProviderSnapshot:
+        return await self.status(_model_of(ref), ref.provider_job_id, ref.kind)
+
+    async def status(
+        self, model: str, request_id: str, kind: JobKind | None = None
+    ) -> ProviderSnapshot:
+        """Poll the status; on COMPLETED, read how it ended (and its outputs) from the result."""
+        url = self._request_url(model, request_id)
+        response = await self._http.get(
+            f"{url}/status", params={"logs": "0"}, headers=self._headers
+        )
+        body = raise_for_status(response)
+        status = body.get("status") if isinstance(body, dict) else None
+        if not isinstance(status, str):
+            raise ProviderUnavailable(f"fal status of {request_id} without a status")
+        if status != COMPLETED:
+            # Unknown statuses: keep waiting, as for Replicate.
+            phase = PHASES.get(status, ProviderPhase.RUNNING)
+            return ProviderSnapshot(provider_job_id=request_id, provider_status=status, phase=phase)
+        if body.get("error"):
+            return failed_snapshot(request_id, str(body["error"]), body.get("error_type"))
+        return await self.result(model, request_id, kind)
+
+    async def result(
+        self, model: str, request_id: str, kind: JobKind | None = None
+    ) -> ProviderSnapshot:
+        """The result of a COMPLETED request as a terminal snapshot."""
+        response = await self._http.get(self._request_url(model, request_id), headers=self._headers)
+        code = response.status_code
+        body = _json(response)
+        if response.is_success:
+            if not isinstance(body, dict):
+                raise ProviderUnavailable(f"fal result of {request_id} is not a JSON object")
+            return result_snapshot(request_id, body, kind)
+        if code in (404, 410):
+            # Past fal's retention (1 h, or 6 min for results of 10 KB and more).
+            return ProviderSnapshot(
+                provider_job_id=request_id,
+                provider_status=COMPLETED,
+                phase=ProviderPhase.SUCCEEDED,
+                data_removed=True,
+            )
+        error_type = _error_type(response, body)
+        model_error = code in (400, 422) or (error_type is not None and code not in (401, 403, 429))
+        if not model_error:
+            raise_for_status(response)  # auth, rate limit, gateway trouble: raises
+        message = error_message(body) or response.text[:500] or f"HTTP {code}"
+        return failed_snapshot(request_id, message, error_type)
+
+    async def cancel(self, ref: ProviderRef) -> ProviderSnapshot:
+        model = _model_of(ref)
+        response = await self._http.put(
+            f"{self._request_url(model, ref.provider_job_id)}/cancel", headers=self._headers
+        )
+        body = _json(response)
+        status = body.get("status") if isinstance(body, dict) else None
+        if status == ALREADY_COMPLETED:
+            return await self.status(model, ref.provider_job_id, ref.kind)
+        if response.is_success and status in CANCEL_ACCEPTED:
+            # A queued request is gone; a running one got the signal, which its runner may
+            # ignore. Either way the job is over for us.
+            return ProviderSnapshot(
+                provider_job_id=ref.provider_job_id,
+                provider_status=str(status),
+                phase=ProviderPhase.CANCELED,
+            )
+        if status == "NOT_FOUND":
+            raise ProviderRejected(f"fal request {ref.provider_job_id} not found", 404)
+        raise_for_status(response)
+        raise ProviderUnavailable(f"unexpected fal cancel answer: {response.text[:200]}")
+
+
+def _model_of(ref: ProviderRef) -> str:
+    # The app is part of every status/result/cancel URL but not of the request id.
+    if not ref.model:
+        raise ProviderRejected("a fal job needs its model to be polled or cancelled")
+    return ref.model
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+HEADER_REQUEST_ID = "x-fal-webhook-request-id"
+HEADER_USER_ID = "x-fal-webhook-user-id"
+HEADER_TIMESTAMP = "x-fal-webhook-timestamp"
+HEADER_SIGNATURE = "x-fal-webhook-signature"
+
+
+def signed_message(request_id: str, user_id: str, timestamp: str, body: bytes) -> bytes:
+    return f"{request_id}\n{user_id}\n{timestamp}\n{hashlib.sha256(body).hexdigest()}".encode()
+
+
+def public_keys(jwks: Any) -> list[Ed25519PublicKey]:
+    """The Ed25519 keys of a JWKS document; other key types are skipped."""
+    keys: list[Ed25519PublicKey] = []
+    entries = jwks.get("keys") if isinstance(jwks, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("kty") != "OKP":
+            continue
+        if entry.get("crv") != "Ed25519" or not isinstance(entry.get("x"), str):
+            continue
+        x = entry["x"]
+        try:
+            raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+            keys.append(Ed25519PublicKey.from_public_bytes(raw))
+        except (ValueError, binascii.Error):
+            continue
+    return keys
+
+
+@dataclass
+class _CachedKeys:
+    keys: list[Ed25519PublicKey]
+    fetched_at: float
+
+
+class FalWebhooks:
+    """Verifies fal's webhook signatures with the keys of its JWKS, cached for `jwks_ttl`.
+
+    A signature no cached key accepts makes one fresh fetch (a key rotation), at most every
+    `min_refresh_seconds`, so forged webhooks can't make us hammer the JWKS endpoint.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        jwks_url: str = DEFAULT_JWKS_URL,
+        tolerance_seconds: int = 300,
+        jwks_ttl_seconds: float = 3600.0,
+        min_refresh_seconds: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._jwks_url = jwks_url
+        self._tolerance = tolerance_seconds
+        self._ttl = jwks_ttl_seconds
+        self._min_refresh = min_refresh_seconds
+        self._clock = clock
+        self._cache: _CachedKeys | None = None
+        self._last_forced: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def verify(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """Check signature, timestamp and body; return the request id or raise WebhookRejected."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        request_id = lowered.get(HEADER_REQUEST_ID)
+        user_id = lowered.get(HEADER_USER_ID)
+        timestamp = lowered.get(HEADER_TIMESTAMP)
+        signature = lowered.get(HEADER_SIGNATURE)
+        if not request_id or not user_id or not timestamp or not signature:
+            raise WebhookRejected("missing X-Fal-Webhook-* headers")
+        try:
+            sent_at = int(timestamp)
+            raw_signature = bytes.fromhex(signature)
+        except ValueError as exc:
+            raise WebhookRejected("malformed timestamp or signature") from exc
+        if abs(self._clock() - sent_at) > self._tolerance:
+            raise WebhookRejected("X-Fal-Webhook-Timestamp is outside the tolerance window")
+        message = signed_message(request_id, user_id, timestamp, body)
+        if not _any_verifies(await self._keys(), raw_signature, message):
+            fresh = await self._keys(force=True)
+            if fresh is None or not _any_verifies(fresh, raw_signature, message):
+                raise WebhookRejected("no fal key matches the signature")
+        if _body_request_id(body) not in (None, request_id):
+            raise WebhookRejected("body request_id differs from X-Fal-Webhook-Request-Id")
+        return request_id
+
+    async def _keys(self, *, force: bool = False) -> list[Ed25519PublicKey] | None:
+        """Cached keys (fetched if stale); with `force`, a fresh set or None if not allowed now."""
+        async with self._lock:
+            now = time.monotonic()
+            if force:
+                if self._last_forced is not None and now - self._last_forced < self._min_refresh:
+                    return None
+                self._last_forced = now
+            elif self._cache is not None and now - self._cache.fetched_at < self._ttl:
+                return self._cache.keys
+            try:
+                keys = await self._fetch()
+            except (httpx.HTTPError, ValueError) as exc:
+                if self._cache is not None and not force:
+                    return self._cache.keys  # a JWKS outage: keep trusting what we had
+                raise WebhookRejected(f"could not fetch the fal JWKS: {exc}") from exc
+            self._cache = _CachedKeys(keys, now)
+            return keys
+
+    async def _fetch(self) -> list[Ed25519PublicKey]:
+        response = await self._http.get(self._jwks_url)
+        response.raise_for_status()
+        keys = public_keys(response.json())
+        if not keys:
+            raise ValueError(f"{self._jwks_url} has no Ed25519 key")
+        return keys
+
+    def parse(self, body: bytes) -> ProviderSnapshot:
+        """The terminal webhook as a snapshot.
+
+        An OK webhook whose output fal could not serialise (`payload: null`) is only a nudge:
+        it says RUNNING so the job keeps polling, and the poll reads the result.
+        """
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise WebhookRejected("body is not JSON") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("request_id"), str):
+            raise WebhookRejected("body is not a fal webhook")
+        request_id = str(data["request_id"])
+        payload = data.get("payload")
+        if data.get("status") == "OK":
+            if isinstance(payload, dict):
+                return result_snapshot(request_id, payload)
+            return ProviderSnapshot(
+                provider_job_id=request_id,
+                provider_status=COMPLETED,
+                phase=ProviderPhase.RUNNING,
+            )
+        error_type = payload.get("error_type") if isinstance(payload, dict) else None
+        message = error_message(payload) or str(data.get("error") or "fal request failed")
+        return failed_snapshot(request_id, message, error_type)
+
+
+def _any_verifies(keys: list[Ed25519PublicKey] | None, signature: bytes, message: bytes) -> bool:
+    for key in keys or []:
+        try:
+            key.verify(signature, message)
+            return True
+        except InvalidSignature:
+            continue
+    return False
+
+
+def _body_request_id(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    value = data.get("request_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None

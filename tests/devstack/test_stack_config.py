@@ -1,0 +1,29 @@
+"""What the stack hands the API and the worker: every provider's emulator, or none of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devstack.stack import FAL_EMULATOR_KEY, KIE_EMULATOR_KEY, Stack, StackConfig
+
+
+def test_ephemeral_stack_points_every_provider_at_its_own_emulator(tmp_path: Path) -> None:
+    stack = Stack(StackConfig.ephemeral(tmp_path))
+    assert stack.config.fal_port and stack.config.kie_port and stack.config.ui_port is None
+    env = stack.app_env()
+    assert env["FAL_BASE_URL"] == stack.fal_url == f"http://127.0.0.1:{stack.config.fal_port}"
+    assert env["FAL_JWKS_URL"] == f"{stack.fal_url}/.well-known/jwks.json"
+    assert env["FAL_API_KEY"] == FAL_EMULATOR_KEY
+    assert env["KIE_BASE_URL"] == stack.kie_url == f"http://127.0.0.1:{stack.config.kie_port}"
+    assert env["KIE_API_KEY"] == KIE_EMULATOR_KEY
+    assert env["KIE_WEBHOOK_HMAC_KEY"]
+    assert env["REPLICATE_BASE_URL"] == stack.emulator_url
+
+
+def test_a_provider_without_emulator_is_left_to_the_environment(tmp_path: Path) -> None:
+    # What `make up` does when FAL_API_KEY and KIE_API_KEY are set: the real services.
+    stack = Stack(StackConfig.ephemeral(tmp_path, fal_port=None, kie_port=None))
+    assert stack.fal_url is None and stack.kie_url is None
+    env = stack.app_env()
+    assert not {k for k in env if k.startswith(("FAL_", "KIE_"))}
+    assert env["REPLICATE_BASE_URL"] == stack.emulator_url

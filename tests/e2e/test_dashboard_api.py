@@ -1,0 +1,73 @@
+"""What the dashboard relies on, over HTTP: its files, `GET /v1/me` and outputs by query token."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from devstack.stack import ERP_COMPANY_TOKENS
+from sync_modules.registry import all_modules
+from tests.e2e.conftest import E2E, KEYS
+from tests.e2e.test_media_jobs import create, wait_job
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_dashboard_page_and_its_files_are_served_without_a_key(e2e: E2E) -> None:
+    async with httpx.AsyncClient(base_url=e2e.stack.api_url, timeout=30.0) as client:
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<script type="module" src="/static/app.js">' in page.text
+        script = await client.get("/static/app.js")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert "new EventSource(" in script.text
+        style = await client.get("/static/app.css")
+        assert style.headers["content-type"].startswith("text/css")
+        # Only the dashboard's own files: nothing else on disk is reachable.
+        for path in ("/static/index.html", "/static/..%2Fdashboard.py", "/static/nope.js"):
+            assert (await client.get(path)).status_code == 404, path
+
+
+async def test_me_tells_who_the_caller_is_and_what_they_may_follow(e2e: E2E) -> None:
+    async with e2e.api("alice") as alice, e2e.api("admin") as admin:
+        me = (await alice.get("/v1/me")).json()
+        assert me["user_id"] == "alice" and me["is_admin"] is False
+        assert me["topics"] == ["user:alice"]
+        assert me["companies"] == [] and me["sync_modules"] == []
+        assert me["public_base_url"] == e2e.stack.api_url
+        assert "replicate" in me["providers"]
+
+        root = (await admin.get("/v1/me")).json()
+        assert root["user_id"] == "root" and root["is_admin"] is True
+        assert root["topics"] == ["user:root", "sync-run:*"]
+        assert root["companies"] == sorted(ERP_COMPANY_TOKENS)
+        assert root["sync_modules"] == list(all_modules())
+        assert root["temporal_ui_url"]
+
+    async with httpx.AsyncClient(base_url=e2e.stack.api_url, timeout=30.0) as anonymous:
+        assert (await anonymous.get("/v1/me")).status_code == 401
+        bad = await anonymous.get("/v1/me", headers={"Authorization": "Bearer not-a-key"})
+        assert bad.status_code == 401
+
+
+async def test_outputs_accept_the_key_as_access_token(e2e: E2E) -> None:
+    async with e2e.api("alice") as alice:
+        job = await create(alice)
+        done = await wait_job(alice, job["id"])
+        assert done["status"] == "succeeded", done
+        with_header = await alice.get(f"/v1/jobs/{job['id']}/outputs/0")
+
+    path = f"/v1/jobs/{job['id']}/outputs/0"
+    async with httpx.AsyncClient(base_url=e2e.stack.api_url, timeout=30.0) as browser:
+        by_token = await browser.get(path, params={"access_token": KEYS["alice"]})
+        assert by_token.status_code == with_header.status_code
+        assert by_token.status_code in (200, 307)  # 307: a presigned URL on S3
+        if by_token.status_code == 200:
+            assert by_token.content == with_header.content
+        assert (await browser.get(path)).status_code == 401
+        assert (await browser.get(path, params={"access_token": "not-a-key"})).status_code == 401
+        # Someone else's key sees no such job, as with the header.
+        other = await browser.get(path, params={"access_token": KEYS["bob"]})
+        assert other.status_code == 404
