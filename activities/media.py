@@ -38,6 +38,7 @@ from core.contracts import (
     StoreResult,
     SubmitRequest,
 )
+from core.db import uninterrupted
 from core.job_store import advance_job
 from core.models import Job, utcnow
 from providers.base import Provider, ProviderRateLimited, ProviderRejected
@@ -86,19 +87,26 @@ class MediaActivities:
                 non_retryable=True,
             ) from None
 
+    async def _advance(self, job_id: str, status: JobStatus, **fields: Any) -> None:
+        """Record the job's progress; the write completes even if the activity is cancelled."""
+
+        async def write() -> None:
+            async with self._sessions() as session:
+                await advance_job(session, job_id, status, **fields)
+                await session.commit()
+
+        await uninterrupted(write())
+
     @activity.defn(name="media.submit")
     async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
         with provider_errors():
             snapshot = await self._provider(request.provider).submit(request)
-        async with self._sessions() as session:
-            await advance_job(
-                session,
-                request.job_id,
-                JobStatus.SUBMITTED,
-                provider_job_id=snapshot.provider_job_id,
-                provider_status=snapshot.provider_status,
-            )
-            await session.commit()
+        await self._advance(
+            request.job_id,
+            JobStatus.SUBMITTED,
+            provider_job_id=snapshot.provider_job_id,
+            provider_status=snapshot.provider_status,
+        )
         return snapshot
 
     @activity.defn(name="media.poll")
@@ -124,24 +132,19 @@ class MediaActivities:
             fields["output_data"] = progress.output_data
         if progress.status == JobStatus.PROCESSING:
             fields["started_at"] = utcnow()
-        async with self._sessions() as session:
-            await advance_job(session, progress.job_id, progress.status, **fields)
-            await session.commit()
+        await self._advance(progress.job_id, progress.status, **fields)
 
     @activity.defn(name="media.store_outputs")
     async def store_outputs(self, request: StoreRequest) -> StoreResult:
         """Copy every output to storage, then (and only then) record the job `succeeded`."""
         snapshot = request.snapshot
-        async with self._sessions() as session:
-            await advance_job(
-                session,
-                request.job_id,
-                JobStatus.STORING,
-                provider_status=snapshot.provider_status,
-                webhook_count=request.webhook_count,
-                poll_count=request.poll_count,
-            )
-            await session.commit()
+        await self._advance(
+            request.job_id,
+            JobStatus.STORING,
+            provider_status=snapshot.provider_status,
+            webhook_count=request.webhook_count,
+            poll_count=request.poll_count,
+        )
 
         outputs: list[StoredOutput] = []
         if request.kind != JobKind.TRAINING:
@@ -177,28 +180,28 @@ class MediaActivities:
         async with self._sessions() as session:
             # A column, not the entity: advance_job's RETURNING must load a fresh Job.
             current = await session.scalar(select(Job.metadata_).where(Job.id == request.job_id))
-            metadata = dict(current or {})
-            metadata["storage"] = _storage_summary(outputs, request, self._storage)
-            await advance_job(
-                session,
-                request.job_id,
-                JobStatus.SUCCEEDED,
-                outputs=[_public(o) for o in outputs],
-                output_data=snapshot.output_data,
-                storage_provider=self._storage.name,
-                storage_bucket=self._storage.bucket,
-                # Every object the job owns: outputs first, then their thumbnails.
-                storage_keys=[o.key for o in outputs]
-                + [o.thumbnail.key for o in outputs if o.thumbnail is not None],
-                metadata_=metadata,
-                operation_type=request.kind.value,
-                storage_context=STORAGE_CONTEXT.get(request.kind),
-                provider_status=snapshot.provider_status,
-                webhook_count=request.webhook_count,
-                poll_count=request.poll_count,
-                error=None,
-            )
-            await session.commit()
+        # Read and write in separate transactions: on SQLite a reader can't become a writer
+        # while others write (it fails at once instead of waiting its turn).
+        metadata = dict(current or {})
+        metadata["storage"] = _storage_summary(outputs, request, self._storage)
+        await self._advance(
+            request.job_id,
+            JobStatus.SUCCEEDED,
+            outputs=[_public(o) for o in outputs],
+            output_data=snapshot.output_data,
+            storage_provider=self._storage.name,
+            storage_bucket=self._storage.bucket,
+            # Every object the job owns: outputs first, then their thumbnails.
+            storage_keys=[o.key for o in outputs]
+            + [o.thumbnail.key for o in outputs if o.thumbnail is not None],
+            metadata_=metadata,
+            operation_type=request.kind.value,
+            storage_context=STORAGE_CONTEXT.get(request.kind),
+            provider_status=snapshot.provider_status,
+            webhook_count=request.webhook_count,
+            poll_count=request.poll_count,
+            error=None,
+        )
         return StoreResult(
             outputs=outputs,
             storage_provider=self._storage.name,

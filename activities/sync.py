@@ -10,6 +10,7 @@ Run records and logs are short writes, run as local activities.
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import suppress
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from core.contracts import (
     SyncRunInput,
     SyncStatus,
 )
+from core.db import uninterrupted
 from core.events import append_event, append_run_status, sync_run_topic
 from core.models import ACTIVE_SYNC_STATUSES, SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
 from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
@@ -43,6 +45,8 @@ from sync_modules.registry import get_module
 from sync_modules.store import upsert_items
 
 FIRST_INCREMENTAL_DAYS = 30
+# A module's progress becomes an event at most this often per activity (and on its last page).
+PROGRESS_EVENT_SECONDS = 0.5
 
 
 class _Uncounted(Exception):
@@ -103,9 +107,17 @@ class SyncActivities:
             progress = progress_of(row)
         enrich_left = request.enrich
         committed = 0
+        announced = -PROGRESS_EVENT_SECONDS
         while not progress.done and committed < request.max_pages:
+            # The first, the last and one page every PROGRESS_EVENT_SECONDS become events.
+            announce = (
+                time.monotonic() - announced >= PROGRESS_EVENT_SECONDS
+                or committed == request.max_pages - 1
+            )
             # Shielded: a cancel (the run's) lets the page under way finish, then stops.
-            page = asyncio.ensure_future(self._one_page(request, module, progress, enrich_left))
+            page = asyncio.ensure_future(
+                self._one_page(request, module, progress, enrich_left, announce)
+            )
             try:
                 progress, enriched = await asyncio.shield(page)
             except asyncio.CancelledError:
@@ -118,16 +130,24 @@ class SyncActivities:
                 raise
             enrich_left -= enriched
             committed += 1
+            if announce:
+                announced = time.monotonic()
             activity.heartbeat(progress.pages, progress.cursor)
         return progress
 
     async def _one_page(
-        self, request: PageRequest, module: SyncModule, progress: ModuleProgress, enrich: int
+        self,
+        request: PageRequest,
+        module: SyncModule,
+        progress: ModuleProgress,
+        enrich: int,
+        announce: bool,
     ) -> tuple[ModuleProgress, int]:
         """Fetch, enrich and commit the module's next page; (progress, rows enriched)."""
         page = await self._fetch(request, module.view, progress.cursor)
         enriched = await self._enrich(request, module.view, page.items, enrich)
-        return await self._commit(request, module, progress.pages, page, enriched), enriched
+        committed = await self._commit(request, module, progress.pages, page, enriched, announce)
+        return committed, enriched
 
     async def _fetch(self, request: PageRequest, view: str, cursor: str | None) -> Page:
         try:
@@ -156,7 +176,13 @@ class SyncActivities:
             raise ApplicationError(f"{view}: {exc}") from exc
 
     async def _commit(
-        self, request: PageRequest, module: SyncModule, page_no: int, page: Page, enriched: int
+        self,
+        request: PageRequest,
+        module: SyncModule,
+        page_no: int,
+        page: Page,
+        enriched: int,
+        announce: bool = True,
     ) -> ModuleProgress:
         """Store page `page_no` and count it, in one transaction, unless it already was.
 
@@ -196,12 +222,13 @@ class SyncActivities:
                     if counted is None:
                         raise _Uncounted  # rolls the upsert back
                     progress = progress_of(counted)
-                    await append_event(
-                        session,
-                        sync_run_topic(request.run_id),
-                        "sync_run.module",
-                        module_event(request.run_id, request.module, progress),
-                    )
+                    if announce or progress.done:
+                        await append_event(
+                            session,
+                            sync_run_topic(request.run_id),
+                            "sync_run.module",
+                            module_event(request.run_id, request.module, progress),
+                        )
                     return progress
             except _Uncounted:
                 pass
@@ -210,7 +237,7 @@ class SyncActivities:
                 row = await self._module_row(session, request.run_id, request.module)
                 if row.pages != page_no:
                     return progress_of(row)
-        return await self._commit(request, module, page_no, page, enriched)
+        return await self._commit(request, module, page_no, page, enriched, announce)
 
     async def _enrich(
         self, request: PageRequest, view: str, items: list[dict[str, Any]], budget: int
@@ -288,6 +315,9 @@ class SyncActivities:
 
     @activity.defn(name="sync.record")
     async def record(self, record: RunRecord) -> None:
+        await uninterrupted(self._record(record))
+
+    async def _record(self, record: RunRecord) -> None:
         now = utcnow()
         async with self._sessions() as session, session.begin():
             run = await session.get(SyncRun, record.run_id, with_for_update=True)

@@ -6,8 +6,11 @@ here so that one URL serves the async app (aiosqlite / psycopg) and Alembic (sql
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -17,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+T = TypeVar("T")
 
 
 def _url(database_url: str, *, is_async: bool) -> URL:
@@ -55,7 +60,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # during a write, and busy_timeout waits for the lock instead of failing at once.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -71,3 +76,20 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def uninterrupted(work: Coroutine[Any, Any, T]) -> T:
+    """Run a database write to its end even if the caller is cancelled meanwhile.
+
+    A cancel that lands between a write and its commit can leave the connection inside its
+    transaction; on SQLite that transaction holds the database's only write lock, and every
+    other writer waits until it times out. So the write finishes (or fails) on its own, and
+    the caller's cancellation takes effect afterwards.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise

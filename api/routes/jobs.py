@@ -166,6 +166,9 @@ async def create_job(
         )
     if body.project_id is not None:
         await check_project_node(session, caller, body.project_id, body.node_id)
+        # End that read: a transaction that reads and then writes can't wait its turn on
+        # SQLite (it fails at once with "database is locked" if another write came between).
+        await session.rollback()
     # The row first, so the job is listed (and streamed) from the moment this request returns.
     session.add(job)
     await session.flush()
