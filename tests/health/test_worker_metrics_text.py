@@ -14,12 +14,12 @@ temporal_request{namespace="default",operation="StartWorkflowExecution"} 3
 # HELP temporal_num_pollers Current number of active pollers per queue type
 # TYPE temporal_num_pollers gauge
 temporal_num_pollers{poller_type="activity_task",task_queue="media-jobs"} 5
-# HELP temporal_request_latency Histogram of client request latencies
-# TYPE temporal_request_latency histogram
-temporal_request_latency_bucket{operation="X",le="50"} 1
-temporal_request_latency_bucket{operation="X",le="+Inf"} 2
-temporal_request_latency_sum{operation="X"} 75
-temporal_request_latency_count{operation="X"} 2
+# HELP temporal_request_buckets Histogram of client requests (a histogram family)
+# TYPE temporal_request_buckets histogram
+temporal_request_buckets_bucket{operation="X",le="50"} 1
+temporal_request_buckets_bucket{operation="X",le="+Inf"} 2
+temporal_request_buckets_sum{operation="X"} 75
+temporal_request_buckets_count{operation="X"} 2
 untyped_thing 7
 """
 
@@ -27,7 +27,7 @@ untyped_thing 7
 def test_two_workers_keep_one_family_each_and_their_own_series() -> None:
     merged = merge_expositions([("http://a/metrics", WORKER), ("http://b/metrics", WORKER)])
     assert merged.count("# TYPE temporal_request counter") == 1
-    assert merged.count("# HELP temporal_request_latency ") == 1
+    assert merged.count("# HELP temporal_request_buckets ") == 1
     families = {f.name: f for f in text_string_to_metric_families(merged)}
     pollers = families["temporal_num_pollers"].samples
     assert sorted(s.labels["worker_url"] for s in pollers) == [
@@ -36,7 +36,7 @@ def test_two_workers_keep_one_family_each_and_their_own_series() -> None:
     ]
     assert all(s.labels["task_queue"] == "media-jobs" for s in pollers)
     buckets = [
-        s for s in families["temporal_request_latency"].samples if s.name.endswith("_bucket")
+        s for s in families["temporal_request_buckets"].samples if s.name.endswith("_bucket")
     ]
     assert len(buckets) == 4
     untyped = [
