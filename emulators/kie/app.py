@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from emulators.common import count_responses, webhook_client
 from emulators.kie import api, control
 from emulators.kie.config import EmulatorConfig
 from emulators.kie.deps import KieError, get_emulator
@@ -25,11 +25,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # No redirects and no proxies from the environment: callbacks go straight to the
-        # receiver, usually on loopback.
-        async with httpx.AsyncClient(
-            timeout=settings.callback_timeout_seconds, follow_redirects=False, trust_env=False
-        ) as http:
+        async with webhook_client(settings.callback_timeout_seconds) as http:
             emulator = Emulator(settings, http)
             app.state.emulator = emulator
             try:
@@ -51,16 +47,12 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         get_emulator(request).stats.codes[str(exc.code)] += 1
         return JSONResponse(exc.body(), status_code=exc.http_status, headers=exc.headers)
 
-    @app.middleware("http")
-    async def _count(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        kind = classify(request.url.path)
-        if kind is not None:
-            get_emulator(request).stats.record_response(kind, response.status_code)
-        if settings.log_requests:
-            log.info("%s %s -> %s", request.method, request.url.path, response.status_code)
-        return response
+    count_responses(
+        app,
+        lambda request: classify(request.url.path),
+        lambda request, kind, code: get_emulator(request).stats.record_response(kind, code),
+        log=log,
+        log_requests=settings.log_requests,
+    )
 
     return app

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emulators.common import count_responses, webhook_client
 from emulators.replicate import api, control
 from emulators.replicate.config import EmulatorConfig
 from emulators.replicate.deps import ApiProblem, get_emulator
@@ -28,11 +28,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # No redirects (Replicate doesn't follow them) and no proxies from the environment:
-        # webhooks go straight to the receiver, usually on loopback.
-        async with httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
-        ) as http:
+        async with webhook_client(settings.webhook_timeout_seconds) as http:
             emulator = Emulator(settings, http)
             app.state.emulator = emulator
             await emulator.start()
@@ -65,16 +61,12 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         body = problem(exc.status_code, str(exc.detail), str(exc.detail))
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    @app.middleware("http")
-    async def _count(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        kind = classify(request.method, request.url.path)
-        if kind is not None:
-            get_emulator(request).stats.record_response(kind, response.status_code)
-        if settings.log_requests:
-            log.info("%s %s -> %s", request.method, request.url.path, response.status_code)
-        return response
+    count_responses(
+        app,
+        lambda request: classify(request.method, request.url.path),
+        lambda request, kind, code: get_emulator(request).stats.record_response(kind, code),
+        log=log,
+        log_requests=settings.log_requests,
+    )
 
     return app
