@@ -7,15 +7,14 @@ under a second; tests wait with deadlines and check no timings.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from devstack.processes import ManagedProcess, free_port
-from tests.emulators.support import RETRY_DELAYS, TOKEN, WebhookReceiver
+from devstack.processes import free_port
+from tests.emulators.support import RETRY_DELAYS, TOKEN, WebhookReceiver, running_emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATOR_ENV = {
@@ -40,17 +39,8 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture(scope="session")
 def emulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    process = ManagedProcess(
-        "replicate-emulator",
-        [sys.executable, "-m", "emulators.replicate", "--host", "127.0.0.1", "--port", str(port)],
-        log_dir=tmp_path_factory.mktemp("emulator-logs"),
-        env=EMULATOR_ENV,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    with process:
-        process.wait_http(f"{url}/_emulator/health", timeout=30)
+    log_dir = tmp_path_factory.mktemp("emulator-logs")
+    with running_emulator("emulators.replicate", EMULATOR_ENV, log_dir) as url:
         yield url
 
 

@@ -8,18 +8,15 @@ and check no timings.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from devstack.processes import ManagedProcess, free_port
 from providers.kie import KieProvider
 from tests.emulators.kie_support import CALLBACK_RETRY_DELAYS, HMAC_KEY, KIE_KEY
+from tests.emulators.support import running_emulator
 
-ROOT = Path(__file__).resolve().parents[2]
 KIE_EMULATOR_ENV = {
     "KIE_EMULATOR_API_KEY": KIE_KEY,
     "KIE_EMULATOR_WEBHOOK_HMAC_KEY": HMAC_KEY,
@@ -36,17 +33,8 @@ KIE_EMULATOR_ENV = {
 
 @pytest.fixture(scope="session")
 def kie_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    process = ManagedProcess(
-        "kie-emulator",
-        [sys.executable, "-m", "emulators.kie", "--host", "127.0.0.1", "--port", str(port)],
-        log_dir=tmp_path_factory.mktemp("kie-emulator-logs"),
-        env=KIE_EMULATOR_ENV,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    with process:
-        process.wait_http(f"{url}/_emulator/health", timeout=30)
+    log_dir = tmp_path_factory.mktemp("kie-emulator-logs")
+    with running_emulator("emulators.kie", KIE_EMULATOR_ENV, log_dir) as url:
         yield url
 
 

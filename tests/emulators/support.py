@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
+
+from devstack.processes import ManagedProcess, free_port
 
 TOKEN = "test-token"
 RETRY_DELAYS = [0.2, 0.2, 0.3]  # the emulator under test retries terminal webhooks after these
@@ -151,3 +156,20 @@ def timeline(api: httpx.Client, job_id: str) -> dict[str, Any]:
 
 def webhook_attempts(api: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     return [e for e in timeline(api, job_id)["events"] if e["type"] == "webhook"]
+
+
+@contextmanager
+def running_emulator(module: str, env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """`python -m <module>` on a free port until the block ends; yields its base URL."""
+    port = free_port()
+    process = ManagedProcess(
+        module.rsplit(".", 1)[-1] + "-emulator",
+        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)],
+        log_dir=log_dir,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    url = f"http://127.0.0.1:{port}"
+    with process:
+        process.wait_http(f"{url}/_emulator/health", timeout=30)
+        yield url
