@@ -61,3 +61,14 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+def require_admin(request: Request, caller: CurrentCaller) -> Caller:
+    """403 unless the caller's key is an admin's (sync runs, schedules, recovery)."""
+    if not caller.is_admin:
+        what = request.url.path.removeprefix("/v1/").split("/")[0].replace("-", " ")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{what} need an admin API key")
+    return caller
+
+
+AdminCaller = Annotated[Caller, Depends(require_admin)]

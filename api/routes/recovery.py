@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from temporalio.service import RPCError
 
-from api.auth import Caller
-from api.deps import CurrentCaller, SessionDep, SettingsDep, TemporalDep
+from api.deps import AdminCaller, CurrentCaller, SessionDep, SettingsDep, TemporalDep
 from api.routes.jobs import check_project_node, job_public
 from api.schemas import JobPublic
 from core.contracts import JobKind, JobStatus, MediaJobInput, ProviderRef
@@ -33,13 +32,6 @@ from workflows.recovery import RecoveryWorkflow
 REPORT_WAIT_SECONDS = 60.0
 
 
-def require_admin(caller: CurrentCaller) -> Caller:
-    if not caller.is_admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "recovery needs an admin API key")
-    return caller
-
-
-AdminCaller = Annotated[Caller, Depends(require_admin)]
 router = APIRouter(prefix="/v1", tags=["recovery"])
 
 

@@ -27,8 +27,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SettingsDep, TemporalDep
-from api.routes.sync_runs import AdminCaller
+from api.deps import AdminCaller, SettingsDep, TemporalDep
 from core.contracts import SA_COMPANY, SyncMode, SyncRunInput
 from core.settings import Settings
 from sync_modules.registry import all_modules

@@ -8,15 +8,14 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from api.auth import Caller
-from api.deps import CurrentCaller, SessionDep, SettingsDep, TemporalDep
+from api.deps import AdminCaller, SessionDep, SettingsDep, TemporalDep
 from api.pagination import decode_cursor, encode_cursor
 from api.routes.metrics import MetricsDep
 from core.contracts import (
@@ -37,13 +36,6 @@ from workflows.sync_run import SyncRunWorkflow
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
-def require_admin(caller: CurrentCaller) -> Caller:
-    if not caller.is_admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "sync runs need an admin API key")
-    return caller
-
-
-AdminCaller = Annotated[Caller, Depends(require_admin)]
 router = APIRouter(prefix="/v1/sync-runs", tags=["sync runs"])
 
 
