@@ -152,7 +152,8 @@ class RecoverySweeper:
         except httpx.HTTPError:
             return False
 
-    async def _plan(self, job: Job, problem: str) -> RecoveryItem:
+    async def _plan(self, job: Job, problem: str) -> tuple[RecoveryItem, ProviderSnapshot | None]:
+        """What to do about the job, and the provider's snapshot it was decided on."""
         item = RecoveryItem(
             job_id=job.id, user_id=job.user_id, kind=job.kind, provider=job.provider,
             provider_job_id=job.provider_job_id, status=job.status, problem=problem,
@@ -162,24 +163,24 @@ class RecoverySweeper:
                 item.action, item.detail = "none", "never reached the provider: nothing to follow"
             else:
                 item.action, item.detail = "adopt", "its workflow is gone: follow the provider job"
-            return item
+            return item, None
         try:
             snapshot = await self._snapshot(job)
         except ProviderError as exc:
             item.detail = f"provider unreachable: {exc}"
-            return item
+            return item, None
         if snapshot is None:
             item.detail = f"provider {job.provider!r} is not configured"
-            return item
+            return item, None
         if problem == "unfinished":
             if snapshot.phase in TERMINAL_PHASES:
                 item.action = "nudge"
                 item.detail = f"{job.provider} says {snapshot.provider_status}: tell the workflow"
-            return item
+            return item, snapshot
         # store_failed / objects_missing: copy again while the URLs live
         if snapshot.phase != ProviderPhase.SUCCEEDED:
             item.detail = f"{job.provider} says {snapshot.provider_status}"
-            return item
+            return item, snapshot
         alive = [url for url in snapshot.output_urls if await self._alive(url)]
         if snapshot.output_urls and len(alive) == len(snapshot.output_urls):
             item.action = "restore"
@@ -192,7 +193,7 @@ class RecoverySweeper:
                 if snapshot.data_removed or not snapshot.output_urls
                 else f"{expired} of {len(snapshot.output_urls)} output URL(s) expired"
             )
-        return item
+        return item, snapshot
 
     # --- acting ------------------------------------------------------------------------------
 
@@ -200,19 +201,20 @@ class RecoverySweeper:
         checked, suspects = await self._suspects()
         report = RecoveryReport(dry_run=dry_run, checked=checked)
         for job, problem in suspects:
-            item = await self._plan(job, problem)
+            item, snapshot = await self._plan(job, problem)
             if item.action == "none" and problem == "unfinished":
                 continue  # the provider is still working: nothing to report
             if not dry_run and item.action != "none":
-                item = await self._act(job, item)
+                item = await self._act(job, item, snapshot)
             report.items.append(item)
         return report
 
-    async def _act(self, job: Job, item: RecoveryItem) -> RecoveryItem:
+    async def _act(
+        self, job: Job, item: RecoveryItem, snapshot: ProviderSnapshot | None
+    ) -> RecoveryItem:
         try:
             if item.action == "nudge":
-                snapshot = await self._snapshot(job)
-                assert snapshot is not None
+                assert snapshot is not None  # a nudge is planned on a terminal snapshot
                 await self._temporal.get_workflow_handle(media_job_workflow_id(job.id)).signal(
                     "provider_event", ProviderEvent(snapshot=snapshot, webhook_id="recovery")
                 )
