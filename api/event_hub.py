@@ -14,7 +14,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,9 +108,8 @@ class EventHub:
         self._wake = asyncio.Event()
         self._last_id = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self.delivered = 0
-        self.last_lag_seconds: float | None = None
-        self.lag_observer: Any = None  # called with each event's commit-to-dispatch seconds
+        # Called with each event's commit-to-dispatch seconds (the /metrics histogram).
+        self.lag_observer: Callable[[float], None] | None = None
 
     @property
     def clients(self) -> int:
@@ -119,10 +118,6 @@ class EventHub:
     @property
     def last_id(self) -> int:
         return self._last_id
-
-    @property
-    def listening(self) -> bool:
-        return self._listen_dsn is not None
 
     async def start(self) -> None:
         async with self._sessions() as session:
@@ -221,15 +216,12 @@ class EventHub:
             for row in rows:
                 fresh = StreamEvent.of(row)
                 self._last_id = fresh.id
-                lag = (now - fresh.at).total_seconds()
-                self.last_lag_seconds = lag
                 if self.lag_observer is not None:
-                    self.lag_observer(lag)
+                    self.lag_observer((now - fresh.at).total_seconds())
                 for sub in list(self._subscribers):
                     if sub.topics.matches(fresh.topic):
                         try:
                             sub.queue.put_nowait(fresh)
-                            self.delivered += 1
                         except asyncio.QueueFull:
                             self._drop(sub)
             if len(rows) < BATCH:

@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocketDisconnect
 
 from api.auth import Caller, KeyRing
@@ -58,11 +59,12 @@ async def _caller(keyring: KeyRing, header: str | None, access_token: str | None
     return caller
 
 
-async def _authorize(request_state: object, caller: Caller, topics: list[str]) -> TopicFilter:
+async def _authorize(
+    sessions: async_sessionmaker[AsyncSession], caller: Caller, topics: list[str]
+) -> TopicFilter:
     """The topics as a filter, if the caller may read every one of them."""
     if len(topics) > MAX_TOPICS:
         raise StreamError(422, f"at most {MAX_TOPICS} topics per stream")
-    sessions = request_state.sessions  # type: ignore[attr-defined]
     for topic in topics:
         kind, _, ident = topic.partition(":")
         if not ident:
@@ -128,7 +130,7 @@ async def events(
             request.app.state.keyring, request.headers.get("authorization"), access_token
         )
         topics = _split(topic or []) or [f"user:{caller.user_id}"]
-        filter_ = await _authorize(request.app.state, caller, topics)
+        filter_ = await _authorize(request.app.state.sessions, caller, topics)
         start = _after(after, request.headers.get("last-event-id"))
     except StreamError as exc:
         raise HTTPException(exc.status_code, exc.message) from None
@@ -181,7 +183,7 @@ async def ws(
             websocket.app.state.keyring, websocket.headers.get("authorization"), access_token
         )
         topics = _split(topic or []) or [f"user:{caller.user_id}"]
-        filter_ = await _authorize(websocket.app.state, caller, topics)
+        filter_ = await _authorize(websocket.app.state.sessions, caller, topics)
         start = _after(after, websocket.headers.get("last-event-id"))
     except StreamError as exc:
         await websocket.close(code=4000 + exc.status_code, reason=exc.message[:120])
