@@ -191,6 +191,7 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per provider call is noise
     settings = get_settings()
+    settings.signing_secret()  # refuse to start without SECRET_KEY, with the reason
     client = await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,

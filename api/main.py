@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.signing_secret()  # refuse to start without SECRET_KEY, with the reason
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         await ensure_keys(sessions, settings.bootstrap_keys())

@@ -60,10 +60,43 @@ class User(Base):
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
-    # Only a SHA-256 of the key is kept; the key itself is shown once when created.
+    # Only a SHA-256 of the key is kept; the key itself is shown once when created. Its first
+    # 16 hex digits are the key's public id (listing, revoking).
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    name: Mapped[str | None] = mapped_column(String(100))
+    # Created from BOOTSTRAP_API_KEYS: revoked at start-up once the variable no longer lists it.
+    bootstrap: Mapped[bool] = mapped_column(Boolean, default=False)
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` a user sent on a create: the same key answers with the same resource.
+
+    `request_hash` is a SHA-256 of the request body as parsed; a different body under a used
+    key is refused (409 idempotency_key_reused). Rows older than IDEMPOTENCY_TTL_HOURS go.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # "jobs", "sync-runs"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WebhookReceipt(Base):
+    """A provider webhook id already handed to its workflow: a replay of it signals nothing."""
+
+    __tablename__ = "webhook_receipts"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Job(Base):

@@ -155,8 +155,42 @@ class Settings(BaseSettings):
     # ... and the API appends what these URLs answer to its own /metrics (comma separated).
     worker_metrics_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # API keys created at start-up, "key=user[:admin]" separated by commas.
+    # API keys created at start-up, "key=user[:admin]" separated by commas. A key that was
+    # created from this list and is no longer in it is revoked at the next start-up.
     bootstrap_api_keys: str = ""
+
+    # --- Trust at the boundary (README "Security") ------------------------------------------
+    # Server secret: signs the per-job token of every webhook URL and the short-lived links
+    # (outputs, thumbnails, streams) handed to browsers. Same value on every API and worker.
+    secret_key: str = ""
+    # Lifetime of a signed link (outputs, thumbnails, the event stream).
+    link_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
+    # Outbound fetcher (every URL we download or probe): https to public addresses only,
+    # except these origins ("http://127.0.0.1:8100"), which may be http and private
+    # (emulators, test servers). Comma separated.
+    outbound_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    outbound_max_redirects: int = Field(default=3, ge=0, le=10)
+    outbound_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Longest wait for the next bytes of a download (not the whole download).
+    outbound_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Largest object a copy stores; past it the copy fails and nothing is stored.
+    max_output_bytes: int = Field(default=2 * 1024**3, ge=1)
+    # Optional: per provider, the only hosts its output URLs may come from, as JSON, e.g.
+    # {"replicate": ["replicate.delivery", "*.replicate.delivery"]}. Unlisted: any public host.
+    provider_output_hosts: dict[str, list[str]] = Field(default_factory=dict)
+    # fal signs every customer's webhooks with one key: only events for this fal user count.
+    fal_user_id: str = ""
+    # KIE callbacks without a valid signature are refused unless this is set explicitly.
+    kie_allow_unsigned_callbacks: bool = False
+    # Replicate trainings push versions only into models of this owner (empty: no trainings).
+    replicate_training_owner: str = ""
+    # Idempotency-Key answers are kept this long.
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+    # Largest request body on any route but the webhooks (413 past it).
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Per API key and API process: requests per second, and the burst allowed (0: no limit).
+    api_rate_limit_per_second: float = Field(default=20.0, ge=0)
+    api_rate_limit_burst: int = Field(default=60, ge=1)
 
     # Worker tuning
     # ~180 KB of worker memory per cached (sandboxed) workflow; an evicted one replays its
@@ -165,7 +199,9 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = 200
     worker_sandboxed: bool = True
 
-    @field_validator("replicate_webhook_events", "worker_metrics_urls", mode="before")
+    @field_validator(
+        "replicate_webhook_events", "worker_metrics_urls", "outbound_allowed_origins", mode="before"
+    )
     @classmethod
     def _split_events(cls, value: object) -> object:
         if isinstance(value, str):
@@ -191,6 +227,15 @@ class Settings(BaseSettings):
     def default_model(self, kind: str, provider: str = "replicate") -> str | None:
         """The model of a `kind` job at `provider` that names none (None: it can't do `kind`)."""
         return DEFAULT_MODELS.get(provider, {}).get(kind)
+
+    def signing_secret(self) -> bytes:
+        """SECRET_KEY as bytes; a clear error when it is missing or too short to be a secret."""
+        if len(self.secret_key) < 16:
+            raise RuntimeError(
+                "SECRET_KEY must be set to a random string of at least 16 characters (the same "
+                "on every API and worker): it signs webhook URLs and links. `make up` makes one."
+            )
+        return self.secret_key.encode()
 
     def bootstrap_keys(self) -> list[tuple[str, str, bool]]:
         """Parse `bootstrap_api_keys` into (key, user_id, is_admin) triples."""

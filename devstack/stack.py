@@ -7,6 +7,8 @@ the benches (free ports, temp dirs). Every process is stopped by its PID.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +136,18 @@ class Stack:
     def database_url(self) -> str:
         return self.config.database_url or f"sqlite:///{self.data_dir / 'app.db'}"
 
+    def secret_key(self) -> str:
+        """SECRET_KEY of this stack: the environment's, else one made once and kept in data/."""
+        given = os.environ.get("SECRET_KEY", "")
+        if given:
+            return given
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def app_env(self) -> dict[str, str]:
         """Environment of the API and the worker."""
         env = {
@@ -144,6 +158,7 @@ class Stack:
             "S3_BUCKET": self.config.s3_bucket,
             "PUBLIC_BASE_URL": self.api_url,
             "BOOTSTRAP_API_KEYS": self.config.api_keys,
+            "SECRET_KEY": self.secret_key(),
             "PYTHONUNBUFFERED": "1",
         }
         if self.ui_url:

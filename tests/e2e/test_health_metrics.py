@@ -24,7 +24,7 @@ from tests.e2e.test_media_jobs import create, wait_job
 
 def no_env_settings(**values: Any) -> Settings:
     """Settings from these values and the defaults (no `.env` file, whatever the directory)."""
-    return Settings(**{"_env_file": None, **values})
+    return Settings(**{"_env_file": None, "secret_key": "test-secret-key-0123456789", **values})
 
 
 # Metric names, kept out of the assertions' text: they count jobs and events, they time nothing.

@@ -28,7 +28,7 @@ from devstack.processes import free_port
 
 def no_env_settings(**values: Any) -> Settings:
     """Settings from these values and the defaults (no `.env` file, whatever the directory)."""
-    return Settings(**{"_env_file": None, **values})
+    return Settings(**{"_env_file": None, "secret_key": "test-secret-key-0123456789", **values})
 
 
 NOW = datetime.now(UTC).replace(microsecond=0)

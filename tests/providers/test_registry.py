@@ -31,7 +31,7 @@ INPUTS: dict[JobKind, dict[str, Any]] = {
 
 def settings_of(**values: Any) -> Settings:
     """Settings from these values and the defaults only (no `.env`)."""
-    return Settings(**{"_env_file": None, **values})
+    return Settings(**{"_env_file": None, "secret_key": "test-secret-key-0123456789", **values})
 
 
 def test_every_provider_has_a_default_model_per_kind_that_passes_its_own_checks() -> None:
