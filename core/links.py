@@ -1,0 +1,56 @@
+"""Links for browsers and providers: the API's URL of a stored file, opened by a signed token.
+
+`{PUBLIC_BASE_URL}/v1/jobs/{job_id}/outputs/{n}?token=…` (and `…/thumbnail?token=…`) opens that
+one file until the token expires; `?token=` on the event stream opens one user's topics. The
+scopes are the strings signed by `core.tokens.link_token`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import urlsplit
+
+from core.tokens import link_expiry, link_token
+
+_OUTPUT_PATH = re.compile(r"^/v1/jobs/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/outputs/(\d{1,4})/?$")
+
+
+def output_scope(job_id: str, index: int, *, thumbnail: bool = False) -> str:
+    return f"{'thumbnail' if thumbnail else 'output'}:{job_id}:{index}"
+
+
+def stream_scope(user_id: str) -> str:
+    return f"stream:{user_id}"
+
+
+def output_link(
+    base_url: str,
+    secret: bytes,
+    job_id: str,
+    index: int,
+    *,
+    ttl_seconds: int,
+    thumbnail: bool = False,
+    now: float | None = None,
+) -> str:
+    """The signed URL of output `index` of `job_id` (or of its thumbnail)."""
+    expires = link_expiry(time.time() if now is None else now, ttl_seconds)
+    token = link_token(secret, output_scope(job_id, index, thumbnail=thumbnail), expires)
+    path = f"/v1/jobs/{job_id}/outputs/{index}" + ("/thumbnail" if thumbnail else "")
+    return f"{base_url.rstrip('/')}{path}?token={token}"
+
+
+def own_output(url: str, base_url: str) -> tuple[str, int] | None:
+    """(job_id, index) when `url` names one of our stored outputs under `base_url`, else None."""
+    parts, base = urlsplit(url), urlsplit(base_url)
+    if (parts.scheme, parts.netloc.lower()) != (base.scheme, base.netloc.lower()):
+        return None
+    path = parts.path
+    prefix = base.path.rstrip("/")
+    if prefix:
+        if not path.startswith(prefix + "/"):
+            return None
+        path = path[len(prefix) :]
+    match = _OUTPUT_PATH.match(path)
+    return (match.group(1), int(match.group(2))) if match else None
