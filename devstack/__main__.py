@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.settings import Settings
 from devstack.stack import ROOT, Stack, StackConfig
+from devstack.supervise import GaveUp, Supervisor, stack_processes
 
 # The embedded stack's ERP is big enough, and polite enough (5 requests/s), that a month's
 # sync takes a few seconds: long enough to watch its modules advance.
@@ -81,17 +82,17 @@ autosync is up
   storage       {config.storage_backend} ({config.data_dir / "storage"})
   dev API key   dev-key        (admin; try the README's curl examples)
 
+A process that crashes is restarted (with backoff; the stack stops if one keeps crashing).
 Ctrl-C stops everything; jobs in flight carry on after the next `make up`.
 """,
         flush=True,
     )
+    supervisor = Supervisor(stack_processes(stack), say=lambda line: print(line, flush=True))
     try:
         while not stopping.wait(1.0):
-            procs = (stack.temporal, stack.emulator, stack.fal, stack.kie, stack.erp)
-            for proc in (*procs, stack.api, stack.worker):
-                if proc is not None and not proc.alive():
-                    print(f"{proc.name} exited; see {proc.log_path}", flush=True)
-                    stopping.set()
+            supervisor.check()
+    except GaveUp as exc:
+        print(f"giving up: {exc}", flush=True)
     finally:
         print("stopping …", flush=True)
         stack.stop()
