@@ -36,6 +36,7 @@ from activities.media import MediaActivities
 from activities.recovery import RecoveryActivities, RecoverySweeper
 from activities.sync import SyncActivities
 from core.db import make_engine, make_sessionmaker
+from core.outbound import OutboundFetcher
 from core.settings import Settings, get_settings
 from providers.registry import PROVIDER_NAMES, build_provider
 from storage.factory import build_storage
@@ -57,7 +58,12 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
     """
     engine = make_engine(settings.database_url, pool_size=20)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http:
+    # `http` calls the APIs we configured (providers, ERP); `fetcher` fetches the URLs they
+    # hand us (outputs), which may point anywhere: see core.outbound.
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http,
+        OutboundFetcher.from_settings(settings) as fetcher,
+    ):
         sessions = make_sessionmaker(engine)
         storage = build_storage(settings)
         providers = {name: build_provider(name, settings, http) for name in PROVIDER_NAMES}
@@ -65,7 +71,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             sessions=sessions,
             storage=storage,
             providers=providers,
-            http=http,
+            fetcher=fetcher,
             thumbnail_max_edge=settings.thumbnail_max_edge,
         )
         sync = SyncActivities(
@@ -83,7 +89,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
         recovery = RecoveryActivities(
             RecoverySweeper(
                 sessions=sessions, storage=storage, providers=providers, temporal=client,
-                http=http, settings=settings,
+                fetcher=fetcher, settings=settings,
             )
         )  # fmt: skip
         media = Worker(
@@ -114,7 +120,9 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 sync.record,
                 sync.updated_since,
                 sync.open_run,
-                MaintenanceActivities(sessions=sessions).prune_events,
+                MaintenanceActivities(
+                    sessions=sessions, idempotency_ttl_hours=settings.idempotency_ttl_hours
+                ).prune_events,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             workflow_runner=runner,

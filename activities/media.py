@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -41,6 +40,7 @@ from core.contracts import (
 from core.db import uninterrupted
 from core.job_store import advance_job
 from core.models import Job, utcnow
+from core.outbound import OutboundFetcher, OutboundRefused, OutboundTooLarge
 from providers.base import Provider, ProviderRateLimited, ProviderRejected
 from storage.base import Storage
 from storage.copy import SourceGone, SourceRefused, UnsafeKey, copy_output
@@ -68,13 +68,13 @@ class MediaActivities:
         sessions: async_sessionmaker[AsyncSession],
         storage: Storage,
         providers: dict[str, Provider],
-        http: httpx.AsyncClient,
+        fetcher: OutboundFetcher,
         thumbnail_max_edge: int = 512,
     ) -> None:
         self._sessions = sessions
         self._storage = storage
         self._providers = providers
-        self._http = http
+        self._fetcher = fetcher
         self._thumbnail_max_edge = thumbnail_max_edge
 
     def _provider(self, name: str) -> Provider:
@@ -213,7 +213,7 @@ class MediaActivities:
     ) -> StoredOutput:
         try:
             return await copy_output(
-                self._http,
+                self._fetcher,
                 self._storage,
                 url,
                 workdir,
@@ -223,7 +223,17 @@ class MediaActivities:
                 index=index,
                 thumbnail_max_edge=self._thumbnail_max_edge,
                 stored=stored,
+                provider=request.provider or None,
             )
+        except OutboundTooLarge as exc:
+            # Nothing was uploaded: the cap stops the download before put_file.
+            raise ApplicationError(
+                f"output {index} is {exc}", type=ERR_OUTPUT_INVALID, non_retryable=True
+            ) from exc
+        except OutboundRefused as exc:
+            raise ApplicationError(
+                f"output {index} refused: {exc}", type=ERR_OUTPUT_INVALID, non_retryable=True
+            ) from exc
         except SourceGone as exc:
             raise ApplicationError(
                 f"output {index} expired at the provider before it could be stored ({exc})",

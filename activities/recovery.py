@@ -32,6 +32,7 @@ from core.contracts import (
 from core.events import append_event, job_payload, user_topic
 from core.job_start import poll_policy, start_job_workflow, webhook_url
 from core.models import Job, RecoveryAttempt, utcnow
+from core.outbound import OutboundFetcher, OutboundRefused
 from core.recovery import RecoveryItem, RecoveryReport
 from core.settings import Settings
 from providers.base import Provider, ProviderError
@@ -48,14 +49,14 @@ class RecoverySweeper:
         storage: Storage,
         providers: dict[str, Provider],
         temporal: Client,
-        http: httpx.AsyncClient,
+        fetcher: OutboundFetcher,
         settings: Settings,
     ) -> None:
         self._sessions = sessions
         self._storage = storage
         self._providers = providers
         self._temporal = temporal
-        self._http = http
+        self._fetcher = fetcher
         self._settings = settings
 
     # --- finding -----------------------------------------------------------------------------
@@ -144,11 +145,20 @@ class RecoverySweeper:
         )  # fmt: skip
         return await provider.get(ref)
 
-    async def _alive(self, url: str) -> bool:
-        """Whether an output URL still serves its file (one byte asked for)."""
+    async def _alive(self, url: str, provider: str, refused: list[str]) -> bool:
+        """Whether an output URL still serves its file (one byte asked for).
+
+        The URL is the provider's, so it goes through the outbound fetcher like a copy would;
+        why it was refused is added to `refused`.
+        """
         try:
-            async with self._http.stream("GET", url, headers={"Range": "bytes=0-0"}) as response:
-                return response.status_code in (200, 206)
+            async with self._fetcher.open(
+                url, headers={"Range": "bytes=0-0"}, provider=provider
+            ) as fetched:
+                return fetched.response.status_code in (200, 206)
+        except OutboundRefused as exc:
+            refused.append(str(exc))
+            return False
         except httpx.HTTPError:
             return False
 
@@ -181,7 +191,10 @@ class RecoverySweeper:
         if snapshot.phase != ProviderPhase.SUCCEEDED:
             item.detail = f"{job.provider} says {snapshot.provider_status}"
             return item, snapshot
-        alive = [url for url in snapshot.output_urls if await self._alive(url)]
+        refused: list[str] = []
+        alive = [
+            url for url in snapshot.output_urls if await self._alive(url, job.provider, refused)
+        ]
         if snapshot.output_urls and len(alive) == len(snapshot.output_urls):
             item.action = "restore"
             item.detail = f"{len(alive)} output URL(s) still serve their files"
@@ -191,6 +204,8 @@ class RecoverySweeper:
             item.detail = (
                 "the provider removed the outputs"
                 if snapshot.data_removed or not snapshot.output_urls
+                else f"an output URL is refused: {refused[0]}"
+                if refused
                 else f"{expired} of {len(snapshot.output_urls)} output URL(s) expired"
             )
         return item, snapshot

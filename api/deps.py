@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.auth import Caller, KeyRing
+from api.auth import Caller, KeyRejected, KeyRing
 from core.settings import Settings
 from storage.base import Storage
 
@@ -48,12 +48,12 @@ async def get_caller(
             headers={"WWW-Authenticate": "Bearer"},
         )
     keyring: KeyRing = request.app.state.keyring
-    caller = await keyring.caller(credentials.credentials)
-    if caller is None:
+    try:
+        return await keyring.caller(credentials.credentials)
+    except KeyRejected as exc:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return caller
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from None
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -61,6 +61,8 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
+# The Authorization header if any, for routes that also open by a signed link (api.link_auth).
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def require_admin(request: Request, caller: CurrentCaller) -> Caller:

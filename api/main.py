@@ -10,9 +10,12 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.auth import KeyRing, ensure_keys
+from api.errors import ERRORS_DESCRIPTION, install_error_handlers
 from api.event_hub import EventHub
+from api.limits import BodyLimit, RateLimit
 from api.metrics import ApiMetrics
 from api.routes import (
+    api_keys,
     dashboard,
     events,
     health,
@@ -25,6 +28,7 @@ from api.routes import (
     webhooks,
 )
 from api.routes.metrics import router as metrics_router
+from api.text_guard import UnstorableText
 from core.db import libpq_dsn, make_engine, make_sessionmaker
 from core.settings import Settings, get_settings
 from providers.registry import PROVIDER_NAMES, build_provider, build_webhook_verifier
@@ -39,11 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.signing_secret()  # refuse to start without SECRET_KEY, with the reason
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
-        await ensure_keys(sessions, settings.bootstrap_keys())
+        listed = await ensure_keys(sessions, settings.bootstrap_keys())
         async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
             app.state.settings = settings
             app.state.sessions = sessions
-            app.state.keyring = KeyRing(sessions)
+            app.state.keyring = KeyRing(sessions, listed)
             app.state.storage = build_storage(settings)
             # lazy: the API starts (and /v1/health reports) even while Temporal is down
             app.state.temporal = await Client.connect(
@@ -71,9 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="autosync",
         version="0.1.0",
-        description="Durable AI media jobs and data sync runs on Temporal.",
+        description=f"Durable AI media jobs and data sync runs on Temporal.\n\n{ERRORS_DESCRIPTION}",
         lifespan=lifespan,
     )
+    install_error_handlers(app)
     app.state.metrics = ApiMetrics()  # before the lifespan: it watches the event hub
     app.include_router(recovery.router)  # before jobs: /v1/jobs/adopt
     app.include_router(jobs.router)
@@ -85,5 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(projects.router)
     app.include_router(me.router)
+    app.include_router(api_keys.router)
     app.include_router(dashboard.router)
+    # The last added runs first: a throttled key is answered before its body is read.
+    app.add_middleware(UnstorableText)  # reads the body BodyLimit has capped
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RateLimit,
+        per_second=settings.api_rate_limit_per_second,
+        burst=settings.api_rate_limit_burst,
+    )
     return app

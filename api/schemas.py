@@ -59,11 +59,13 @@ class JobCreate(BaseModel):
 class OutputPublic(BaseModel):
     index: int
     url: str = Field(
-        description="permanent URL of the stored file: same auth as the job, or ?access_token="
-        " (on S3 it redirects to a presigned URL)"
+        description="the stored file's link: its `?token=` opens this one file until it expires"
+        " (LINK_TTL_SECONDS; read the job again for a fresh one); without the token it takes the"
+        " job's auth. On S3 it redirects to a presigned URL"
     )
     thumbnail_url: str | None = Field(
-        description="a WebP thumbnail (images only; null for videos or when none could be made)"
+        description="a signed link to a WebP thumbnail (images only; null for videos or when"
+        " none could be made)"
     )
     key: str = Field(description="storage key: {context}/{user_id}/{job_id}_{n}.{ext}")
     thumbnail_key: str | None = None

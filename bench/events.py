@@ -22,15 +22,17 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import secrets
 import shutil
 import tempfile
 import time
 import traceback
 from typing import Any
 
+import httpx
 import websockets
 
-from bench.common import log, summary_ms
+from bench.common import UNTHROTTLED_ENV, log, summary_ms
 from bench.procs import CpuMeter, machine
 from core.db import make_engine, make_sessionmaker
 from core.events import append_event
@@ -118,9 +120,11 @@ async def run(subscribers: int, rate: float, seconds: float) -> dict[str, Any]:
         env = {
             "DATABASE_URL": database_url,
             "BOOTSTRAP_API_KEYS": f"{KEY}={USER}",
+            "SECRET_KEY": secrets.token_urlsafe(32),
             "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # not needed: nothing listens
             "STORAGE_DIR": str(tmp / "storage"),
             "PYTHONUNBUFFERED": "1",
+            **UNTHROTTLED_ENV,
         }
         api = ManagedProcess(
             "api",
@@ -130,7 +134,14 @@ async def run(subscribers: int, rate: float, seconds: float) -> dict[str, Any]:
             log_dir=tmp / "logs", env=env, cwd=ROOT,
         )  # fmt: skip
         api.start().wait_http(f"http://127.0.0.1:{port}/v1/health", timeout=60)
-        url = f"ws://127.0.0.1:{port}/v1/ws?topic={TOPIC}&access_token={KEY}"
+        # The clients connect as a browser does: with a stream token, never the key in a URL.
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.post(
+                f"http://127.0.0.1:{port}/v1/stream-tokens",
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+        answer.raise_for_status()
+        url = f"ws://127.0.0.1:{port}/v1/ws?topic={TOPIC}&token={answer.json()['token']}"
         context = multiprocessing.get_context("spawn")
         receive, send = context.Pipe(duplex=False)
         ready = context.Event()

@@ -69,7 +69,7 @@ from temporalio.client import Client
 
 from bench import bare
 from bench.app_client import AppClient, CompletionLag, JobRow, stats_delta
-from bench.common import bounded, log, paced, ratio, rounded, summary_ms
+from bench.common import UNTHROTTLED_ENV, bounded, log, paced, ratio, rounded, summary_ms
 from bench.procs import CpuMeter, PeakRss, machine, rss_mb
 from core.contracts import media_job_workflow_id
 from devstack.stack import Stack, StackConfig
@@ -115,7 +115,7 @@ class Sizes:
 
 
 def make_stack(data_dir: Path, poll_interval: float) -> Stack:
-    env = {**EMULATOR_ENV, "POLL_INTERVAL_SECONDS": str(poll_interval)}
+    env = {**EMULATOR_ENV, **UNTHROTTLED_ENV, "POLL_INTERVAL_SECONDS": str(poll_interval)}
     return Stack(StackConfig.ephemeral(data_dir, api_keys=f"{API_KEY}=bench", env=env))
 
 

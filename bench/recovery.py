@@ -39,7 +39,7 @@ import traceback
 from typing import Any
 
 from bench.app_client import AppClient, terminal_time
-from bench.common import bounded, log, paced, rounded, summary_ms
+from bench.common import UNTHROTTLED_ENV, bounded, log, paced, rounded, summary_ms
 from bench.procs import PeakRss, machine, rss_mb
 from devstack.s3 import S3Server
 from devstack.stack import Stack, StackConfig
@@ -169,6 +169,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             StackConfig.ephemeral(
                 tmp / "stack", api_keys=f"{KEY}=bench", storage_backend="s3",
                 s3_endpoint_url=s3.endpoint_url, s3_bucket=BUCKET, log_dir=tmp / "logs",
+                env=dict(UNTHROTTLED_ENV),
             )
         )  # fmt: skip
         log("starting the stack")

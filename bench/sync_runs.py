@@ -47,7 +47,7 @@ import httpx
 from sqlalchemy import create_engine, func, select
 from temporalio.client import Client
 
-from bench.common import log, rounded
+from bench.common import UNTHROTTLED_ENV, log, rounded
 from bench.procs import CpuMeter, machine
 from bench.sync_plain import plain_sync
 from core.contracts import sync_run_workflow_id
@@ -92,6 +92,7 @@ def phase_env(
         "SYNC_CONCURRENCY": str(concurrency),
         "SYNC_MIN_INTERVAL_SECONDS": str(interval),
         "SYNC_MAX_RETRIES": "3",
+        **UNTHROTTLED_ENV,
     }
 
 

@@ -216,6 +216,8 @@ class StoreRequest:
     snapshot: ProviderSnapshot
     webhook_count: int = 0
     poll_count: int = 0
+    # Whose outputs these are, for PROVIDER_OUTPUT_HOSTS ("": histories from before it).
+    provider: str = ""
 
 
 @dataclass

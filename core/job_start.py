@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 
 from core.contracts import (
     SA_KIND,
@@ -17,6 +24,7 @@ from core.contracts import (
     media_job_workflow_id,
 )
 from core.settings import Settings
+from core.tokens import webhook_token
 from workflows.media_job import MediaJobWorkflow, start_options
 
 
@@ -33,16 +41,31 @@ def poll_policy(settings: Settings, kind: JobKind) -> PollPolicy:
 
 
 def webhook_url(settings: Settings, provider: str, job_id: str) -> str:
-    return f"{settings.public_base_url.rstrip('/')}/webhooks/{provider}?job_id={job_id}"
+    """The URL a provider calls back for this job; its token binds the URL to the job."""
+    token = webhook_token(settings.signing_secret(), job_id)
+    base = settings.public_base_url.rstrip("/")
+    return f"{base}/webhooks/{provider}?{urlencode({'job_id': job_id, 'token': token})}"
 
 
-async def start_job_workflow(client: Client, settings: Settings, job: MediaJobInput) -> None:
-    """Start the job's workflow (`media-job-{id}`; a closed one's id may be used again)."""
+async def start_job_workflow(
+    client: Client, settings: Settings, job: MediaJobInput, *, first: bool = False
+) -> None:
+    """Start the job's workflow (`media-job-{id}`; a closed one's id may be used again).
+
+    `first`: only if the job never had a workflow (else WorkflowAlreadyStartedError), so a
+    start retried after a crash can't run a second one.
+    """
     await client.start_workflow(
         MediaJobWorkflow.run,
         job,
         id=media_job_workflow_id(job.job_id),
         task_queue=settings.media_task_queue,
+        id_reuse_policy=(
+            WorkflowIDReusePolicy.REJECT_DUPLICATE
+            if first
+            else WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        ),
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(SA_USER, job.user_id),

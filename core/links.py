@@ -1,8 +1,9 @@
 """Links for browsers and providers: the API's URL of a stored file, opened by a signed token.
 
 `{PUBLIC_BASE_URL}/v1/jobs/{job_id}/outputs/{n}?token=…` (and `…/thumbnail?token=…`) opens that
-one file until the token expires; `?token=` on the event stream opens one user's topics. The
-scopes are the strings signed by `core.tokens.link_token`.
+one file until the token expires; `?token=` on the event stream (`stream_token`) opens one
+user's topics with the rights of the API key it was made with. The scopes are the strings
+signed by `core.tokens.link_token`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,24 @@ def output_scope(job_id: str, index: int, *, thumbnail: bool = False) -> str:
     return f"{'thumbnail' if thumbnail else 'output'}:{job_id}:{index}"
 
 
-def stream_scope(user_id: str) -> str:
-    return f"stream:{user_id}"
+def stream_scope(user_id: str, key_id: str) -> str:
+    """One user's event stream, with the rights of API key `key_id` (looked up when used)."""
+    return f"stream:{user_id}:{key_id}"
+
+
+def stream_token(
+    secret: bytes, user_id: str, key_id: str, *, ttl_seconds: int, now: float | None = None
+) -> tuple[str, int]:
+    """(`{key_id}.{link token}`, its expiry): the key's id travels so the server can find the
+    user and refuse the token once the key is revoked."""
+    expires = link_expiry(time.time() if now is None else now, ttl_seconds)
+    return f"{key_id}.{link_token(secret, stream_scope(user_id, key_id), expires)}", expires
+
+
+def split_stream_token(token: str) -> tuple[str, str]:
+    """(key id, link token) of a stream token; the parts are checked by whoever uses them."""
+    key_id, _, link = token.partition(".")
+    return key_id, link
 
 
 def output_link(

@@ -38,7 +38,12 @@ def webhook_token(secret: bytes, job_id: str) -> str:
 
 
 def webhook_token_valid(secret: bytes, job_id: str, token: str | None) -> bool:
-    return token is not None and hmac.compare_digest(webhook_token(secret, job_id), token)
+    # compare_digest takes ASCII text only (anything else raises): refuse the rest first.
+    return (
+        token is not None
+        and token.isascii()
+        and hmac.compare_digest(webhook_token(secret, job_id), token)
+    )
 
 
 def link_expiry(now: float, ttl_seconds: int) -> int:
@@ -52,9 +57,10 @@ def link_token(secret: bytes, scope: str, expires_at: int) -> str:
 
 
 def link_token_valid(secret: bytes, scope: str, token: str | None, now: float) -> bool:
-    if not token:
-        return False
+    if not token or not token.isascii():
+        return False  # compare_digest takes ASCII text only
     expires, _, mac = token.partition(".")
-    if not expires.isdigit() or int(expires) < now:
+    # Bounded: int() refuses very long digit strings (and a real expiry has 10 digits).
+    if not expires.isdigit() or len(expires) > 12 or int(expires) < now:
         return False
     return hmac.compare_digest(_mac(secret, f"link:{scope}:{int(expires)}"), mac)

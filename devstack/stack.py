@@ -39,7 +39,10 @@ DEV_SERVER_TUNING = [
 
 EMULATOR_WEBHOOK_SECRET = "whsec_YXV0b3N5bmMtZGV2LXdlYmhvb2stc2VjcmV0LTMyYnk="
 EMULATOR_TOKEN = "emulator-token"
+EMULATOR_TRAINING_OWNER = "autosync"
 FAL_EMULATOR_KEY = "fal-emulator-key"
+# The fal account the emulator signs webhooks as; the API refuses other accounts' webhooks.
+FAL_EMULATOR_USER_ID = "autosync-dev-user"
 KIE_EMULATOR_KEY = "kie-emulator-key"
 # The KIE emulator signs callbacks with this key, as KIE does once an account has created one.
 KIE_EMULATOR_HMAC_KEY = "autosync-dev-kie-webhook-hmac-key"
@@ -171,14 +174,25 @@ class Stack:
             env["REPLICATE_BASE_URL"] = self.emulator_url
             env["REPLICATE_API_TOKEN"] = EMULATOR_TOKEN
             env["REPLICATE_WEBHOOK_SECRET"] = EMULATOR_WEBHOOK_SECRET
+            # Trainings push into models of this (emulated) account only.
+            env["REPLICATE_TRAINING_OWNER"] = os.environ.get(
+                "REPLICATE_TRAINING_OWNER", EMULATOR_TRAINING_OWNER
+            )
         if self.fal_url:
             env["FAL_BASE_URL"] = self.fal_url
             env["FAL_API_KEY"] = FAL_EMULATOR_KEY
             env["FAL_JWKS_URL"] = f"{self.fal_url}/.well-known/jwks.json"
+            env["FAL_USER_ID"] = FAL_EMULATOR_USER_ID
         if self.kie_url:
             env["KIE_BASE_URL"] = self.kie_url
             env["KIE_API_KEY"] = KIE_EMULATOR_KEY
             env["KIE_WEBHOOK_HMAC_KEY"] = KIE_EMULATOR_HMAC_KEY
+        if served := [url for url in (self.emulator_url, self.fal_url, self.kie_url) if url]:
+            # The emulators serve the output files on loopback over http: the outbound fetcher
+            # may fetch from exactly these origins, and from no other local address.
+            env["OUTBOUND_ALLOWED_ORIGINS"] = os.environ.get(
+                "OUTBOUND_ALLOWED_ORIGINS", ",".join(served)
+            )
         if self.erp_url:
             env["ERP_BASE_URL"] = self.erp_url
             env["ERP_TOKENS"] = json.dumps(ERP_COMPANY_TOKENS)
@@ -269,7 +283,10 @@ class Stack:
                 "REPLICATE_EMULATOR_API_TOKEN": EMULATOR_TOKEN,
                 "REPLICATE_EMULATOR_STATE_FILE": str(self.data_dir / "emulator-state.json"),
             },
-            "fal": {"FAL_EMULATOR_API_KEY": FAL_EMULATOR_KEY},
+            "fal": {
+                "FAL_EMULATOR_API_KEY": FAL_EMULATOR_KEY,
+                "FAL_EMULATOR_USER_ID": FAL_EMULATOR_USER_ID,
+            },
             "kie": {
                 "KIE_EMULATOR_API_KEY": KIE_EMULATOR_KEY,
                 "KIE_EMULATOR_WEBHOOK_HMAC_KEY": KIE_EMULATOR_HMAC_KEY,

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
 from providers.base import ProviderRejected, ProviderUnavailable, WebhookRejected
 from providers.http_errors import raise_for_status
-from providers.inputs import RequiredInput, missing_input
+from providers.inputs import MODEL_SEGMENT, RequiredInput, missing_input
 
 NAME = "fal"
 DEFAULT_BASE_URL = "https://queue.fal.run"
@@ -62,7 +62,7 @@ NAMESPACES = ("workflows", "comfy")
 # also recorded by name in `output_data`.
 MEDIA_KEYS = frozenset({"images", "image", "video", "videos", "audio", "audio_file"})
 
-_MODEL = re.compile(r"^[\w.-]+(/[\w.-]+)+$")
+_MODEL = re.compile(rf"^{MODEL_SEGMENT}(/{MODEL_SEGMENT})+$", re.ASCII)
 
 # --- model ids -------------------------------------------------------------------------------
 
@@ -117,16 +117,27 @@ def error_message(body: Any) -> str | None:
     return None
 
 
-def _file_urls(value: Any) -> list[str]:
-    """URLs of fal File objects (`{"url": ...}`) anywhere in an output, in order."""
-    if isinstance(value, list):
-        return [url for item in value for url in _file_urls(item)]
+def _file_url(value: Any) -> str | None:
+    """The URL of a fal File object (`{"url": ..., "content_type": ...}`), or None."""
     if isinstance(value, dict):
         url = value.get("url")
         if isinstance(url, str) and url.startswith(("http://", "https://")):
-            return [url]
-        return [url for item in value.values() for url in _file_urls(item)]
-    return []
+            return url
+    return None
+
+
+def media_urls(payload: Mapping[str, Any]) -> list[str]:
+    """The files of a result: the File objects under its media keys, in order.
+
+    Only those fields (`images: [File]`, `image`/`video`/...: File): a URL anywhere else in
+    a model's answer is data it returns, not a file for us to fetch and serve.
+    """
+    urls: list[str] = []
+    for key, value in payload.items():
+        if key in MEDIA_KEYS:
+            items = value if isinstance(value, list) else [value]
+            urls += [url for item in items if (url := _file_url(item)) is not None]
+    return urls
 
 
 def result_snapshot(
@@ -134,15 +145,15 @@ def result_snapshot(
 ) -> ProviderSnapshot:
     """A successful result (from `GET .../requests/{id}` or an OK webhook)."""
     named = {
-        key: urls[0]
+        key: url
         for key, value in payload.items()
-        if key not in MEDIA_KEYS and len(urls := _file_urls(value)) == 1
+        if key not in MEDIA_KEYS and (url := _file_url(value)) is not None
     }
     return ProviderSnapshot(
         provider_job_id=request_id,
         provider_status=COMPLETED,
         phase=ProviderPhase.SUCCEEDED,
-        output_urls=[] if kind == JobKind.TRAINING else _file_urls(dict(payload)),
+        output_urls=[] if kind == JobKind.TRAINING else media_urls(payload),
         output_data=named,
     )
 
@@ -185,12 +196,12 @@ class FalProvider:
         self._headers = {"Authorization": f"Key {api_key}"}
 
     def _request_url(self, model: str, request_id: str) -> str:
-        return f"{self._base}/{app_id(model)}/requests/{quote(request_id, safe='')}"
+        return f"{self._base}/{_model_path(app_id(model))}/requests/{quote(request_id, safe='')}"
 
     async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
         params = {"fal_webhook": request.webhook_url} if request.webhook_url else None
         response = await self._http.post(
-            f"{self._base}/{request.model.strip('/')}",
+            f"{self._base}/{_model_path(request.model)}",
             json=dict(request.input),
             params=params,
             headers=self._headers,
@@ -275,6 +286,13 @@ class FalProvider:
         raise ProviderUnavailable(f"unexpected fal cancel answer: {response.text[:200]}")
 
 
+def _model_path(model: str) -> str:
+    """A model id as URL path segments, each quoted; one that could climb out is refused."""
+    if model_reference_error(model, JobKind.GENERATION) is not None:
+        raise ProviderRejected(f"{model!r} is not a fal endpoint id")
+    return "/".join(quote(part, safe="") for part in model.strip("/").split("/"))
+
+
 def _model_of(ref: ProviderRef) -> str:
     # The app is part of every status/result/cancel URL but not of the request id.
     if not ref.model:
@@ -321,6 +339,8 @@ class _CachedKeys:
 class FalWebhooks:
     """Verifies fal's webhook signatures with the keys of its JWKS, cached for `jwks_ttl`.
 
+    With `user_id` (FAL_USER_ID), a validly signed webhook of another fal account is refused.
+
     A signature no cached key accepts makes one fresh fetch (a key rotation), at most every
     `min_refresh_seconds`, so forged webhooks can't make us hammer the JWKS endpoint.
     """
@@ -334,8 +354,10 @@ class FalWebhooks:
         jwks_ttl_seconds: float = 3600.0,
         min_refresh_seconds: float = 10.0,
         clock: Callable[[], float] = time.time,
+        user_id: str | None = None,
     ) -> None:
         self._http = http
+        self._user_id = user_id or None
         self._jwks_url = jwks_url
         self._tolerance = tolerance_seconds
         self._ttl = jwks_ttl_seconds
@@ -368,6 +390,10 @@ class FalWebhooks:
                 raise WebhookRejected("no fal key matches the signature")
         if _body_request_id(body) not in (None, request_id):
             raise WebhookRejected("body request_id differs from X-Fal-Webhook-Request-Id")
+        if self._user_id is not None and user_id != self._user_id:
+            # fal signs every customer's webhooks with the same keys: the signed user id is
+            # what says the event comes from our account.
+            raise WebhookRejected("X-Fal-Webhook-User-Id is not our fal account")
         return request_id
 
     async def _keys(self, *, force: bool = False) -> list[Ed25519PublicKey] | None:

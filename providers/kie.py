@@ -72,7 +72,8 @@ SIGNATURE_HEADER = "x-webhook-signature"
 # A callback's state before the bridge has re-read the task: says nothing new to the workflow.
 UNCONFIRMED_STATUS = "callback-unconfirmed"
 
-_MODEL = re.compile(r"^[\w.-]+(?:/[\w.:-]+)*$")
+# Segments may hold `:` (version tags); never dots alone (see MODEL_SEGMENT).
+_MODEL = re.compile(r"^(?!\.+(?:/|$))[\w.-]+(?:/(?!\.+(?:/|$))[\w.:-]+)*$", re.ASCII)
 
 log = logging.getLogger(__name__)
 
@@ -283,10 +284,10 @@ class KieWebhooks:
     KIE's signature covers `taskId.timestamp` only, so a valid signature proves the callback
     names a real task of ours and is fresh, but nothing about the state or result URLs in the
     body: a replayed or tampered body with a valid signature could claim success with any URLs.
-    The body is therefore never trusted. `verify` checks the signature (when a key is
-    configured; unsigned callbacks are accepted otherwise: the body is never believed anyway,
-    but every callback costs a recordInfo call, so production should set a key to keep
-    strangers from spending our rate limit), then re-reads the task through `recordInfo`
+    The body is therefore never trusted. `verify` checks the signature (an unsigned callback,
+    or any callback while no key is configured, is refused unless `allow_unsigned`: the body
+    is never believed anyway, but every callback costs a recordInfo call, and strangers must
+    not spend our rate limit), then re-reads the task through `recordInfo`
     (`authoritative_snapshot`); `parse` returns that re-read snapshot. A callback naming another
     job's task gets that task's snapshot, which the workflow drops (its task id differs).
 
@@ -306,28 +307,36 @@ class KieWebhooks:
         base_url: str,
         api_key: str,
         hmac_key: str | None,
+        allow_unsigned: bool = False,
         tolerance_seconds: int = 300,
         clock: Callable[[], float] = time.time,
         confirmed_cache_size: int = 1024,
     ) -> None:
         self._provider = KieProvider(http, base_url=base_url, api_key=api_key)
         self._hmac_key = hmac_key or None
+        self._allow_unsigned = allow_unsigned
         self._tolerance = tolerance_seconds
         self._clock = clock
         self._confirmed: OrderedDict[str, ProviderSnapshot] = OrderedDict()
         self._cache_size = confirmed_cache_size
 
     def check_signature(self, headers: Mapping[str, str], task_id: str) -> str | None:
-        """Raise WebhookRejected unless signed by our key within the tolerance (if a key is set).
+        """Raise WebhookRejected unless signed by our key within the tolerance.
 
-        Returns `taskId.timestamp` as the message id when signed.
+        Returns `taskId.timestamp` as the message id when signed. With `allow_unsigned`, a
+        callback without signature headers (or any, while no key is set) passes unchecked.
         """
-        if self._hmac_key is None:
-            return None
         lowered = {k.lower(): v for k, v in headers.items()}
         timestamp = lowered.get(TIMESTAMP_HEADER)
         signature = lowered.get(SIGNATURE_HEADER)
-        if not timestamp or not signature:
+        if self._hmac_key is None or not timestamp or not signature:
+            if self._allow_unsigned:
+                return None
+            if self._hmac_key is None:
+                raise WebhookRejected(
+                    "unsigned KIE callbacks are refused: set KIE_WEBHOOK_HMAC_KEY "
+                    "(or KIE_ALLOW_UNSIGNED_CALLBACKS=true)"
+                )
             raise WebhookRejected("missing X-Webhook-Timestamp or X-Webhook-Signature")
         try:
             sent_at = int(timestamp)
@@ -354,7 +363,7 @@ class KieWebhooks:
         except ProviderRejected as exc:
             raise WebhookRejected(f"KIE does not confirm task {task_id}: {exc}") from exc
         except ProviderError as exc:
-            log.warning("KIE callback for %s not confirmed yet: %s", task_id, exc)
+            log.warning("KIE callback for %s not confirmed yet: %s", ascii(task_id), exc)
             raise WebhookUnavailable(f"could not re-read KIE task {task_id}: {exc}") from exc
         _warn_if_body_disagrees(body, snapshot)
         self._remember(body, snapshot)
@@ -391,7 +400,7 @@ def _warn_if_body_disagrees(body: bytes, confirmed: ProviderSnapshot) -> None:
     ):
         log.warning(
             "KIE callback for %s disagrees with recordInfo (state %r); recordInfo wins",
-            task_id,
+            ascii(task_id),
             confirmed.provider_status,
         )
 

@@ -12,6 +12,7 @@ from core.settings import Settings
 from providers import fal, kie, replicate
 from providers.base import Provider, WebhookVerifier
 from providers.fal import FalProvider, FalWebhooks
+from providers.inputs import input_limits_error
 from providers.kie import KieProvider, KieWebhooks
 from providers.replicate import ReplicateProvider, ReplicateWebhooks
 
@@ -40,10 +41,15 @@ def job_request_error(
     """Why `provider` can't run this job (`model` None: it has no default for `kind`), or None."""
     if provider not in PROVIDER_NAMES:
         return f"provider {provider!r} is not supported; use one of: {', '.join(PROVIDER_NAMES)}"
-    problem = _INPUT_CHECKS[provider](kind, payload)
+    problem = input_limits_error(payload) or _INPUT_CHECKS[provider](kind, payload)
     if problem is None and model is None:
         return f"{provider} has no default model for {kind.value} jobs; name one in 'model'"
     return problem or _MODEL_CHECKS[provider](model or "", kind)
+
+
+def model_error(provider: str, model: str, kind: JobKind) -> str | None:
+    """Why `provider` can't run `model` for `kind` (a known provider), or None."""
+    return _MODEL_CHECKS[provider](model, kind)
 
 
 def build_provider(name: str, settings: Settings, http: httpx.AsyncClient) -> Provider:
@@ -76,14 +82,16 @@ def build_webhook_verifier(
             jwks_url=settings.fal_jwks_url,
             tolerance_seconds=settings.webhook_tolerance_seconds,
             jwks_ttl_seconds=settings.fal_jwks_ttl_seconds,
+            user_id=settings.fal_user_id or None,
         )
     if name == "kie":
-        # Without a key KIE's callbacks are unsigned; each is still confirmed by recordInfo.
+        # Unsigned callbacks only when allowed explicitly: each one costs a recordInfo call.
         return KieWebhooks(
             http,
             base_url=settings.kie_base_url,
             api_key=settings.kie_api_key,
             hmac_key=settings.kie_webhook_hmac_key or None,
+            allow_unsigned=settings.kie_allow_unsigned_callbacks,
             tolerance_seconds=settings.webhook_tolerance_seconds,
         )
     raise _unknown(name)

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -18,7 +19,7 @@ from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot
 from providers import standard_webhooks
 from providers.base import ProviderRejected, ProviderUnavailable, WebhookRejected
 from providers.http_errors import raise_for_status
-from providers.inputs import RequiredInput, missing_input
+from providers.inputs import MODEL_SEGMENT, RequiredInput, missing_input
 
 NAME = "replicate"
 
@@ -32,9 +33,8 @@ PHASES: dict[str, ProviderPhase] = {
 }
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
-_MODEL = re.compile(r"^[\w.-]+/[\w.-]+$")
-_MODEL_VERSION = re.compile(r"^([\w.-]+)/([\w.-]+):([0-9a-f]{64})$")
-_DESTINATION = re.compile(r"^[\w.-]+/[\w.-]+$")
+_MODEL = re.compile(rf"^({MODEL_SEGMENT})/({MODEL_SEGMENT})$", re.ASCII)
+_MODEL_VERSION = re.compile(rf"^({MODEL_SEGMENT})/({MODEL_SEGMENT}):([0-9a-f]{{64}})$", re.ASCII)
 
 REQUIRED_INPUT: RequiredInput = {
     JobKind.GENERATION: [("prompt",)],
@@ -49,9 +49,32 @@ def input_error(kind: JobKind, payload: Mapping[str, Any]) -> str | None:
     """What the input lacks for `kind` at Replicate, or None (checked at the API edge)."""
     problem = missing_input(kind, payload, REQUIRED_INPUT)
     if problem is None and kind == JobKind.TRAINING:
-        if not _DESTINATION.match(str(payload["destination"])):
+        if not _MODEL.match(str(payload["destination"])):
             return "input.destination must be 'owner/model' (where the trained version is pushed)"
     return problem
+
+
+def destination_error(destination: str, *, owner: str, user_id: str, is_admin: bool) -> str | None:
+    """Why a training may not push into `destination`, or None.
+
+    Our Replicate account owns every model a training writes to, so the destination is ours to
+    choose: only models of REPLICATE_TRAINING_OWNER, and a user's own (`{user_id}-…`) unless
+    an admin asks, so users can't overwrite each other's models or any other model we own.
+    """
+    if not owner:
+        return (
+            "trainings at Replicate are off: set REPLICATE_TRAINING_OWNER to the Replicate "
+            "account whose models trainings may push to"
+        )
+    match = _MODEL.match(destination)
+    if match is None or match.group(1) != owner:
+        return f"input.destination must be '{owner}/<model name>' (got {destination!r})"
+    if not is_admin and not match.group(2).startswith(f"{user_id}-"):
+        return (
+            f"input.destination: your models are named '{owner}/{user_id}-<name>' "
+            f"(got {destination!r})"
+        )
+    return None
 
 
 def model_reference_error(model: str, kind: JobKind) -> str | None:
@@ -65,13 +88,27 @@ def model_reference_error(model: str, kind: JobKind) -> str | None:
     return "model must be 'owner/name', 'owner/name:<64-hex version>' or a 64-hex version id"
 
 
-def _urls_in(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if value.startswith(("http://", "https://")) else []
-    if isinstance(value, list):
-        return [url for item in value for url in _urls_in(item)]
-    if isinstance(value, dict):
-        return [url for item in value.values() for url in _urls_in(item)]
+def _segment(value: str) -> str:
+    """`value` as one URL path segment: no `/` or `?` in it can reach another path."""
+    if value.strip(".") == "":
+        raise ProviderRejected(f"{value!r} is not a name Replicate knows")
+    return quote(value, safe="")
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+def output_urls_of(output: Any) -> list[str]:
+    """The files of a prediction's `output`: a URL string, or a list whose items are.
+
+    Only those shapes: a model is anyone's code, and a URL it tucks inside an object (or a
+    nested list) is data it returns, not a file for us to fetch and serve.
+    """
+    if _is_url(output):
+        return [output]
+    if isinstance(output, list):
+        return [item for item in output if _is_url(item)]
     return []
 
 
@@ -89,7 +126,7 @@ def snapshot_from(data: Mapping[str, Any], kind: JobKind | None = None) -> Provi
     if isinstance(output, dict) and (kind == JobKind.TRAINING or "version" in output):
         output_data = {k: output[k] for k in ("version", "weights") if k in output}
     elif output is not None:
-        output_urls = _urls_in(output)
+        output_urls = output_urls_of(output)
     error = data.get("error")
     if status == "aborted" and not error:
         error = "aborted by Replicate: its deadline passed before the prediction started"
@@ -134,17 +171,22 @@ class ReplicateProvider:
             if not destination:
                 raise ProviderRejected("training input needs 'destination' as 'owner/model'")
             body["destination"] = destination
-            path = f"/v1/models/{owner}/{name}/versions/{version}/trainings"
+            path = f"/v1/models/{_segment(owner)}/{_segment(name)}/versions/{version}/trainings"
         elif _VERSION_ID.match(model) or _MODEL_VERSION.match(model):
             body["version"] = model
             path = "/v1/predictions"
+        elif (official := _MODEL.match(model)) is not None:
+            owner, name = official.groups()
+            path = f"/v1/models/{_segment(owner)}/{_segment(name)}/predictions"
         else:
-            path = f"/v1/models/{model}/predictions"
+            raise ProviderRejected(
+                f"model {model!r} is not 'owner/name', 'owner/name:version' or a version id"
+            )
         return snapshot_from(await self._call("POST", path, body), request.kind)
 
     def _path(self, ref: ProviderRef) -> str:
         collection = "trainings" if ref.kind == JobKind.TRAINING else "predictions"
-        return f"/v1/{collection}/{ref.provider_job_id}"
+        return f"/v1/{collection}/{_segment(ref.provider_job_id)}"
 
     async def get(self, ref: ProviderRef) -> ProviderSnapshot:
         return snapshot_from(await self._call("GET", self._path(ref)), ref.kind)

@@ -7,6 +7,10 @@ file in memory, so a worker copies a 2 GB video with the memory it needs for a 2
 Idempotent: keys depend only on the job, the index and the bytes' type, so a retried copy
 writes the same objects again. Every key is appended to `stored` before its upload starts, so
 a caller that fails half way knows what to delete.
+
+The URL is the provider's (so possibly a hostile user's): it is fetched through
+core.outbound, which refuses internal addresses and objects past MAX_OUTPUT_BYTES. A refused
+download raises before anything is uploaded.
 """
 
 from __future__ import annotations
@@ -16,9 +20,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from core.contracts import StoredOutput, StoredThumbnail
+from core.outbound import OutboundFetcher
 from storage.base import Storage
 from storage.images import THUMBNAIL_FORMAT, describe_image
 from storage.keys import output_key, thumbnail_key
@@ -50,24 +53,29 @@ class Downloaded:
     head: bytes
 
 
-async def download(http: httpx.AsyncClient, url: str, path: Path) -> Downloaded:
+async def download(
+    fetcher: OutboundFetcher, url: str, path: Path, provider: str | None = None
+) -> Downloaded:
     """Stream `url` into `path` CHUNK bytes at a time, hashing as it goes.
 
     5xx, 408, 429 and network errors raise httpx errors (worth retrying); 404/410 raise
-    SourceGone, other 4xx SourceRefused.
+    SourceGone, other 4xx SourceRefused; the fetcher's refusals raise OutboundRefused (or
+    OutboundTooLarge, part way through the body).
     """
     digest = hashlib.sha256()
     size = 0
     head = b""
-    async with http.stream("GET", url, follow_redirects=True) as response:
+    async with fetcher.open(url, provider=provider) as fetched:
+        response = fetched.response
         code = response.status_code
         if code in (404, 410):
             raise SourceGone(f"HTTP {code} for {url}")
-        if 400 <= code < 500 and code not in (408, 429):
+        # A 3xx here is a redirect without a Location: there is nothing to store.
+        if 300 <= code < 500 and code not in (408, 429):
             raise SourceRefused(f"HTTP {code} for {url}")
         response.raise_for_status()
         with path.open("wb") as handle:
-            async for chunk in response.aiter_bytes(CHUNK):
+            async for chunk in fetched.iter_bytes(CHUNK):
                 if len(head) < HEAD_BYTES:
                     head += chunk[: HEAD_BYTES - len(head)]
                 digest.update(chunk)
@@ -77,7 +85,7 @@ async def download(http: httpx.AsyncClient, url: str, path: Path) -> Downloaded:
 
 
 async def copy_output(
-    http: httpx.AsyncClient,
+    fetcher: OutboundFetcher,
     storage: Storage,
     url: str,
     workdir: Path,
@@ -88,10 +96,14 @@ async def copy_output(
     index: int,
     thumbnail_max_edge: int,
     stored: list[str],
+    provider: str | None = None,
 ) -> StoredOutput:
-    """Copy output `index` from `url` to `{context}/{user_id}/{job_id}_{index}.{ext}`."""
+    """Copy output `index` from `url` to `{context}/{user_id}/{job_id}_{index}.{ext}`.
+
+    `provider` names whose output it is, for PROVIDER_OUTPUT_HOSTS.
+    """
     source = workdir / f"{index}"
-    got = await download(http, url, source)
+    got = await download(fetcher, url, source, provider)
     content_type, ext = sniff(got.head)
     try:
         key = output_key(context, user_id, job_id, index, ext)

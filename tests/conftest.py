@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from core.db import make_engine, make_sessionmaker
+from core.migrate import upgrade
 from devstack.postgres import PostgresServer
 from devstack.processes import temporal_test_server_path
 
@@ -35,3 +39,15 @@ def postgres() -> Iterator[PostgresServer | None]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a fresh, migrated SQLite app DB of the test's own."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()

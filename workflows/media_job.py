@@ -11,6 +11,10 @@ Ordering rules that are easy to break:
   record after the last object is stored.
 - A cancel that arrives while the submit call is in flight waits for it, so the provider job it
   created is cancelled too rather than left running.
+- Provider events count only once the workflow knows its own provider job id: one that arrives
+  earlier (during the submit, or its 429 backoff) is held and applied after the submit, and
+  only if it is about the job the submit created. A validly signed event proves who sent it,
+  not which job it is for.
 """
 
 from __future__ import annotations
@@ -71,6 +75,11 @@ SA_STATUS_MOVES = frozenset(
 )
 # Polls the provider refuses in a row (it no longer knows the job) before the job fails.
 MAX_POLL_REJECTIONS = 3
+# Events held until the provider job id is known; past this they are dropped (the poll finds
+# the state anyway), so a flood of early events can't grow the workflow's state.
+MAX_HELD_EVENTS = 16
+# Histories recorded before early events were held applied them at once.
+HOLD_EARLY_EVENTS_PATCH = "hold-early-provider-events"
 
 
 def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
@@ -107,12 +116,16 @@ class MediaJobWorkflow:
         self._outputs: list[StoredOutput] = []
         self._timings: dict[str, str] = {}
         self._poll_rejections = 0
+        self._held: list[ProviderSnapshot] = []
 
     # --- messages ---------------------------------------------------------------------------
 
     @workflow.signal
     def provider_event(self, event: ProviderEvent) -> None:
         self._webhooks += 1
+        if self._snapshot is None and workflow.patched(HOLD_EARLY_EVENTS_PATCH):
+            self._hold(event.snapshot)
+            return
         self._apply(event.snapshot)
 
     @workflow.signal
@@ -174,6 +187,7 @@ class MediaJobWorkflow:
         self._recorded_status = JobStatus.SUBMITTED  # media.submit wrote it
         self._mark(JobStatus.SUBMITTED)
         self._apply(submitted)
+        self._apply_held()
         self._follow_provider()  # a webhook may have said `processing` during the submit
         self._publish_status()
 
@@ -187,6 +201,7 @@ class MediaJobWorkflow:
         self._status = JobStatus.SUBMITTED
         self._mark(JobStatus.SUBMITTED)
         await self._record(JobStatus.SUBMITTED)
+        self._apply_held()
         await self._poll()
         self._publish_status()
         return await self._follow_to_the_end()
@@ -339,6 +354,20 @@ class MediaJobWorkflow:
                 return
         self._snapshot = snapshot
         self._follow_provider()
+
+    def _hold(self, snapshot: ProviderSnapshot) -> None:
+        """Keep an event that came before the provider job id was known (bounded)."""
+        adopted = self._job.adopt_provider_job_id
+        if adopted and snapshot.provider_job_id != adopted:
+            return  # an adopted job knows its provider job id from the start
+        if len(self._held) < MAX_HELD_EVENTS:
+            self._held.append(snapshot)
+
+    def _apply_held(self) -> None:
+        """Apply the held events now that the snapshot names our provider job (others drop)."""
+        held, self._held = self._held, []
+        for snapshot in held:
+            self._apply(snapshot)
 
     def _follow_provider(self) -> None:
         """A submitted job whose provider job runs is processing (webhooks may come early)."""

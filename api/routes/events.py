@@ -2,7 +2,9 @@
 
 Both take `topic` (repeatable, or comma-separated; default: the caller's own `user:{id}`) and
 `after` (or the `Last-Event-ID` header) to resume after the last event seen. Browsers can't
-set headers on EventSource or WebSocket, so the API key may come as `?access_token=`.
+set headers on EventSource or WebSocket: they pass `?token=` from `POST /v1/stream-tokens`
+instead (short-lived, the rights of the key that made it; see api.link_auth). API keys never
+travel in URLs.
 
 Topics: `user:{id}` (yours; admins: anyone's), `project:{id}` (projects you own),
 `sync-run:{id}` and `sync-run:*` (admins).
@@ -13,19 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from fastapi.security.utils import get_authorization_scheme_param
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocketDisconnect
 
-from api.auth import Caller, KeyRing
-from api.deps import CurrentCaller, SessionDep
+from api.auth import Caller, KeyRejected, KeyRing
+from api.deps import CurrentCaller, SessionDep, SettingsDep
 from api.event_hub import Dropped, EventHub, StreamEvent, TopicFilter
+from api.link_auth import LinkRejected, stream_caller
+from api.pagination import MAX_DB_INT
 from core.events import SYNC_RUN_PREFIX
+from core.links import stream_token
 from core.models import Event, Project
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -46,17 +53,23 @@ def _split(topics: list[str]) -> list[str]:
     return [t.strip() for value in topics for t in value.split(",") if t.strip()]
 
 
-async def _caller(keyring: KeyRing, header: str | None, access_token: str | None) -> Caller:
+async def _caller(keyring: KeyRing, secret: bytes, header: str | None, token: str | None) -> Caller:
+    """The header's key if there is one, else the stream token."""
     scheme, credentials = get_authorization_scheme_param(header)
-    key = credentials if scheme.lower() == "bearer" and credentials else access_token
-    if not key:
-        raise StreamError(
-            401, "missing API key: send 'Authorization: Bearer <key>' or ?access_token="
-        )
-    caller = await keyring.caller(key)
-    if caller is None:
-        raise StreamError(401, "unknown API key")
-    return caller
+    try:
+        if scheme.lower() == "bearer" and credentials:
+            return await keyring.caller(credentials)
+        if token:
+            return await stream_caller(keyring, secret, token)
+    except KeyRejected as exc:
+        raise StreamError(401, str(exc)) from None
+    except LinkRejected as exc:
+        raise StreamError(401, exc.message) from None
+    raise StreamError(
+        401,
+        "missing credentials: send 'Authorization: Bearer <key>', or ?token= from "
+        "POST /v1/stream-tokens",
+    )
 
 
 async def _authorize(
@@ -96,10 +109,37 @@ def _after(after: int | None, last_event_id: str | None) -> int | None:
         return after
     if last_event_id:
         try:
-            return int(last_event_id)
+            event_id = int(last_event_id)
         except ValueError:
-            raise StreamError(422, "Last-Event-ID must be an event id (an integer)") from None
+            event_id = -1
+        if not 0 <= event_id <= MAX_DB_INT:
+            raise StreamError(422, "Last-Event-ID must be an event id (an integer)")
+        return event_id
     return None
+
+
+class StreamToken(BaseModel):
+    token: str = Field(description="pass as `?token=` to GET /v1/events or /v1/ws")
+    expires_at: datetime = Field(description="streams must open before this; get a new one then")
+    user_id: str
+
+
+@router.post("/stream-tokens", response_model=StreamToken)
+async def create_stream_token(caller: CurrentCaller, settings: SettingsDep) -> StreamToken:
+    """A short-lived token for your event stream, for clients that can't send headers.
+
+    It opens the topics your key may follow (an admin's key: admin topics too) until it
+    expires, and stops with the key when the key is revoked.
+    """
+    token, expires = stream_token(
+        settings.signing_secret(),
+        caller.user_id,
+        caller.key_id,
+        ttl_seconds=settings.link_ttl_seconds,
+    )
+    return StreamToken(
+        token=token, expires_at=datetime.fromtimestamp(expires, UTC), user_id=caller.user_id
+    )
 
 
 @router.get("/events/latest")
@@ -120,14 +160,21 @@ def _sse(event: StreamEvent) -> str:
 async def events(
     request: Request,
     topic: Annotated[list[str] | None, Query(description="topics to follow")] = None,
-    after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
-    access_token: Annotated[str | None, Query(description="API key, for EventSource")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_DB_INT, description="resume after this event id")
+    ] = None,
+    token: Annotated[
+        str | None, Query(description="a token from POST /v1/stream-tokens, for EventSource")
+    ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: `id` is the event id, `event` its type, `data` the event as JSON."""
     hub: EventHub = request.app.state.event_hub
     try:
         caller = await _caller(
-            request.app.state.keyring, request.headers.get("authorization"), access_token
+            request.app.state.keyring,
+            request.app.state.settings.signing_secret(),
+            request.headers.get("authorization"),
+            token,
         )
         topics = _split(topic or []) or [f"user:{caller.user_id}"]
         filter_ = await _authorize(request.app.state.sessions, caller, topics)
@@ -170,8 +217,8 @@ async def events(
 async def ws(
     websocket: WebSocket,
     topic: Annotated[list[str] | None, Query()] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
-    access_token: Annotated[str | None, Query()] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_DB_INT)] = None,
+    token: Annotated[str | None, Query()] = None,
 ) -> None:
     """WebSocket: each message is one event as JSON (`id`, `topic`, `type`, `payload`, `at`).
 
@@ -180,7 +227,10 @@ async def ws(
     hub: EventHub = websocket.app.state.event_hub
     try:
         caller = await _caller(
-            websocket.app.state.keyring, websocket.headers.get("authorization"), access_token
+            websocket.app.state.keyring,
+            websocket.app.state.settings.signing_secret(),
+            websocket.headers.get("authorization"),
+            token,
         )
         topics = _split(topic or []) or [f"user:{caller.user_id}"]
         filter_ = await _authorize(websocket.app.state.sessions, caller, topics)

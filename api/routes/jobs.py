@@ -8,15 +8,27 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, StreamingResponse
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.auth import Caller
-from api.deps import CurrentCaller, SessionDep, SettingsDep, StorageDep, TemporalDep
+from api.deps import (
+    BearerCredentials,
+    CurrentCaller,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    TemporalDep,
+)
+from api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from api.idempotency import Claim, IdempotencyKeyHeader
+from api.job_inputs import check_training, invalid, provider_input
+from api.link_auth import link_or_key
 from api.pagination import decode_cursor, encode_cursor
-from api.query_auth import HeaderOrQueryCaller
 from api.routes.metrics import MetricsDep
 from api.schemas import CancelRequest, JobCreate, JobPublic, JobsPublic, OutputPublic
 from core.contracts import (
@@ -29,6 +41,7 @@ from core.contracts import (
 from core.events import append_event, job_payload, user_topic
 from core.job_start import poll_policy, start_job_workflow, webhook_url
 from core.job_store import advance_job, get_job, list_jobs
+from core.links import output_link, output_scope
 from core.models import Job, Project
 from core.settings import Settings
 from providers.registry import job_request_error
@@ -41,10 +54,13 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="the job's id")
 ]
+LinkToken = Annotated[
+    str | None,
+    Query(description="the signed token of this file's link (`url` / `thumbnail_url` of a job)"),
+]
 
 
 def job_public(job: Job, settings: Settings) -> JobPublic:
-    base = settings.public_base_url.rstrip("/")
     workflow_id = media_job_workflow_id(job.id)
     ui = settings.temporal_ui_url.rstrip("/")
     return JobPublic(
@@ -60,7 +76,7 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
         project_id=job.project_id,
         node_id=job.node_id,
         error=job.error,
-        outputs=[output_public(job.id, o, base) for o in job.outputs],
+        outputs=[output_public(job.id, o, settings) for o in job.outputs],
         output_data=job.output_data,
         storage_provider=job.storage_provider,
         storage_bucket=job.storage_bucket,
@@ -85,14 +101,25 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
     )
 
 
-def output_public(job_id: str, output: dict[str, Any], base: str) -> OutputPublic:
-    """One stored output; records written before thumbnails existed lack the newer fields."""
-    url = f"{base}/v1/jobs/{job_id}/outputs/{output['index']}"
+def output_public(job_id: str, output: dict[str, Any], settings: Settings) -> OutputPublic:
+    """One stored output, with signed links; records written before thumbnails existed lack
+    the newer fields."""
     thumbnail = output.get("thumbnail")
+
+    def link(thumbnail: bool) -> str:
+        return output_link(
+            settings.public_base_url,
+            settings.signing_secret(),
+            job_id,
+            output["index"],
+            ttl_seconds=settings.link_ttl_seconds,
+            thumbnail=thumbnail,
+        )
+
     return OutputPublic(
         index=output["index"],
-        url=url,
-        thumbnail_url=f"{url}/thumbnail" if thumbnail else None,
+        url=link(False),
+        thumbnail_url=link(True) if thumbnail else None,
         key=output["key"],
         thumbnail_key=thumbnail["key"] if thumbnail else None,
         content_type=output["content_type"],
@@ -137,17 +164,27 @@ async def create_job(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobPublic:
-    """Start a job; it runs in the background. Poll GET /v1/jobs/{id} or cancel it."""
+    """Start a job; it runs in the background. Poll GET /v1/jobs/{id} or cancel it.
+
+    With an `Idempotency-Key`, a retry answers with the job the first request made.
+    """
+    claim = Claim.of(
+        idempotency_key, user_id=caller.user_id, scope="jobs", body=body,
+        ttl_hours=settings.idempotency_ttl_hours,
+    )  # fmt: skip
+    if claim is not None and (made := await claim.resource(session)) is not None:
+        return await job_made_before(session, temporal, settings, caller, response, made)
     provider = body.provider or settings.default_provider
     model = body.model or settings.default_model(body.kind.value, provider)
     problem = job_request_error(provider, body.kind, model, body.input)
     if problem is not None:
         # The shape of the schema's own 422s: the provider is only known here.
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body",), "msg": problem, "input": body.input}]
-        )
+        raise invalid("", problem, body.input)
     assert model is not None  # job_request_error refuses a kind the provider has no model for
+    check_training(caller, settings, provider, body.kind, body.input)
     job_id = uuid.uuid4().hex
     job = Job(
         id=job_id,
@@ -166,33 +203,39 @@ async def create_job(
         )
     if body.project_id is not None:
         await check_project_node(session, caller, body.project_id, body.node_id)
-        # End that read: a transaction that reads and then writes can't wait its turn on
-        # SQLite (it fails at once with "database is locked" if another write came between).
-        await session.rollback()
+    sent = await provider_input(session, caller, settings, body.input)
+    # End those reads: a transaction that reads and then writes can't wait its turn on
+    # SQLite (it fails at once with "database is locked" if another write came between).
+    await session.rollback()
     # The row first, so the job is listed (and streamed) from the moment this request returns.
     session.add(job)
-    await session.flush()
-    await append_event(session, user_topic(job.user_id), f"job.{job.status}", job_payload(job))
-    await session.commit()
+    try:
+        if claim is not None:
+            await claim.record(session, job_id)
+        await session.flush()
+        await append_event(session, user_topic(job.user_id), f"job.{job.status}", job_payload(job))
+        await session.commit()
+    except IntegrityError:
+        # Only the key's row can collide: a request with the same key got there first.
+        await session.rollback()
+        made = await claim.resource(session) if claim is not None else None
+        if made is None:
+            raise
+        return await job_made_before(session, temporal, settings, caller, response, made)
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
     try:
         await start_job_workflow(
-            temporal,
-            settings,
-            MediaJobInput(
-                job_id=job_id,
-                user_id=caller.user_id,
-                kind=body.kind,
-                provider=provider,
-                model=model,
-                input=body.input,
-                webhook_url=webhook_url(settings, provider, job_id),
-                webhook_events=settings.replicate_webhook_events,
-                poll=poll_policy(settings, body.kind),
-                project_id=body.project_id,
-                node_id=body.node_id,
-            ),
+            temporal, settings, workflow_input(job, settings, sent), first=True
         )
+    except WorkflowAlreadyStartedError:
+        pass  # a retry with the same key started it meanwhile
     except RPCError as exc:
+        if claim is not None:
+            # Left queued: a retry with the key starts it.
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the orchestrator is unavailable; retry with the same {IDEMPOTENCY_HEADER}",
+            ) from exc
         await advance_job(
             session, job_id, JobStatus.FAILED, error=f"could not start the job: {exc.message}"
         )
@@ -200,6 +243,59 @@ async def create_job(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
         ) from exc
+    return job_public(job, settings)
+
+
+def workflow_input(job: Job, settings: Settings, sent: dict[str, Any]) -> MediaJobInput:
+    """What the job's workflow starts with; `sent` is the input as the provider gets it."""
+    kind = JobKind(job.kind)
+    return MediaJobInput(
+        job_id=job.id,
+        user_id=job.user_id,
+        kind=kind,
+        provider=job.provider,
+        model=job.model,
+        input=sent,
+        webhook_url=webhook_url(settings, job.provider, job.id),
+        webhook_events=settings.replicate_webhook_events,
+        poll=poll_policy(settings, kind),
+        project_id=job.project_id,
+        node_id=job.node_id,
+    )
+
+
+async def job_made_before(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    caller: Caller,
+    response: Response,
+    job_id: str,
+) -> JobPublic:
+    """The job an Idempotency-Key made, as it is now; started if its first request could not
+    start it (the API died or Temporal was down between the commit and the start)."""
+    job = await get_job(session, job_id)
+    if job is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            {"code": "idempotency_key_reused",
+             "message": f"the job this {IDEMPOTENCY_HEADER} made is gone; send a new key"},
+        )  # fmt: skip
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if job.status == JobStatus.QUEUED.value and job.provider_job_id is None:
+        sent = await provider_input(session, caller, settings, job.input)
+        try:
+            # Refused when the job ever had a workflow: a start can't make a second one.
+            await start_job_workflow(
+                temporal, settings, workflow_input(job, settings, sent), first=True
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+        except RPCError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the orchestrator is unavailable; retry with the same {IDEMPOTENCY_HEADER}",
+            ) from exc
     return job_public(job, settings)
 
 
@@ -249,10 +345,12 @@ async def cancel_job(
     temporal: TemporalDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    response: Response,
     body: CancelRequest | None = None,
 ) -> JobPublic:
     """Ask a job to stop; it reaches the provider and ends `canceled`."""
     job = await visible_job(session, caller, job_id)
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
     if JobStatus(job.status) in TERMINAL_JOB_STATUSES:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} is already {job.status}")
     reason = body.reason if body else "canceled by user"
@@ -274,12 +372,14 @@ async def read_output(
     job_id: JobId,
     index: int,
     request: Request,
-    caller: HeaderOrQueryCaller,
+    credentials: BearerCredentials,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    token: LinkToken = None,
 ) -> Any:
-    """The stored file (a redirect to a presigned URL on S3); the key may be `?access_token=`."""
+    """The stored file (a redirect to a presigned URL on S3), by the job's auth or its link."""
+    caller = await link_or_key(request, credentials, token, output_scope(job_id, index))
     output = await visible_output(session, caller, job_id, index)
     return await serve_object(
         request, storage, settings, output["key"], output["content_type"], output["sha256"]
@@ -291,12 +391,15 @@ async def read_thumbnail(
     job_id: JobId,
     index: int,
     request: Request,
-    caller: HeaderOrQueryCaller,
+    credentials: BearerCredentials,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    token: LinkToken = None,
 ) -> Any:
-    """The output's WebP thumbnail (images only); the key may be `?access_token=`."""
+    """The output's WebP thumbnail (images only), by the job's auth or its link."""
+    scope = output_scope(job_id, index, thumbnail=True)
+    caller = await link_or_key(request, credentials, token, scope)
     output = await visible_output(session, caller, job_id, index)
     thumbnail = output.get("thumbnail")
     if not thumbnail:
@@ -311,9 +414,12 @@ async def read_thumbnail(
 
 
 async def visible_output(
-    session: AsyncSession, caller: Caller, job_id: str, index: int
+    session: AsyncSession, caller: Caller | None, job_id: str, index: int
 ) -> dict[str, Any]:
-    job = await visible_job(session, caller, job_id)
+    """Output `index` of the job; `caller` None: a link token for it was checked already."""
+    job = await get_job(session, job_id)
+    if job is None or (caller is not None and not caller.can_see(job.user_id)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
     output: dict[str, Any] | None = next((o for o in job.outputs if o["index"] == index), None)
     if output is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no output {index}")
@@ -334,7 +440,7 @@ async def serve_object(
         return RedirectResponse(direct, status.HTTP_307_TEMPORARY_REDIRECT)
     headers = {
         "ETag": f'"{sha256}"',
-        # Private: it is served only with the owner's key. Never sniffed into HTML by a browser.
+        # Private: it is served only with the owner's key or link. Never sniffed into HTML.
         "Cache-Control": "private, max-age=3600",
         "X-Content-Type-Options": "nosniff",
     }

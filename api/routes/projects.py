@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import CurrentCaller, SessionDep
@@ -67,7 +67,7 @@ def _public(project: Project) -> ProjectPublic:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectPublic)
 async def create_project(
-    body: ProjectCreate, caller: CurrentCaller, session: SessionDep
+    body: ProjectCreate, caller: CurrentCaller, session: SessionDep, response: Response
 ) -> ProjectPublic:
     """Create a project; follow it live on the `project:{id}` topic."""
     project = Project(
@@ -75,6 +75,7 @@ async def create_project(
     )
     session.add(project)
     await session.commit()
+    response.headers["Location"] = f"/v1/projects/{project.id}"
     return _public(project)
 
 

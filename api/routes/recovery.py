@@ -7,17 +7,21 @@ routes start the same workflow on demand and wait for its report.
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request, status
+import httpx
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from temporalio.service import RPCError
 
-from api.deps import AdminCaller, CurrentCaller, SessionDep, SettingsDep, TemporalDep
+from api.deps import AdminCaller, SessionDep, SettingsDep, TemporalDep
+from api.job_inputs import invalid
 from api.routes.jobs import check_project_node, job_public
 from api.schemas import JobPublic
 from core.contracts import JobKind, JobStatus, MediaJobInput, ProviderRef
@@ -25,8 +29,8 @@ from core.events import append_event, job_payload, user_topic
 from core.job_start import poll_policy, start_job_workflow, webhook_url
 from core.models import Job, RecoveryAttempt
 from core.recovery import RecoveryReport, legacy_kind
-from providers.base import Provider, ProviderError, ProviderRejected
-from providers.registry import PROVIDER_NAMES
+from providers.base import Provider, ProviderError, ProviderRateLimited, ProviderRejected
+from providers.registry import PROVIDER_NAMES, model_error
 from workflows.recovery import RecoveryWorkflow
 
 REPORT_WAIT_SECONDS = 60.0
@@ -44,10 +48,14 @@ async def _sweep(request: Request, temporal: Any, dry_run: bool) -> JSONResponse
         )
         report: RecoveryReport = await asyncio.wait_for(handle.result(), REPORT_WAIT_SECONDS)
     except TimeoutError:
+        ui = settings.temporal_ui_url.rstrip("/")
+        # Where to follow it: the sweep has no resource of its own in this API.
+        where = f"{ui}/namespaces/{quote(settings.temporal_namespace)}/workflows/{workflow_id}"
         return JSONResponse(
             {"workflow_id": workflow_id, "status": "running",
              "message": "the sweep takes longer than usual: follow it in the Temporal UI"},
             status_code=status.HTTP_202_ACCEPTED,
+            headers={"Location": where} if ui else None,
         )  # fmt: skip
     except RPCError as exc:
         raise HTTPException(
@@ -78,12 +86,20 @@ class AdoptRequest(BaseModel):
     )
 
     provider: str = Field(description=f"one of: {', '.join(PROVIDER_NAMES)}")
-    provider_job_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    # Never dots alone: the id becomes a URL path segment at the provider.
+    provider_job_id: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*$"
+    )
     kind: JobKind | None = Field(
         None, description="left out: from the prompt's legacy prefix ([EDITED], [UPSCALED], "
         "[VIDEO]), else generation",
     )  # fmt: skip
-    model: str | None = Field(None, max_length=256, description="needed for fal (its URLs)")
+    model: str | None = Field(
+        None,
+        max_length=256,
+        description="needed for fal (its URLs); checked like a job's (Replicate "
+        "'owner/name[:version]')",
+    )
     prompt: str | None = Field(None, max_length=10_000)
     project_id: str | None = None
     node_id: str | None = None
@@ -93,14 +109,16 @@ class AdoptRequest(BaseModel):
 async def adopt(
     body: AdoptRequest,
     request: Request,
-    caller: CurrentCaller,
+    caller: AdminCaller,
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    response: Response,
 ) -> JobPublic:
     """Follow a job started at a provider outside the system (or before a crash) to the end.
 
-    It becomes a job of the caller, copied to storage like any other when it succeeds.
+    Admin only: the job is looked up with our provider key. It becomes a job of the caller,
+    copied to storage like any other when it succeeds.
     """
     providers: dict[str, Provider] = request.app.state.providers
     provider = providers.get(body.provider)
@@ -109,22 +127,35 @@ async def adopt(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"provider: {body.provider!r} is not supported; use one of: {', '.join(providers)}",
         )
-    known = await session.scalar(
-        select(Job.id).where(
-            Job.provider == body.provider, Job.provider_job_id == body.provider_job_id
-        )
-    )
-    if known is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            {"message": f"{body.provider} job {body.provider_job_id} is already job {known}",
-             "job_id": known},
-        )  # fmt: skip
-    if body.project_id is not None:
-        await check_project_node(session, caller, body.project_id, body.node_id)
     prompt = body.prompt
     kind = body.kind or legacy_kind(prompt)
-    model = body.model or settings.default_model(kind.value, body.provider) or "unknown"
+    model = body.model or settings.default_model(kind.value, body.provider)
+    problem = (
+        f"{body.provider} has no default model for {kind.value} jobs; name one in 'model'"
+        if model is None
+        else model_error(body.provider, model, kind)
+    )
+    if problem is not None:
+        raise invalid("model", problem, body.model)
+    assert model is not None
+    known = (
+        await session.execute(
+            select(Job.id, Job.user_id).where(
+                Job.provider == body.provider, Job.provider_job_id == body.provider_job_id
+            )
+        )
+    ).first()
+    if known is not None:
+        detail = {
+            "code": "already_tracked",
+            "message": f"{body.provider} job {body.provider_job_id} is already tracked",
+        }
+        if caller.can_see(known.user_id):  # another user's job id is theirs to know
+            detail |= {"message": f"{detail['message']} as job {known.id}", "job_id": known.id}
+        raise HTTPException(status.HTTP_409_CONFLICT, detail)
+    if body.project_id is not None:
+        await check_project_node(session, caller, body.project_id, body.node_id)
+    await session.rollback()  # end the reads before the provider call and the writes (SQLite)
     job_id = uuid.uuid4().hex
     try:
         await provider.get(
@@ -141,9 +172,42 @@ async def adopt(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"provider_job_id: {body.provider} does not know job {body.provider_job_id!r} ({exc})",
         ) from exc
+    except ProviderRateLimited as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            {
+                "code": "provider_rate_limited",
+                "message": f"{body.provider} is rate limiting us: {exc}",
+                "provider": body.provider,
+            },
+            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+        ) from exc
     except ProviderError as exc:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"{body.provider} is unavailable: {exc}"
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            {
+                "code": "provider_unavailable",
+                "message": f"{body.provider} is unavailable: {exc}",
+                "provider": body.provider,
+            },
+        ) from exc
+    except httpx.TimeoutException as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            {
+                "code": "provider_unavailable",
+                "message": f"{body.provider} did not answer in time ({type(exc).__name__})",
+                "provider": body.provider,
+            },
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY,
+            {
+                "code": "provider_unreachable",
+                "message": f"could not reach {body.provider} ({type(exc).__name__})",
+                "provider": body.provider,
+            },
         ) from exc
     job = Job(
         id=job_id, user_id=caller.user_id, kind=kind.value, provider=body.provider, model=model,
@@ -180,4 +244,5 @@ async def adopt(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
         ) from exc
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
     return job_public(job, settings)

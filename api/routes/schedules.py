@@ -6,9 +6,12 @@ the company busy (a manual run in progress) records itself as skipped.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import (
     Client,
@@ -36,6 +39,10 @@ from workflows.sync_run import SyncRunWorkflow
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 PREFIX = "sync-incremental-"
 _COMPANY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# A call on a schedule being deleted can hang until the server gives up (30 s): answer sooner.
+RPC_TIMEOUT = timedelta(seconds=10)
+# Checked before it becomes part of a Temporal schedule id.
+CompanyPath = Annotated[str, Path(pattern=_COMPANY, description="the company's id")]
 
 
 class ScheduleCreate(BaseModel):
@@ -88,7 +95,7 @@ def _action(settings: Settings, company_id: str) -> ScheduleActionStartWorkflow:
 
 
 async def _public(handle: ScheduleHandle, company_id: str) -> SchedulePublic:
-    described = await handle.describe()
+    described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
     intervals = described.schedule.spec.intervals
     return SchedulePublic(
         company_id=company_id,
@@ -105,22 +112,48 @@ async def _public(handle: ScheduleHandle, company_id: str) -> SchedulePublic:
     )
 
 
-async def _handle(temporal: Client, company_id: str) -> ScheduleHandle:
-    handle = temporal.get_schedule_handle(schedule_id(company_id))
+@asynccontextmanager
+async def _answering(temporal: Client, company_id: str | None) -> AsyncIterator[None]:
+    """Temporal's errors as answers: a schedule deleted while a request works on it (a PATCH
+    racing a DELETE) is a 404 at any step, and an unreachable server a 503."""
     try:
-        await handle.describe()
+        yield
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
+        if company_id is not None and (
+            exc.status == RPCStatusCode.NOT_FOUND or await _deleted(temporal, company_id)
+        ):
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"company {company_id} has no schedule"
             ) from exc
-        raise
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
+        ) from exc
+
+
+async def _deleted(temporal: Client, company_id: str) -> bool:
+    """After a failed call: while its delete settles, a schedule answers FAILED_PRECONDITION
+    ("workflow execution closed") or lets the call time out; asked again, it is not found."""
+    handle = temporal.get_schedule_handle(schedule_id(company_id))
+    try:
+        await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        return exc.status == RPCStatusCode.NOT_FOUND
+    return False
+
+
+async def _handle(temporal: Client, company_id: str) -> ScheduleHandle:
+    handle = temporal.get_schedule_handle(schedule_id(company_id))
+    await handle.describe(rpc_timeout=RPC_TIMEOUT)  # a 404 (`_answering`) before acting
     return handle
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SchedulePublic)
 async def create_schedule(
-    body: ScheduleCreate, caller: AdminCaller, temporal: TemporalDep, settings: SettingsDep
+    body: ScheduleCreate,
+    caller: AdminCaller,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> SchedulePublic:
     """Run an incremental sync of the company every N minutes (overlapping runs are skipped)."""
     if body.company_id not in settings.erp_tokens:
@@ -139,71 +172,89 @@ async def create_schedule(
                 policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
                 state=ScheduleState(paused=body.paused, note=f"created by {caller.user_id}"),
             ),
+            rpc_timeout=RPC_TIMEOUT,
         )
     except ScheduleAlreadyRunningError:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"company {body.company_id} already has a schedule"
         ) from None
-    return await _public(handle, body.company_id)
+    except RPCError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
+        ) from exc
+    response.headers["Location"] = f"/v1/schedules/{body.company_id}"
+    async with _answering(temporal, body.company_id):
+        return await _public(handle, body.company_id)
 
 
 @router.get("", response_model=list[SchedulePublic])
 async def list_schedules(caller: AdminCaller, temporal: TemporalDep) -> list[SchedulePublic]:
     """Every company's schedule."""
     found: list[SchedulePublic] = []
-    async for entry in await temporal.list_schedules():
-        if entry.id.startswith(PREFIX):
+    async with _answering(temporal, None):
+        async for entry in await temporal.list_schedules(rpc_timeout=RPC_TIMEOUT):
+            if not entry.id.startswith(PREFIX):
+                continue
             company = entry.id.removeprefix(PREFIX)
-            found.append(await _public(temporal.get_schedule_handle(entry.id), company))
+            try:
+                found.append(await _public(temporal.get_schedule_handle(entry.id), company))
+            except RPCError:
+                if not await _deleted(temporal, company):
+                    raise
+                # deleted since it was listed: not there any more
     return sorted(found, key=lambda s: s.company_id)
 
 
 @router.get("/{company_id}", response_model=SchedulePublic)
 async def read_schedule(
-    company_id: str, caller: AdminCaller, temporal: TemporalDep
+    company_id: CompanyPath, caller: AdminCaller, temporal: TemporalDep
 ) -> SchedulePublic:
     """One company's schedule, with its next run times."""
-    return await _public(await _handle(temporal, company_id), company_id)
+    async with _answering(temporal, company_id):
+        return await _public(await _handle(temporal, company_id), company_id)
 
 
 @router.post("/{company_id}/pause", response_model=SchedulePublic)
 async def pause_schedule(
-    company_id: str, caller: AdminCaller, temporal: TemporalDep
+    company_id: CompanyPath, caller: AdminCaller, temporal: TemporalDep
 ) -> SchedulePublic:
     """Stop starting runs until resumed."""
-    handle = await _handle(temporal, company_id)
-    await handle.pause(note=f"paused by {caller.user_id}")
-    return await _public(handle, company_id)
+    async with _answering(temporal, company_id):
+        handle = await _handle(temporal, company_id)
+        await handle.pause(note=f"paused by {caller.user_id}", rpc_timeout=RPC_TIMEOUT)
+        return await _public(handle, company_id)
 
 
 @router.post("/{company_id}/resume", response_model=SchedulePublic)
 async def resume_schedule(
-    company_id: str, caller: AdminCaller, temporal: TemporalDep
+    company_id: CompanyPath, caller: AdminCaller, temporal: TemporalDep
 ) -> SchedulePublic:
     """Start runs again."""
-    handle = await _handle(temporal, company_id)
-    await handle.unpause(note=f"resumed by {caller.user_id}")
-    return await _public(handle, company_id)
+    async with _answering(temporal, company_id):
+        handle = await _handle(temporal, company_id)
+        await handle.unpause(note=f"resumed by {caller.user_id}", rpc_timeout=RPC_TIMEOUT)
+        return await _public(handle, company_id)
 
 
 @router.post(
     "/{company_id}/trigger", status_code=status.HTTP_202_ACCEPTED, response_model=SchedulePublic
 )
 async def trigger_schedule(
-    company_id: str, caller: AdminCaller, temporal: TemporalDep
+    company_id: CompanyPath, caller: AdminCaller, temporal: TemporalDep, response: Response
 ) -> SchedulePublic:
     """Start a run now (skipped if one is running)."""
-    handle = await _handle(temporal, company_id)
-    await handle.trigger()
-    return await _public(handle, company_id)
+    response.headers["Location"] = f"/v1/schedules/{company_id}"
+    async with _answering(temporal, company_id):
+        handle = await _handle(temporal, company_id)
+        await handle.trigger(rpc_timeout=RPC_TIMEOUT)
+        return await _public(handle, company_id)
 
 
 @router.patch("/{company_id}", response_model=SchedulePublic)
 async def retime_schedule(
-    company_id: str, body: ScheduleRetime, caller: AdminCaller, temporal: TemporalDep
+    company_id: CompanyPath, body: ScheduleRetime, caller: AdminCaller, temporal: TemporalDep
 ) -> SchedulePublic:
     """Change how often it runs."""
-    handle = await _handle(temporal, company_id)
 
     def retime(update: ScheduleUpdateInput) -> ScheduleUpdate:
         schedule = update.description.schedule
@@ -212,11 +263,16 @@ async def retime_schedule(
         )
         return ScheduleUpdate(schedule=schedule)
 
-    await handle.update(retime)
-    return await _public(handle, company_id)
+    async with _answering(temporal, company_id):
+        handle = await _handle(temporal, company_id)
+        await handle.update(retime, rpc_timeout=RPC_TIMEOUT)
+        return await _public(handle, company_id)
 
 
 @router.delete("/{company_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_schedule(company_id: str, caller: AdminCaller, temporal: TemporalDep) -> None:
+async def delete_schedule(
+    company_id: CompanyPath, caller: AdminCaller, temporal: TemporalDep
+) -> None:
     """Remove the schedule (runs already started go on)."""
-    await (await _handle(temporal, company_id)).delete()
+    async with _answering(temporal, company_id):
+        await (await _handle(temporal, company_id)).delete(rpc_timeout=RPC_TIMEOUT)

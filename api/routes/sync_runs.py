@@ -8,15 +8,19 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.deps import AdminCaller, SessionDep, SettingsDep, TemporalDep
-from api.pagination import decode_cursor, encode_cursor
+from api.idempotency import Claim, IdempotencyKeyHeader
+from api.pagination import MAX_DB_INT, decode_cursor, encode_cursor
 from api.routes.metrics import MetricsDep
 from core.contracts import (
     SA_COMPANY,
@@ -184,8 +188,20 @@ async def start_sync_run(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> SyncRunPublic:
-    """Start a run; 409 with the running run's id while the company already has one."""
+    """Start a run; 409 with the running run's id while the company already has one.
+
+    With an `Idempotency-Key`, a retry answers with the run the first request made.
+    """
+    claim = Claim.of(
+        idempotency_key, user_id=caller.user_id, scope="sync-runs", body=body,
+        ttl_hours=settings.idempotency_ttl_hours,
+    )  # fmt: skip
+    if claim is not None and (made := await claim.resource(session)) is not None:
+        return await run_made_before(session, temporal, settings, response, made)
+    await session.rollback()  # end the key's read before writing (SQLite)
     if body.company_id not in settings.erp_tokens:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -199,10 +215,16 @@ async def start_sync_run(
     )  # fmt: skip
     session.add(run)
     try:
+        if claim is not None:
+            await claim.record(session, run.id)
         await append_run_status(session, run)
         await session.commit()
     except IntegrityError:
         await session.rollback()
+        # A request with the same key got there first, or the company has a run going.
+        made = await claim.resource(session) if claim is not None else None
+        if made is not None:
+            return await run_made_before(session, temporal, settings, response, made)
         running = await session.scalar(
             select(SyncRun.id).where(
                 SyncRun.company_id == body.company_id, SyncRun.status.in_(ACTIVE_SYNC_STATUSES)
@@ -213,34 +235,65 @@ async def start_sync_run(
             {"message": f"company {body.company_id} already has a run in progress",
              "running_run_id": running},
         ) from None  # fmt: skip
+    response.headers["Location"] = f"/v1/sync-runs/{run.id}"
     try:
-        await temporal.start_workflow(
-            SyncRunWorkflow.run,
-            SyncRunInput(
-                run_id=run.id, company_id=run.company_id, mode=body.mode, modules=modules,
-                start_date=body.start_date.isoformat() if body.start_date else None,
-                end_date=body.end_date.isoformat() if body.end_date else None,
-                page_size=settings.sync_page_size, concurrency=settings.sync_concurrency,
-                pages_per_activity=settings.sync_pages_per_activity,
-                max_retries=settings.sync_max_retries, task_queue=settings.erp_task_queue,
-                max_enrich=settings.max_enrich_per_run,
-            ),
-            id=sync_run_workflow_id(run.id),
-            task_queue=settings.sync_task_queue,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(SA_COMPANY, run.company_id),
-                SearchAttributePair(SA_STATUS, SyncStatus.QUEUED.value),
-            ]),
-            static_summary=f"{body.mode.value} sync · company {run.company_id}"
-            + (f" · {body.start_date}..{body.end_date}" if body.start_date else ""),
-        )  # fmt: skip
+        await start_run_workflow(temporal, settings, run)
+    except WorkflowAlreadyStartedError:
+        pass  # a retry with the same key started it meanwhile
     except RPCError as exc:
+        # Failed, not left queued: a queued run would hold the company's one active slot.
         run.status = SyncStatus.FAILED.value
         run.error_message = f"could not start the run: {exc.message}"
         await session.commit()
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
         ) from exc
+    return run_public(run, settings)
+
+
+async def start_run_workflow(temporal: Client, settings: Settings, run: SyncRun) -> None:
+    """Start the run's workflow; refused (WorkflowAlreadyStartedError) if it ever had one."""
+    mode = SyncMode(run.mode)
+    await temporal.start_workflow(
+        SyncRunWorkflow.run,
+        SyncRunInput(
+            run_id=run.id, company_id=run.company_id, mode=mode, modules=list(run.modules),
+            start_date=run.start_date.isoformat() if run.start_date else None,
+            end_date=run.end_date.isoformat() if run.end_date else None,
+            page_size=settings.sync_page_size, concurrency=settings.sync_concurrency,
+            pages_per_activity=settings.sync_pages_per_activity,
+            max_retries=settings.sync_max_retries, task_queue=settings.erp_task_queue,
+            max_enrich=settings.max_enrich_per_run,
+        ),
+        id=sync_run_workflow_id(run.id),
+        task_queue=settings.sync_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(SA_COMPANY, run.company_id),
+            SearchAttributePair(SA_STATUS, SyncStatus.QUEUED.value),
+        ]),
+        static_summary=f"{mode.value} sync · company {run.company_id}"
+        + (f" · {run.start_date}..{run.end_date}" if run.start_date else ""),
+    )  # fmt: skip
+
+
+async def run_made_before(
+    session: AsyncSession, temporal: Client, settings: Settings, response: Response, run_id: str
+) -> SyncRunPublic:
+    """The run an Idempotency-Key made, as it is now; started if its first request died
+    between the commit and the start."""
+    run = await get_run(session, run_id)
+    response.headers["Location"] = f"/v1/sync-runs/{run.id}"
+    if run.status == SyncStatus.QUEUED.value:
+        try:
+            await start_run_workflow(temporal, settings, run)
+        except WorkflowAlreadyStartedError:
+            pass
+        except RPCError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the orchestrator is unavailable; retry with the same Idempotency-Key",
+            ) from exc
     return run_public(run, settings)
 
 
@@ -304,7 +357,7 @@ async def read_sync_run_logs(
     session: SessionDep,
     level: Annotated[str | None, Query(pattern="^(info|warn|error)$")] = None,
     module: str | None = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> LogsPublic:
     """A run's log, oldest first, filtered by level and module; page with ?after=."""
@@ -330,9 +383,11 @@ async def cancel_sync_run(
     temporal: TemporalDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    response: Response,
 ) -> SyncRunPublic:
     """Stop a run before its running module's next page; stored rows are kept."""
     run = await get_run(session, run_id)
+    response.headers["Location"] = f"/v1/sync-runs/{run_id}"
     if SyncStatus(run.status) in TERMINAL_SYNC_STATUSES:
         raise HTTPException(status.HTTP_409_CONFLICT, f"sync run {run_id} is already {run.status}")
     try:

@@ -1,6 +1,10 @@
 // autosync dashboard: REST for reads and actions, Server-Sent Events (/v1/events) for live
 // updates, REST polling every POLL_MS while the stream is down. No build step, no dependencies.
 //
+// The API key only ever travels in the Authorization header: images and videos load from the
+// signed links the API puts in each job's outputs, and the stream opens with a short-lived
+// token from POST /v1/stream-tokens.
+//
 // Live and polled data meet in one place (mergeJob / mergeRun): statuses only move forward and
 // module counts only grow, so a late poll answer never undoes a newer event.
 
@@ -12,6 +16,7 @@ const MAX_JOBS = 40; // newest jobs read per poll
 const MAX_RUNS = 10;
 const MAX_LOG_LINES = 300;
 const KEY_STORAGE = "autosync.apiKey";
+const STREAM_TOKEN_MARGIN_MS = 60_000; // a stream token this close to expiry is replaced
 
 const JOB_RANK = { queued: 0, submitted: 1, processing: 2, storing: 3, succeeded: 4, failed: 4, canceled: 4 };
 const RUN_RANK = { QUEUED: 0, RUNNING: 1, DONE: 2, FAILED: 2, CANCELED: 2 };
@@ -37,6 +42,8 @@ const state = {
   lastEventId: 0,
   conn: "idle", // idle | connecting | live | polling
   source: null,
+  streamToken: null, // { token, expiresAt } for opening the stream
+  opening: null, // the session whose openStream is waiting for a token
   backoff: BACKOFF_MIN_MS,
   reconnectTimer: null,
   reconnectAt: 0,
@@ -58,10 +65,12 @@ class ApiError extends Error {
 }
 
 function describeError(body, response) {
-  const detail = body && body.detail;
-  if (typeof detail === "string") return detail;
-  if (Array.isArray(detail)) {
-    return detail
+  // Every API error is {"error": {"code", "message", "details"}}.
+  const error = body && body.error;
+  if (!error || typeof error !== "object") return `${response.status} ${response.statusText}`;
+  const details = error.details || {};
+  if (Array.isArray(details.fields) && details.fields.length) {
+    return details.fields
       .map((d) => {
         const where = (d.loc || []).filter((p) => p !== "body").join(".");
         const msg = String(d.msg || "").replace(/^Value error, /, "");
@@ -69,12 +78,8 @@ function describeError(body, response) {
       })
       .join("; ");
   }
-  if (detail && typeof detail === "object") {
-    return detail.running_run_id
-      ? `${detail.message} (running run: ${detail.running_run_id})`
-      : detail.message || JSON.stringify(detail);
-  }
-  return `${response.status} ${response.statusText}`;
+  const message = error.message || error.code || `${response.status} ${response.statusText}`;
+  return details.running_run_id ? `${message} (running run: ${details.running_run_id})` : message;
 }
 
 async function api(path, { method = "GET", body } = {}) {
@@ -157,6 +162,8 @@ function disconnect() {
   state.session += 1;
   if (state.source) state.source.close();
   state.source = null;
+  state.streamToken = null;
+  state.opening = null;
   clearTimeout(state.reconnectTimer);
   stopPolling();
   for (const timer of state.timers.values()) clearTimeout(timer);
@@ -210,19 +217,42 @@ function renderConn() {
   retry.textContent = countdown;
 }
 
-function openStream() {
+// EventSource can't send the key in a header, and a key must never sit in a URL: the stream
+// opens with a short-lived token, reused while it has a minute left.
+async function streamToken() {
+  const cached = state.streamToken;
+  if (cached && cached.expiresAt - Date.now() > STREAM_TOKEN_MARGIN_MS) return cached.token;
+  const answer = await api("/v1/stream-tokens", { method: "POST" });
+  state.streamToken = { token: answer.token, expiresAt: parseTime(answer.expires_at) };
+  return answer.token;
+}
+
+async function openStream() {
   clearTimeout(state.reconnectTimer);
   state.reconnectTimer = null;
-  if (!state.me) return;
+  const session = state.session;
+  if (!state.me || state.source || state.opening === session) return;
+  state.opening = session;
+  if (state.conn !== "polling") setConn("connecting");
+  let token;
+  try {
+    token = await streamToken();
+  } catch (error) {
+    // -1: another key took over; 401: the key was rejected (api() has said so).
+    if (session === state.session && error.status !== -1 && error.status !== 401) streamDown();
+    return;
+  } finally {
+    if (state.opening === session) state.opening = null;
+  }
+  if (session !== state.session || !state.me || state.source) return;
   const params = new URLSearchParams();
   for (const topic of state.me.topics) params.append("topic", topic);
-  params.set("access_token", state.key);
+  params.set("token", token);
   // A new EventSource sends no Last-Event-ID, so resume explicitly.
   if (state.lastEventId) params.set("after", String(state.lastEventId));
   const source = new EventSource(`/v1/events?${params}`);
   state.source = source;
   if (state.conn === "polling") renderConn();
-  else setConn("connecting");
   source.onopen = () => {
     if (source !== state.source) return;
     state.backoff = BACKOFF_MIN_MS;
@@ -339,9 +369,15 @@ function handleEvent(message) {
 function onJobEvent(payload) {
   if (!payload.id || (payload.user_id && payload.user_id !== state.me.user_id)) return;
   const known = state.jobs.get(payload.id);
-  mergeJob(payload);
-  // Events carry no input (the prompt): read the whole job once.
-  if (!known || !known.input) debounce(`job:${payload.id}`, () => refreshJob(payload.id));
+  // An event's outputs are stored records without links (links expire; events are kept):
+  // the job read from REST brings the signed ones.
+  const { outputs, ...rest } = payload;
+  mergeJob(rest);
+  // Events carry no input (the prompt) either: read the whole job once, and when outputs come.
+  const newOutputs = (outputs || []).length > ((known && known.outputs) || []).length;
+  if (!known || !known.input || newOutputs) {
+    debounce(`job:${payload.id}`, () => refreshJob(payload.id));
+  }
 }
 
 function onRunStatusEvent(payload) {
@@ -390,14 +426,36 @@ const isTerminal = (job) => JOB_RANK[job.status] === 4;
 const parseTime = (s) => (s ? Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(s) ? s : `${s}Z`) : 0);
 const shortId = (id) => String(id).slice(0, 8);
 
-function outputSrc(jobId, index) {
-  const token = encodeURIComponent(state.key);
-  return `/v1/jobs/${encodeURIComponent(jobId)}/outputs/${index}?access_token=${token}`;
+const outputOf = (job, index) => ((job && job.outputs) || []).find((o) => o.index === index);
+
+// An image given as one of our outputs (upscale of a result) loads through that output's
+// signed link, read from the job.
+async function sourceSrc(url) {
+  const match = OUTPUT_PATH.exec(url || "");
+  if (!match) return url;
+  const jobId = decodeURIComponent(match[1]);
+  const index = Number(match[2]);
+  if (!outputOf(state.jobs.get(jobId), index)) await refreshJob(jobId);
+  const output = outputOf(state.jobs.get(jobId), index);
+  if (!output) throw new Error(`job ${shortId(jobId)} has no output ${index}`);
+  return output.url;
 }
 
-function sourceSrc(url) {
-  const match = OUTPUT_PATH.exec(url || "");
-  return match ? outputSrc(decodeURIComponent(match[1]), Number(match[2])) : url;
+// Links expire (LINK_TTL_SECONDS): a file that fails to load is tried once more with the
+// job's fresh link; `failed` runs when that doesn't help.
+function retryWithFreshLink(el, jobId, index, failed) {
+  if (el.dataset.retried) {
+    failed();
+    return;
+  }
+  el.dataset.retried = "true";
+  refreshJob(jobId)
+    .then(() => {
+      const output = outputOf(state.jobs.get(jobId), index);
+      if (output && output.url !== el.getAttribute("src")) el.src = output.url;
+      else failed();
+    })
+    .catch(failed);
 }
 
 function workflowUrl(item, prefix) {
@@ -486,7 +544,7 @@ function renderMedia(job, el) {
   media.replaceChildren();
   for (const output of outputs) {
     const type = output.content_type || "";
-    const src = outputSrc(job.id, output.index);
+    const src = output.url;
     if (type.startsWith("image/")) {
       const figure = document.createElement("figure");
       const img = document.createElement("img");
@@ -500,7 +558,9 @@ function renderMedia(job, el) {
         figure.dataset.loaded = "true";
       });
       img.addEventListener("error", () => {
-        caption.textContent = "could not load the image";
+        retryWithFreshLink(img, job.id, output.index, () => {
+          caption.textContent = "could not load the image";
+        });
       });
       img.src = src;
       figure.append(img, caption);
@@ -510,6 +570,7 @@ function renderMedia(job, el) {
       video.controls = true;
       video.preload = "metadata";
       video.src = src;
+      video.addEventListener("error", () => retryWithFreshLink(video, job.id, output.index, () => {}));
       video.setAttribute("aria-label", `video output ${output.index} of job ${shortId(job.id)}`);
       media.append(video);
     } else {
@@ -626,8 +687,8 @@ async function showCompare(jobId, focus) {
   statFactor.textContent = "…";
   if (focus) box.scrollIntoView({ behavior: "smooth", block: "nearest" });
   const [b, a] = await Promise.allSettled([
-    loadImage(before, sourceSrc(input.image || input.input_image || "")),
-    loadImage(after, outputSrc(job.id, job.outputs[0].index)),
+    sourceSrc(input.image || input.input_image || "").then((src) => loadImage(before, src)),
+    loadImage(after, job.outputs[0].url),
   ]);
   if (state.compareJobId !== jobId) return;
   const size = (r) => (r.status === "fulfilled" ? [r.value.naturalWidth, r.value.naturalHeight] : null);

@@ -183,6 +183,8 @@ async def get_file(job_id: str, filename: str, request: Request, emulator: Emula
     spec = record.files[filename]
     size = file_size(spec)
     headers = {"content-length": str(size), "cache-control": "no-store"}
+    if record.faults.file_without_length:
+        del headers["content-length"]
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers, media_type=spec.content_type)
     if delay := record.faults.file_delay_seconds:

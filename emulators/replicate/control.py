@@ -1,6 +1,8 @@
 """The emulator's own control and observation routes (`/_emulator/...`, no auth).
 
 Tests and benches use them to switch faults on, force outcomes and read what happened.
+`/_emulator/redirect?to=<url>` answers a 302 to any URL: with the `output_url` fault it plays a
+file host that redirects a client somewhere it should not go.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import RedirectResponse
 
 from emulators.replicate.deps import ApiProblem, EmulatorDep
 from emulators.replicate.models import NOT_FOUND, CompleteRequest, Faults
@@ -21,6 +24,12 @@ router = APIRouter(prefix="/_emulator")
 async def health() -> dict[str, bool]:
     """Liveness."""
     return {"ok": True}
+
+
+@router.get("/redirect")
+async def redirect(to: str) -> RedirectResponse:
+    """A 302 to `to`, whatever it is (a hostile file host)."""
+    return RedirectResponse(to, status_code=302)
 
 
 @router.get("/stats")

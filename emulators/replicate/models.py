@@ -52,6 +52,13 @@ class Faults(BaseModel):
     file_bytes: int | None = Field(default=None, ge=0)
     # Output file downloads take about this long (headers at once, the body spread over it).
     file_delay_seconds: float | None = Field(default=None, ge=0)
+    # Output files are sent chunked, without Content-Length (the size is known only at the end).
+    file_without_length: bool = False
+    # A model a hostile user published: the prediction's `output` is this string instead of
+    # the emulator's file URLs (e.g. `http://169.254.169.254/...`, or this emulator's
+    # `/_emulator/redirect?to=...`). Anyone may name any model at Replicate, so a client must
+    # treat outputs as untrusted URLs.
+    output_url: str | None = None
 
     def overridden_by(self, specific: Faults) -> Faults:
         """These faults with every field that `specific` set explicitly replaced."""

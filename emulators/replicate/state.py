@@ -164,6 +164,8 @@ class Emulator:
             processing_seconds=processing,
         )
         record.final_output = with_urls(plan.final, {n: record.file_url(n) for n in plan.files})
+        if faults.output_url is not None:
+            record.final_output = faults.output_url
         if request.faults is not None and "server_errors" in request.faults.model_fields_set:
             if {"get", "cancel"} & set(faults.server_errors_on):
                 record.server_errors_left = faults.server_errors

@@ -24,6 +24,10 @@ def upgrade() -> None:
             sa.Column('bootstrap', sa.Boolean(), nullable=False, server_default=sa.false())
         )
         batch_op.add_column(sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True))
+    # Until now BOOTSTRAP_API_KEYS was the only way to make a key: every existing key is one
+    # (and is revoked at start-up once the variable no longer lists it).
+    api_keys = sa.table('api_keys', sa.column('bootstrap', sa.Boolean()))
+    op.execute(api_keys.update().values(bootstrap=True))
 
     op.create_table('idempotency_keys',
     sa.Column('user_id', sa.String(length=64), nullable=False),

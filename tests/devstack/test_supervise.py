@@ -90,8 +90,12 @@ def test_a_process_that_keeps_crashing_stops_the_stack(tmp_path: Path) -> None:
 def test_crashes_outside_the_window_are_forgotten(tmp_path: Path) -> None:
     proc = sleeper(tmp_path)
     clock = FakeClock()
+
+    def restart() -> None:
+        proc.start()
+
     supervisor = Supervisor(
-        [Watched("rare", lambda: proc, lambda: None if proc.start() else None)],
+        [Watched("rare", lambda: proc, restart)],
         say=lambda _: None,
         clock=clock,
         max_crashes=2,

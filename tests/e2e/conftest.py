@@ -58,6 +58,10 @@ E2E_ENV = {
     # Recovery: every job is settled at once; the schedule stays out of the tests' way.
     "RECOVERY_MIN_AGE_MINUTES": "0",
     "RECOVERY_INTERVAL_MINUTES": "1440",
+    # Tests gather dozens of requests on one key; the limit itself is tested on a small app.
+    "API_RATE_LIMIT_PER_SECOND": "0",
+    # Emulator outputs are a few KB: 1 MiB lets a test send an oversized one cheaply.
+    "MAX_OUTPUT_BYTES": str(1024 * 1024),
 }
 
 

@@ -1,6 +1,8 @@
-"""What the dashboard relies on, over HTTP: its files, `GET /v1/me` and outputs by query token."""
+"""What the dashboard relies on, over HTTP: its files, `GET /v1/me` and outputs by signed link."""
 
 from __future__ import annotations
+
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -9,6 +11,7 @@ from devstack.stack import ERP_COMPANY_TOKENS
 from sync_modules.registry import all_modules
 from tests.e2e.conftest import E2E, KEYS
 from tests.e2e.test_media_jobs import create, wait_job
+from tests.errors import error_of
 
 pytestmark = pytest.mark.e2e
 
@@ -52,22 +55,42 @@ async def test_me_tells_who_the_caller_is_and_what_they_may_follow(e2e: E2E) -> 
         assert bad.status_code == 401
 
 
-async def test_outputs_accept_the_key_as_access_token(e2e: E2E) -> None:
+async def test_outputs_open_with_their_signed_link_and_never_with_a_key_in_the_url(
+    e2e: E2E,
+) -> None:
     async with e2e.api("alice") as alice:
-        job = await create(alice)
-        done = await wait_job(alice, job["id"])
-        assert done["status"] == "succeeded", done
-        with_header = await alice.get(f"/v1/jobs/{job['id']}/outputs/0")
+        jobs = [
+            await create(alice, input={"prompt": "a fox", "num_outputs": 2}),
+            await create(alice),
+        ]
+        first, second = [await wait_job(alice, job["id"]) for job in jobs]
+        assert first["status"] == second["status"] == "succeeded", (first, second)
+        with_header = await alice.get(f"/v1/jobs/{first['id']}/outputs/0")
 
-    path = f"/v1/jobs/{job['id']}/outputs/0"
-    async with httpx.AsyncClient(base_url=e2e.stack.api_url, timeout=30.0) as browser:
-        by_token = await browser.get(path, params={"access_token": KEYS["alice"]})
-        assert by_token.status_code == with_header.status_code
-        assert by_token.status_code in (200, 307)  # 307: a presigned URL on S3
-        if by_token.status_code == 200:
-            assert by_token.content == with_header.content
+    link = first["outputs"][0]["url"]
+    path, _, query = link.partition("?")
+    token = dict(parse_qsl(query))["token"]
+    assert path == f"{e2e.stack.api_url}/v1/jobs/{first['id']}/outputs/0"
+    assert KEYS["alice"] not in link
+    async with httpx.AsyncClient(timeout=30.0) as browser:
+        by_link = await browser.get(link)
+        assert by_link.status_code == with_header.status_code
+        assert by_link.status_code in (200, 307)  # 307: a presigned URL on S3
+        if by_link.status_code == 200:
+            assert by_link.content == with_header.content
+        # The token opens that one file: not the job's other output, not another job's, not
+        # the thumbnail; a wrong token and no token are refused.
+        elsewhere = [
+            f"/v1/jobs/{first['id']}/outputs/1",
+            f"/v1/jobs/{second['id']}/outputs/0",
+            f"/v1/jobs/{first['id']}/outputs/0/thumbnail",
+        ]
+        for other in elsewhere:
+            refused = await browser.get(f"{e2e.stack.api_url}{other}", params={"token": token})
+            assert refused.status_code == 401, other
+            assert error_of(refused)["code"] == "invalid_link_token"
+        bad = await browser.get(path, params={"token": token[:-2] + "xx"})
+        assert bad.status_code == 401
         assert (await browser.get(path)).status_code == 401
-        assert (await browser.get(path, params={"access_token": "not-a-key"})).status_code == 401
-        # Someone else's key sees no such job, as with the header.
-        other = await browser.get(path, params={"access_token": KEYS["bob"]})
-        assert other.status_code == 404
+        # The API key in the query opened it before; it opens nothing now.
+        assert (await browser.get(path, params={"access_token": KEYS["alice"]})).status_code == 401

@@ -4,7 +4,8 @@ One user session, start to finish, without reloading the page: a wrong key, then
 key; a generation and an upscale of its output finishing on screen, with the before/after
 slider; a sync run whose modules turn done; a second run cancelled with its button; the live
 stream cut (the indicator falls back to polling and a job still finishes), then restored;
-another user's key. Screenshots of every step go to test-artifacts/dashboard/.
+another user's key; and no URL the page asks for ever holds an API key. Screenshots of every
+step go to test-artifacts/dashboard/.
 """
 
 from __future__ import annotations
@@ -148,10 +149,15 @@ async def walk_through(e2e: E2E, page: Page, shots: Shots) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     streams: list[str] = []
+    outputs: list[str] = []
+    urls: list[str] = []
 
     def on_request(request: Request) -> None:
+        urls.append(request.url)
         if "/v1/events" in request.url:
             streams.append(request.url)
+        if "/outputs/" in request.url:
+            outputs.append(request.url)
 
     page.on("request", on_request)
 
@@ -267,3 +273,8 @@ async def walk_through(e2e: E2E, page: Page, shots: Shots) -> None:
 
     assert await page.evaluate("window.__sameDocument") is True, "the page reloaded"
     assert errors == [], errors
+    # No API key ever sat in a URL: files load by their signed links, streams by stream tokens.
+    leaked = [url for url in urls for key in ("not-a-key", *KEYS.values()) if key in url]
+    assert leaked == [], leaked
+    assert streams and all("token=" in url for url in streams), streams
+    assert outputs and all("token=" in url for url in outputs), outputs

@@ -15,6 +15,7 @@ from core.contracts import media_job_workflow_id
 from devstack.stack import EMULATOR_TOKEN, EMULATOR_WEBHOOK_SECRET
 from providers import standard_webhooks
 from tests.e2e.conftest import E2E, wait_for_status
+from tests.e2e.webhook_urls import hook_url
 
 pytestmark = pytest.mark.e2e
 
@@ -180,11 +181,11 @@ async def test_training_records_its_model_version(e2e: E2E) -> None:
         job = await create(
             api,
             kind="training",
-            input={"destination": "alice/my-lora", "input_images": "https://x/y.zip"},
+            input={"destination": "autosync/alice-my-lora", "input_images": "https://x/y.zip"},
         )
         done = await wait_job(api, job["id"])
         assert done["status"] == "succeeded", done
-        assert done["output_data"]["version"].startswith("alice/my-lora:")
+        assert done["output_data"]["version"].startswith("autosync/alice-my-lora:")
         assert done["outputs"] == []
 
 
@@ -310,7 +311,7 @@ async def test_webhook_bridge_rejects_bad_signatures(e2e: E2E) -> None:
                 "output": ["http://127.0.0.1:1/x.png"],
             }
         ).encode()
-        url = f"/webhooks/replicate?job_id={job['id']}"
+        url = hook_url(e2e, "replicate", job["id"])
         other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
         for headers in (
             {"content-type": "application/json"},  # missing
@@ -323,9 +324,13 @@ async def test_webhook_bridge_rejects_bad_signatures(e2e: E2E) -> None:
         tampered = body.replace(b"succeeded", b"failed")
         assert (await api.post(url, content=tampered, headers=signed(body))).status_code == 401
         unknown = await api.post(
-            "/webhooks/replicate?job_id=nope", content=body, headers=signed(body)
+            hook_url(e2e, "replicate", "nope"), content=body, headers=signed(body)
         )
         assert unknown.status_code == 404
+        untokened = await api.post(
+            hook_url(e2e, "replicate", job["id"], token=None), content=body, headers=signed(body)
+        )
+        assert untokened.status_code == 401
         huge = b"x" * (8 * 1024 * 1024 + 10)
         assert (await api.post(url, content=huge, headers=signed(huge))).status_code == 413
         # nothing reached the workflow: still waiting, no webhook counted from us

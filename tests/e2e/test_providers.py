@@ -20,11 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.stack import FAL_EMULATOR_USER_ID
 from emulators.fal.config import DEFAULT_SIGNING_SEED
 from emulators.fal.signing import SigningKey
 from providers import kie
 from tests.e2e.conftest import E2E, LOCAL_ONLY
 from tests.e2e.test_media_jobs import TERMINAL, create, wait_job
+from tests.e2e.webhook_urls import hook_url
 
 pytestmark = pytest.mark.e2e
 
@@ -272,7 +274,7 @@ def fal_headers(
 ) -> dict[str, str]:
     key = key or SigningKey.from_seed(bytes.fromhex(DEFAULT_SIGNING_SEED))
     ts = int(time.time()) if timestamp is None else timestamp
-    user = "autosync-dev-user"
+    user = FAL_EMULATOR_USER_ID
     return {
         "content-type": "application/json",
         "X-Fal-Webhook-Request-Id": request_id,
@@ -298,7 +300,7 @@ async def test_fal_webhook_bridge_checks_key_timestamp_and_body(e2e: E2E) -> Non
         job = await submit(api, FAL, **FAL.never_starts)
         submitted = await wait_job(api, job["id"], {"submitted"})
         request_id = submitted["provider_job_id"]
-        url = f"/webhooks/fal?job_id={job['id']}"
+        url = hook_url(e2e, "fal", job["id"])
         claim = {
             "request_id": request_id,
             "gateway_request_id": request_id,
@@ -338,11 +340,9 @@ async def test_kie_callback_bridge_checks_signature_and_defers_when_kie_is_down(
 ) -> None:
     hmac_key = e2e.stack.app_env()["KIE_WEBHOOK_HMAC_KEY"]
     async with e2e.api() as api:
-        job = await submit(api, KIE)
-        done = await wait_job(api, job["id"])
-        assert done["status"] == "succeeded", done
-        task_id = done["provider_job_id"]
-        url = f"/webhooks/kie?job_id={job['id']}"
+        job = await submit(api, KIE, **KIE.never_starts)  # checked only while it runs
+        task_id = (await wait_job(api, job["id"], {"submitted"}))["provider_job_id"]
+        url = hook_url(e2e, "kie", job["id"])
         body = json.dumps({"code": 200, "data": {"taskId": task_id, "state": "success"}})
         for headers in (
             {},  # unsigned, while a key is configured
@@ -361,13 +361,16 @@ async def test_kie_callback_bridge_checks_signature_and_defers_when_kie_is_down(
                 signed = kie_headers(task_id, key=hmac_key)
                 deferred = await api.post(url, content=body, headers=signed)
                 assert deferred.status_code == 503, deferred.text
-                # KIE's retry is confirmed; the job is over already, so it changes nothing.
+                # KIE's retry is confirmed by recordInfo, whose state (waiting) wins over the
+                # body's "success": the job goes on.
                 retried = await api.post(url, content=body, headers=signed)
                 assert retried.status_code == 200, retried.text
-                assert retried.json()["status"] == "ignored"
+                assert retried.json()["status"] == "accepted"
             finally:
                 await emulator.delete("/_emulator/faults")
-        assert (await api.get(f"/v1/jobs/{job['id']}")).json()["outputs"] == done["outputs"]
+        assert (await api.get(f"/v1/jobs/{job['id']}")).json()["status"] == "submitted"
+        await api.post(f"/v1/jobs/{job['id']}/cancel")
+        assert (await wait_job(api, job["id"]))["status"] == "canceled"
 
 
 # --- choosing a provider at the API edge ---------------------------------------------------

@@ -101,7 +101,7 @@ async def test_a_job_whose_workflow_is_gone_is_adopted_and_finishes(e2e: E2E) ->
 
 
 async def test_an_orphan_at_the_provider_is_adopted_with_its_legacy_kind(e2e: E2E) -> None:
-    async with e2e.api("bob") as api, e2e.emulator() as emulator:
+    async with e2e.api("admin") as api, e2e.emulator() as emulator:
         started = await emulator.post(
             "/v1/models/nightmareai/real-esrgan/predictions",
             json={"input": {"prompt": "[UPSCALED] an old photo"}},
@@ -129,7 +129,7 @@ async def test_an_orphan_at_the_provider_is_adopted_with_its_legacy_kind(e2e: E2
         assert again.status_code == 409 and job["id"] in again.text
         done = await wait_job(api, job["id"])
         assert done["status"] == "succeeded"
-        assert done["outputs"][0]["key"].startswith(f"upscaled/bob/{job['id']}_0.")
+        assert done["outputs"][0]["key"].startswith(f"upscaled/root/{job['id']}_0.")
 
 
 async def test_recovery_is_for_admins(e2e: E2E) -> None:

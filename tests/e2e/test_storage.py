@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -60,10 +61,18 @@ async def stored_object(e2e: E2E, key: str) -> bytes | None:
         return None
 
 
-async def read_by_url(url: str, user: str = "alice") -> httpx.Response:
-    """What a browser's <img src> gets: the API key in the query, no header, redirects followed."""
+async def read_by_url(url: str) -> httpx.Response:
+    """What a browser's <img src> gets: the signed link as given, no header, redirects followed."""
     async with httpx.AsyncClient(timeout=30, follow_redirects=True) as browser:
-        return await browser.get(url, params={"access_token": KEYS[user]})
+        return await browser.get(url)
+
+
+async def read_by_key(url: str, user: str = "alice") -> httpx.Response:
+    """The file a link names, read with `user`'s key in the header instead of the link's token."""
+    async with httpx.AsyncClient(timeout=30, follow_redirects=True) as client:
+        return await client.get(
+            url.partition("?")[0], headers={"Authorization": f"Bearer {KEYS[user]}"}
+        )
 
 
 async def test_every_kind_lands_at_its_key_with_thumbnails(e2e: E2E) -> None:
@@ -92,12 +101,14 @@ async def test_every_kind_lands_at_its_key_with_thumbnails(e2e: E2E) -> None:
                 assert output["thumbnail_url"] is None and output["thumbnail_key"] is None
                 assert (output["width"], output["height"]) == (None, None)
                 assert "video" in output["metadata"]["thumbnail_skipped"]
-                assert (await read_by_url(f"{output['url']}/thumbnail")).status_code == 404
+                no_thumbnail = await read_by_key(f"{output['url'].partition('?')[0]}/thumbnail")
+                assert no_thumbnail.status_code == 404
                 continue
             assert output["content_type"] == "image/png" and stored.startswith(b"\x89PNG")
             assert (output["width"], output["height"]) == size
             assert output["thumbnail_key"] == thumbnails[output["index"]]
-            assert output["thumbnail_url"] == f"{output['url']}/thumbnail"
+            path = urlsplit(output["url"]).path
+            assert urlsplit(output["thumbnail_url"]).path == f"{path}/thumbnail"
             thumbnail = await read_by_url(output["thumbnail_url"])
             assert thumbnail.status_code == 200
             assert thumbnail.content == await stored_object(e2e, output["thumbnail_key"])
@@ -144,10 +155,12 @@ async def test_outputs_are_private_to_their_owner(e2e: E2E) -> None:
         job = await wait_job(api, (await create(api))["id"])
     output = job["outputs"][0]
     for url in (output["url"], output["thumbnail_url"]):
-        assert (await read_by_url(url, "bob")).status_code == 404
-        assert (await read_by_url(url, "admin")).status_code == 200
+        assert (await read_by_key(url, "bob")).status_code == 404
+        assert (await read_by_key(url, "admin")).status_code == 200
         async with httpx.AsyncClient() as anonymous:
-            assert (await anonymous.get(url)).status_code == 401
+            assert (await anonymous.get(url.partition("?")[0])).status_code == 401
+        # The link itself is what the owner hands out: it opens this file for whoever holds it.
+        assert (await read_by_url(url)).status_code == 200
 
 
 @contextmanager
@@ -238,9 +251,9 @@ async def test_unsafe_ids_are_refused_at_the_api(e2e: E2E) -> None:
             for suffix in ("", "/outputs/0", "/outputs/0/thumbnail"):
                 response = await api.get(f"/v1/jobs/{job_id}{suffix}")
                 assert response.status_code == 422, (job_id, suffix, response.text)
-                if suffix:  # the file routes also take the key as ?access_token=
-                    query = await read_by_url(f"{e2e.stack.api_url}/v1/jobs/{job_id}{suffix}")
-                    assert query.status_code == 422
+                if suffix:  # the file routes also open by link: the id is checked first
+                    link = f"{e2e.stack.api_url}/v1/jobs/{job_id}{suffix}?token=1.x"
+                    assert (await read_by_url(link)).status_code == 422
             assert (await api.post(f"/v1/jobs/{job_id}/cancel")).status_code == 422
         # Traversal never reaches a file: the route doesn't match, or the id is refused.
         for path in ("..%2F..%2Fetc%2Fpasswd", "%2E%2E", "..", "%2e%2e%2f%2e%2e"):

@@ -14,6 +14,7 @@ from core.db import sync_url
 from devstack.stack import ERP_COMPANY_TOKENS
 from sync_modules.registry import all_modules
 from tests.e2e.conftest import E2E, wait_for_status
+from tests.errors import error_of
 
 pytestmark = pytest.mark.e2e
 
@@ -165,7 +166,7 @@ async def test_cancel_mid_module_keeps_stored_rows(e2e: E2E) -> None:
                 "/v1/sync-runs", json={"company_id": "acme", "mode": "incremental"}
             )
             assert second.status_code == 409
-            assert second.json()["detail"]["running_run_id"] == run["id"]
+            assert error_of(second)["details"]["running_run_id"] == run["id"]
             assert (await api.post(f"/v1/sync-runs/{run['id']}/cancel")).status_code == 202
             done = await wait_run(api, run["id"])
     finally:

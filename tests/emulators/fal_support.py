@@ -82,12 +82,16 @@ def verify_delivery(
     delivery: Delivery,
     body: bytes | None = None,
     verify: ssl.SSLContext | bool = True,
+    user_id: str | None = None,
 ) -> str | None:
-    """Check a received webhook with FalWebhooks and the emulator's JWKS (raises if forged)."""
+    """Check a received webhook with FalWebhooks and the emulator's JWKS (raises if forged);
+    with `user_id`, as the API does when FAL_USER_ID is set."""
 
     async def run() -> str | None:
         async with httpx.AsyncClient(verify=verify) as http:
-            verifier = FalWebhooks(http, jwks_url=f"{fal_url}/.well-known/jwks.json")
+            verifier = FalWebhooks(
+                http, jwks_url=f"{fal_url}/.well-known/jwks.json", user_id=user_id
+            )
             return await verifier.verify(delivery.headers, delivery.body if body is None else body)
 
     return asyncio.run(run())

@@ -12,6 +12,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from devstack.stack import FAL_EMULATOR_USER_ID
 from providers.base import WebhookRejected
 from tests.emulators.fal_support import (
     FAL_RETRY_DELAYS,
@@ -107,6 +108,19 @@ def test_one_signed_terminal_webhook_with_the_result(
     assert len(bytes.fromhex(headers["x-fal-webhook-signature"])) == 64
     assert verifies_by_hand(fal_url, delivery)
     assert verify_delivery(fal_url, delivery) == request_id
+
+
+def test_the_signed_user_id_is_the_emulators_account(
+    fal_api: httpx.Client, fal_url: str, receiver: WebhookReceiver
+) -> None:
+    name = hook_name()
+    request_id = run_with_webhook(fal_api, receiver, name)["request_id"]
+    [delivery] = receiver.wait_count(name, 1)
+    # `make up` sets the API's FAL_USER_ID to the user id the emulator signs with.
+    assert delivery.headers["x-fal-webhook-user-id"] == FAL_EMULATOR_USER_ID
+    assert verify_delivery(fal_url, delivery, user_id=FAL_EMULATOR_USER_ID) == request_id
+    with pytest.raises(WebhookRejected, match="not our fal account"):
+        verify_delivery(fal_url, delivery, user_id="another-fal-customer")
 
 
 def test_a_changed_body_no_longer_verifies(

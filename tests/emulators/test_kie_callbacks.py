@@ -41,6 +41,7 @@ def bridge(
     body: bytes,
     *,
     hmac_key: str | None = HMAC_KEY,
+    allow_unsigned: bool = False,
     reread_only: bool = False,
 ) -> tuple[str | None, ProviderSnapshot]:
     """What the webhook bridge does with a callback: `verify`, then `parse`.
@@ -52,7 +53,12 @@ def bridge(
     async def run() -> tuple[str | None, ProviderSnapshot]:
         async with httpx.AsyncClient(timeout=15, trust_env=False) as http:
             webhooks = KieWebhooks(
-                http, base_url=kie_url, api_key=KIE_KEY, hmac_key=hmac_key, tolerance_seconds=300
+                http,
+                base_url=kie_url,
+                api_key=KIE_KEY,
+                hmac_key=hmac_key,
+                allow_unsigned=allow_unsigned,
+                tolerance_seconds=300,
             )
             if reread_only:
                 return None, await webhooks.authoritative_snapshot(body)
@@ -154,14 +160,19 @@ def test_wrong_or_stale_signatures_are_rejected(
         bridge(kie_url, delivery.headers, delivery.body)
 
 
-def test_without_a_key_unsigned_callbacks_are_accepted_and_still_re_read(
+def test_unsigned_callbacks_are_refused_unless_allowed_and_then_still_re_read(
     kie_url: str, kie_api: httpx.Client, receiver: WebhookReceiver
 ) -> None:
     task_id, delivery = run_with_callback(
         kie_api, receiver, {"omit_callback_signature": True, "lie_in_callback": True}
     )
     assert "x-webhook-signature" not in delivery.headers
-    message_id, snapshot = bridge(kie_url, delivery.headers, delivery.body, hmac_key=None)
+    for key in (None, HMAC_KEY):
+        with pytest.raises(WebhookRejected, match=r"unsigned|missing"):
+            bridge(kie_url, delivery.headers, delivery.body, hmac_key=key)
+    message_id, snapshot = bridge(
+        kie_url, delivery.headers, delivery.body, hmac_key=None, allow_unsigned=True
+    )
     assert message_id is None
     assert snapshot.output_urls == result_urls(record(kie_api, task_id))
 

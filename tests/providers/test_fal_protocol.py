@@ -127,6 +127,10 @@ def test_model_references() -> None:
         ({"image": {"url": "https://c/up.png"}}, ["https://c/up.png"]),
         ({"images": [{"url": "data:image/png;base64,AAAA"}]}, []),
         ({"text": "https://not-a-file.example"}, []),
+        # Files are the media fields' File objects, nothing deeper or elsewhere.
+        ({"timings": {"debug": {"url": "http://169.254.169.254/latest/"}}}, []),
+        ({"images": [{"meta": {"url": "http://127.0.0.1:8233/"}}]}, []),
+        ({"images": [[{"url": "http://10.0.0.1/x.png"}]]}, []),
     ],
 )
 def test_output_urls_are_the_file_objects(payload: dict[str, Any], urls: list[str]) -> None:
@@ -365,6 +369,19 @@ async def test_signature_rejections() -> None:
     with pytest.raises(WebhookRejected, match="differs"):
         await verifier.verify(other, body)  # validly signed, but for another request
     assert await verifier.verify(signed(key, body, timestamp=NOW - 299), body) == REQUEST_ID
+
+
+async def test_a_validly_signed_webhook_of_another_fal_account_is_refused() -> None:
+    # fal signs every customer's webhooks with the same keys; the signed user id tells them apart.
+    key = Ed25519PrivateKey.generate()
+    body = webhook_body()
+    ours = Jwks(key).verifier(user_id=USER)
+    assert await ours.verify(signed(key, body), body) == REQUEST_ID
+    with pytest.raises(WebhookRejected, match="not our fal account"):
+        await Jwks(key).verifier(user_id="our-account").verify(signed(key, body), body)
+    tampered = signed(key, body) | {"X-Fal-Webhook-User-Id": "our-account"}
+    with pytest.raises(WebhookRejected, match="no fal key"):
+        await Jwks(key).verifier(user_id="our-account").verify(tampered, body)  # it is signed
 
 
 async def test_keys_are_cached_and_refetched_once_for_an_unknown_signer() -> None:

@@ -171,13 +171,16 @@ def _no_requests(request: httpx.Request) -> httpx.Response:
     raise AssertionError(f"unexpected request to {request.url}")
 
 
-def verifier(key: str | None = KEY, now: float = NOW) -> KieWebhooks:
+def verifier(
+    key: str | None = KEY, now: float = NOW, *, allow_unsigned: bool = False
+) -> KieWebhooks:
     """A verifier whose re-read must not happen (these checks come before it)."""
     return KieWebhooks(
         httpx.AsyncClient(transport=httpx.MockTransport(_no_requests)),
         base_url="http://kie.invalid",
         api_key="k",
         hmac_key=key,
+        allow_unsigned=allow_unsigned,
         tolerance_seconds=300,
         clock=lambda: now,
     )
@@ -210,9 +213,22 @@ def test_signature_checks() -> None:
         checker.check_signature(signed("task_2"), "task_1")  # a signature names its task
 
 
-def test_without_a_key_nothing_is_checked() -> None:
-    assert verifier(key=None).check_signature({}, "task_1") is None
-    assert verifier(key="").check_signature({}, "task_1") is None
+@pytest.mark.parametrize("key", [None, "", KEY])
+async def test_unsigned_callbacks_are_refused_by_default_before_any_request(
+    key: str | None,
+) -> None:
+    body = json.dumps({"code": 200, "data": {"taskId": "task_1", "state": "success"}}).encode()
+    with pytest.raises(WebhookRejected, match=r"unsigned|missing"):
+        await verifier(key=key).verify({}, body)  # _no_requests: recordInfo never asked
+
+
+def test_unsigned_callbacks_pass_only_when_allowed_explicitly() -> None:
+    assert verifier(key=None, allow_unsigned=True).check_signature({}, "task_1") is None
+    assert verifier(key=KEY, allow_unsigned=True).check_signature({}, "task_1") is None
+    with pytest.raises(WebhookRejected, match="unsigned"):
+        verifier(key=None).check_signature(signed(), "task_1")  # no key to check it with
+    with pytest.raises(WebhookRejected, match="does not match"):
+        verifier(key=KEY, allow_unsigned=True).check_signature(signed(key="x"), "task_1")
 
 
 def test_parse_without_a_confirmed_read_says_nothing_new() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from core.contracts import JobKind
 from core.settings import DEFAULT_MODELS, Settings
+from providers.base import WebhookRejected
 from providers.fal import FalProvider, FalWebhooks
 from providers.kie import KieProvider, KieWebhooks
 from providers.registry import (
@@ -92,3 +93,16 @@ async def test_each_provider_and_verifier_is_built_from_its_settings() -> None:
     assert isinstance(verifiers["fal"], FalWebhooks)
     assert isinstance(verifiers["kie"], KieWebhooks)
     assert [p.name for p in providers.values()] == list(PROVIDER_NAMES)
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+async def test_kie_unsigned_callbacks_follow_the_setting(allowed: bool) -> None:
+    settings = settings_of(kie_allow_unsigned_callbacks=allowed)
+    async with httpx.AsyncClient() as http:
+        kie = build_webhook_verifier("kie", settings, http)
+    assert isinstance(kie, KieWebhooks)
+    if allowed:
+        assert kie.check_signature({}, "task_1") is None
+    else:
+        with pytest.raises(WebhookRejected, match="unsigned"):
+            kie.check_signature({}, "task_1")

@@ -50,13 +50,28 @@ def test_aborted_explains_itself() -> None:
     [
         ("https://r.delivery/a/out.png", ["https://r.delivery/a/out.png"]),
         (["https://r/1.png", "https://r/2.png"], ["https://r/1.png", "https://r/2.png"]),
-        ({"video": "https://r/v.mp4", "text": "hello"}, ["https://r/v.mp4"]),
+        (["a caption", "https://r/1.png"], ["https://r/1.png"]),
         (None, []),
         ("just text", []),
     ],
 )
 def test_output_urls_from_every_shape(output: object, urls: list[str]) -> None:
     assert snapshot_from({"id": "p", "status": "succeeded", "output": output}).output_urls == urls
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        {"foo": "https://internal.example/secret"},
+        {"video": "http://169.254.169.254/latest/meta-data/", "text": "hello"},
+        [["http://127.0.0.1:8233/nested"]],
+        [{"url": "http://10.0.0.1/x"}],
+    ],
+)
+def test_urls_inside_objects_or_nested_lists_are_not_outputs(output: object) -> None:
+    """A model is anyone's code: only `output` itself (a URL or a list of URLs) is a file."""
+    snap = snapshot_from({"id": "p", "status": "succeeded", "output": output})
+    assert snap.output_urls == []
 
 
 def test_training_output_is_a_model_version() -> None:

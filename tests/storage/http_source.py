@@ -7,10 +7,11 @@ reading (TCP backpressure): it can look at what the client did between two chunk
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
@@ -21,12 +22,15 @@ class Route:
     status: int = 200
     content_type: str = "application/octet-stream"
     length: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class HttpSource:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: serve https with this server context (its certificate names the host)."""
         self.routes: dict[str, Route] = {}
         self.requests: list[str] = []
+        self.hosts: list[str | None] = []  # each request's Host header
         source = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,11 +38,14 @@ class HttpSource:
 
             def do_GET(self) -> None:
                 source.requests.append(self.path)
+                source.hosts.append(self.headers.get("Host"))
                 route = source.routes.get(self.path.split("?", 1)[0])
                 if route is None:
                     route = Route(lambda: [b"not found"], status=404)
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.content_type)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 if route.length is not None:
                     self.send_header("Content-Length", str(route.length))
                 else:
@@ -59,12 +66,19 @@ class HttpSource:
         # Port 0: the kernel picks a free port.
         self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "http" if tls is None else "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def add(self, path: str, body: bytes | Route, content_type: str = "") -> str:
         """Serve `body` at `path`; returns its URL."""

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from core.contracts import StoredOutput
+from core.outbound import OutboundFetcher, OutboundPolicy, normalise_origin
 from devstack.s3 import S3Server
 from emulators.replicate.files import FileSpec, iter_file
 from storage.base import Storage
@@ -33,8 +34,10 @@ def source() -> Iterator[HttpSource]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=60) as client:
+async def http(source: HttpSource) -> AsyncIterator[OutboundFetcher]:
+    """The outbound fetcher, with the loopback source allowed (as emulators are)."""
+    policy = OutboundPolicy(allowed_origins=frozenset({normalise_origin(source.base_url)}))
+    async with OutboundFetcher(policy) as client:
         yield client
 
 
@@ -65,7 +68,7 @@ def emulator_file(kind: str) -> bytes:
 
 
 async def copy(
-    http: httpx.AsyncClient,
+    http: OutboundFetcher,
     storage: Storage,
     url: str,
     workdir: Path,
@@ -113,7 +116,7 @@ KINDS = [
 async def test_every_kind_lands_at_its_key_with_a_thumbnail(
     storage: Storage,
     source: HttpSource,
-    http: httpx.AsyncClient,
+    http: OutboundFetcher,
     tmp_path: Path,
     context: str,
     body: bytes,
@@ -153,7 +156,7 @@ async def test_every_kind_lands_at_its_key_with_a_thumbnail(
 
 
 async def test_a_broken_image_is_stored_without_a_thumbnail(
-    storage: Storage, source: HttpSource, http: httpx.AsyncClient, tmp_path: Path
+    storage: Storage, source: HttpSource, http: OutboundFetcher, tmp_path: Path
 ) -> None:
     body = b"\x89PNG\r\n\x1a\n" + os.urandom(2048)
     url = source.add("/broken.png", body)
@@ -166,7 +169,7 @@ async def test_a_broken_image_is_stored_without_a_thumbnail(
 
 
 async def test_a_png_with_a_huge_private_chunk_is_thumbnailed_from_its_pixels(
-    storage: Storage, source: HttpSource, http: httpx.AsyncClient, tmp_path: Path
+    storage: Storage, source: HttpSource, http: OutboundFetcher, tmp_path: Path
 ) -> None:
     spec = FileSpec(kind="png", seed="big", width=200, height=100, pad_to=40 * MB)
     url = source.add("/padded.png", Route(lambda: iter_file(spec), length=40 * MB))
@@ -182,7 +185,7 @@ async def test_a_png_with_a_huge_private_chunk_is_thumbnailed_from_its_pixels(
 async def test_a_url_the_provider_refuses_stores_nothing(
     storage: Storage,
     source: HttpSource,
-    http: httpx.AsyncClient,
+    http: OutboundFetcher,
     tmp_path: Path,
     status: int,
     error: type[Exception],
@@ -195,7 +198,7 @@ async def test_a_url_the_provider_refuses_stores_nothing(
 
 
 async def test_a_provider_outage_is_an_error_worth_retrying(
-    storage: Storage, source: HttpSource, http: httpx.AsyncClient, tmp_path: Path
+    storage: Storage, source: HttpSource, http: OutboundFetcher, tmp_path: Path
 ) -> None:
     url = source.add("/busy.png", Route(lambda: [b"later"], status=503))
     with pytest.raises(httpx.HTTPStatusError):
@@ -208,7 +211,7 @@ async def test_a_provider_outage_is_an_error_worth_retrying(
 async def test_unsafe_ids_are_refused_before_anything_is_stored(
     storage: Storage,
     source: HttpSource,
-    http: httpx.AsyncClient,
+    http: OutboundFetcher,
     tmp_path: Path,
     user_id: str,
     job_id: str,
@@ -223,7 +226,7 @@ async def test_unsafe_ids_are_refused_before_anything_is_stored(
 
 
 async def test_a_retried_copy_writes_the_same_objects(
-    storage: Storage, source: HttpSource, http: httpx.AsyncClient, tmp_path: Path
+    storage: Storage, source: HttpSource, http: OutboundFetcher, tmp_path: Path
 ) -> None:
     url = source.add("/again.jpg", rotated_jpeg())
     first = await copy(http, storage, url, tmp_path / "one")
@@ -284,7 +287,7 @@ def expected_sha256(total: int) -> str:
 async def test_a_large_video_streams_through_disk_in_chunks(
     storage: Storage,
     source: HttpSource,
-    http: httpx.AsyncClient,
+    http: OutboundFetcher,
     tmp_path: Path,
     s3_server: S3Server,
 ) -> None:

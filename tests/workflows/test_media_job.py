@@ -295,3 +295,62 @@ async def test_an_adopted_job_the_provider_never_knew_fails_clearly(media) -> No
     assert result.status == JobStatus.FAILED
     assert result.error is not None and "no longer knows this job" in result.error
     assert fake.submits == 0
+
+
+FOREIGN = fakes.snap(
+    "succeeded",
+    ProviderPhase.SUCCEEDED,
+    provider_job_id="someone-elses-prediction",
+    output_urls=["https://attacker.example/forged.png"],
+)
+
+
+@pytest.mark.parametrize("when", ["during the submit", "during a 429 backoff"])
+async def test_foreign_event_before_the_submit_returns_is_ignored(media, when: str) -> None:
+    client, tq, fake = media
+    if when == "during the submit":
+        fake.submit_delay = 1.0
+    else:
+        fake.submit_errors = [fakes.rate_limited(30)]
+    fake.on_poll = lambda n: fakes.SUCCEEDED
+    handle = await start(client, tq, job())
+    await asyncio.wait_for(fake.submit_started.wait(), 10)
+    await handle.signal(MediaJobWorkflow.provider_event, event(FOREIGN))
+    result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert [s.snapshot.provider_job_id for s in fake.stores] == [fakes.PROVIDER_JOB_ID]
+    assert [o.source_url for o in result.outputs] == fakes.SUCCEEDED.output_urls
+    assert (await handle.query(MediaJobWorkflow.state)).provider_job_id == fakes.PROVIDER_JOB_ID
+
+
+async def test_matching_event_before_the_submit_returns_is_applied_after_it(media) -> None:
+    client, tq, fake = media
+    fake.submit_delay = 1.0
+    fake.on_poll = lambda n: fakes.FAILED  # only the held event can make the job succeed
+    handle = await start(client, tq, job())
+    await asyncio.wait_for(fake.submit_started.wait(), 10)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+    result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert fake.polls == 0 and len(fake.stores) == 1
+
+
+@pytest.mark.parametrize("own", [True, False])
+async def test_adopted_job_takes_only_events_of_its_provider_job(media, own: bool) -> None:
+    client, tq, fake = media
+    fake.on_poll = lambda n: fakes.PROCESSING if n == 1 else fakes.FAILED
+    inp = job(adopt_provider_job_id=fakes.PROVIDER_JOB_ID)
+    # Signal-with-start: the event is handled before the workflow's code has run at all.
+    handle = await client.start_workflow(
+        MediaJobWorkflow.run,
+        inp,
+        id=f"media-job-{inp.job_id}",
+        task_queue=tq,
+        start_signal="provider_event",
+        start_signal_args=[event(fakes.SUCCEEDED if own else FOREIGN)],
+    )
+    result = await handle.result()
+    assert result.status == (JobStatus.SUCCEEDED if own else JobStatus.FAILED)
+    assert [s.snapshot.provider_job_id for s in fake.stores] == (
+        [fakes.PROVIDER_JOB_ID] if own else []
+    )

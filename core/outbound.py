@@ -1,0 +1,390 @@
+"""The one way the system fetches a URL someone else gave us: provider outputs, recovery probes.
+
+A provider's output is whatever a user's model says it is, so the URL is hostile until checked.
+On the first URL and again on every redirect (followed here, at most OUTBOUND_MAX_REDIRECTS):
+
+- http(s) only, and no `user:password@` part;
+- https, unless the URL's exact origin (`scheme://host:port`, default port filled in) is in
+  OUTBOUND_ALLOWED_ORIGINS: those (emulators, test servers) may be plain http and private;
+- the host is resolved once, off the event loop, and every address must be public: loopback,
+  private, link-local (169.254.169.254, the cloud metadata service), shared (CGNAT), multicast,
+  reserved and unspecified addresses are refused, and so are IPv6 forms that embed one of
+  them (IPv4-mapped, NAT64, 6to4). The connection then goes to exactly the addresses checked:
+  the transport below refuses any connection the fetcher did not check, so a DNS answer that
+  changes between the check and the connect (rebinding) reaches nothing. TLS still verifies
+  the certificate against the URL's host name (the URL is never rewritten to the address);
+- when PROVIDER_OUTPUT_HOSTS lists hosts for the provider, only those;
+- a connect deadline and a deadline per read; at most MAX_OUTPUT_BYTES per object: a larger
+  Content-Length is refused before the body is read, and a body without one (or with a lying
+  one) is cut off as soon as it passes the cap.
+
+Refusals raise OutboundRefused (OutboundTooLarge for the cap) with a reason fit for the job's
+error; network failures stay httpx errors, worth retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ipaddress
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpcore
+import httpx
+
+from core.settings import Settings
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packet ends up at.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+# host, port -> addresses; a resolver is swappable so tests can play DNS.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+class OutboundRefused(Exception):
+    """The URL may not be fetched. Policy, not a network failure: never worth retrying."""
+
+
+class OutboundTooLarge(OutboundRefused):
+    """The object is larger than the byte cap."""
+
+
+# --- the policy ------------------------------------------------------------------------------
+
+
+def origin_of(url: httpx.URL) -> str:
+    """`scheme://host:port` of an http(s) URL, lower case, the default port filled in."""
+    host = url.raw_host.decode("ascii").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{url.scheme}://{host}:{url.port or DEFAULT_PORTS[url.scheme]}"
+
+
+def normalise_origin(origin: str) -> str:
+    """An OUTBOUND_ALLOWED_ORIGINS entry as `origin_of` writes it; ValueError when it isn't one."""
+    try:
+        url = httpx.URL(origin.strip())
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{origin!r} is not an origin: {exc}") from exc
+    if (
+        url.scheme not in DEFAULT_PORTS
+        or not url.raw_host
+        or url.userinfo
+        or url.raw_path not in (b"", b"/")
+    ):
+        raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], http or https)")
+    return origin_of(url)
+
+
+def non_public_reason(address: str) -> str | None:
+    """Why `address` is not a public address (None: it is)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 scope id
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            inner = non_public_reason(str(embedded))
+            return f"embeds {embedded}, which {inner}" if inner else None
+    # is_global alone lets multicast through, hence the explicit checks.
+    if (
+        not ip.is_global
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_private
+        or ip.is_unspecified
+    ):
+        return "is not a public address"
+    return None
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_matches(host: str, patterns: Iterable[str]) -> bool:
+    for pattern in patterns:
+        pattern = pattern.strip().lower().rstrip(".")
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    allowed_origins: frozenset[str] = frozenset()
+    max_redirects: int = 3
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_bytes: int = 2 * 1024**3
+    # provider -> host names or `*.suffix` patterns its URLs must be on (unlisted: any)
+    provider_hosts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboundPolicy:
+        return cls(
+            allowed_origins=frozenset(
+                normalise_origin(o) for o in settings.outbound_allowed_origins
+            ),
+            max_redirects=settings.outbound_max_redirects,
+            connect_timeout=settings.outbound_connect_timeout_seconds,
+            read_timeout=settings.outbound_read_timeout_seconds,
+            max_bytes=settings.max_output_bytes,
+            provider_hosts=settings.provider_output_hosts,
+        )
+
+    def too_large(self) -> OutboundTooLarge:
+        return OutboundTooLarge(f"larger than MAX_OUTPUT_BYTES ({self.max_bytes} bytes)")
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: httpx.URL
+    endpoint: tuple[str, int]
+    addresses: tuple[str, ...]
+
+
+# --- connecting only to checked addresses -----------------------------------------------------
+
+# The addresses the fetcher checked for the request being sent, by (host, port). Set around
+# each send; the connection is opened inside it, in the same task.
+_checked: contextvars.ContextVar[Mapping[tuple[str, int], tuple[str, ...]] | None] = (
+    contextvars.ContextVar("outbound_checked", default=None)
+)
+
+
+class _CheckedAddressesBackend(httpcore.AsyncNetworkBackend):
+    """Connects to the addresses the fetcher checked for (host, port), never looks a host up."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = (_checked.get() or {}).get((host.lower(), port))
+        if not addresses:
+            raise OutboundRefused(f"connection to {host}:{port} was not checked")
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise OutboundRefused("unix sockets are not fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _CheckedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport on a connection pool whose network backend is the one above."""
+
+    def __init__(self, verify: ssl.SSLContext | bool, limits: httpx.Limits) -> None:
+        super().__init__(verify=verify, trust_env=False, limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_CheckedAddressesBackend(),
+        )
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+# --- the fetcher ------------------------------------------------------------------------------
+
+
+@dataclass
+class Fetched:
+    """The final answer (after redirects), its body read through the byte cap."""
+
+    response: httpx.Response
+    url: str
+    policy: OutboundPolicy
+
+    async def iter_bytes(self, chunk_size: int) -> AsyncIterator[bytes]:
+        total = 0
+        async for chunk in self.response.aiter_bytes(chunk_size):
+            total += len(chunk)
+            if total > self.policy.max_bytes:
+                raise self.policy.too_large()
+            yield chunk
+
+
+class OutboundFetcher:
+    """GET a URL under the policy above; one per process, it pools its connections."""
+
+    def __init__(
+        self,
+        policy: OutboundPolicy,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        max_connections: int = 100,
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        self.policy = policy
+        self._resolve = resolver
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
+        self._client = httpx.AsyncClient(
+            transport=_CheckedTransport(verify, limits),
+            timeout=httpx.Timeout(
+                policy.read_timeout, connect=policy.connect_timeout, pool=policy.connect_timeout
+            ),
+            follow_redirects=False,
+            trust_env=False,  # a proxy would resolve the host itself, past our check
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboundFetcher:
+        return cls(OutboundPolicy.from_settings(settings))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> OutboundFetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @asynccontextmanager
+    async def open(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        provider: str | None = None,
+    ) -> AsyncIterator[Fetched]:
+        """GET `url`, following redirects under the policy; yields the final answer unread.
+
+        A 2xx answer whose Content-Length passes the cap is refused before its body is read.
+        """
+        sent = {"Accept-Encoding": "identity", **(headers or {})}
+        response, final = await self._follow(url, sent, provider)
+        try:
+            if 200 <= response.status_code < 300:
+                length = response.headers.get("content-length", "")
+                if length.isdigit() and int(length) > self.policy.max_bytes:
+                    raise self.policy.too_large()
+            yield Fetched(response, str(final), self.policy)
+        finally:
+            await response.aclose()
+
+    async def _follow(
+        self, url: str, headers: Mapping[str, str], provider: str | None
+    ) -> tuple[httpx.Response, httpx.URL]:
+        current = self._parse(url)
+        previous: httpx.URL | None = None
+        for _ in range(self.policy.max_redirects + 1):
+            target = await self._check(current, previous, provider)
+            token = _checked.set({target.endpoint: target.addresses})
+            try:
+                response = await self._client.send(
+                    self._client.build_request("GET", current, headers=headers), stream=True
+                )
+            finally:
+                _checked.reset(token)
+            location = response.headers.get("location")
+            if response.status_code not in REDIRECT_CODES or not location:
+                return response, current
+            await response.aclose()
+            previous = current
+            try:
+                current = current.join(location)
+            except httpx.InvalidURL as exc:
+                raise OutboundRefused(f"a redirect to an invalid URL ({exc})") from exc
+        raise OutboundRefused(f"more than {self.policy.max_redirects} redirects")
+
+    @staticmethod
+    def _parse(url: str) -> httpx.URL:
+        try:
+            return httpx.URL(url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise OutboundRefused(f"not a valid URL ({exc})") from exc
+
+    async def _check(
+        self, url: httpx.URL, previous: httpx.URL | None, provider: str | None
+    ) -> _Target:
+        """Refuse `url` or return the addresses it may be fetched from."""
+        if url.scheme not in DEFAULT_PORTS:
+            raise OutboundRefused(f"{url.scheme or 'scheme-less'}:// URLs are not fetched")
+        if url.userinfo:
+            raise OutboundRefused("URLs with credentials (user@host) are not fetched")
+        if not url.raw_host:
+            raise OutboundRefused("a URL without a host")
+        origin = origin_of(url)
+        allowed = origin in self.policy.allowed_origins
+        host = url.raw_host.decode("ascii").lower()
+        # An internal address is the most telling reason, so it goes first when no lookup
+        # is needed to see it.
+        if not allowed and _is_address(host) and (reason := non_public_reason(host)):
+            raise OutboundRefused(f"{host} {reason}")
+        if url.scheme != "https" and not allowed:
+            if previous is not None and previous.scheme == "https":
+                raise OutboundRefused(f"a redirect from https down to {origin}")
+            raise OutboundRefused(f"{origin} is plain http (only https is fetched)")
+        if provider is not None and provider in self.policy.provider_hosts:
+            if not _host_matches(host.rstrip("."), self.policy.provider_hosts[provider]):
+                raise OutboundRefused(f"{host} is not an output host of {provider}")
+        port = url.port or DEFAULT_PORTS[url.scheme]
+        addresses = await self._addresses(host, port)
+        if not allowed:
+            for address in addresses:
+                if (reason := non_public_reason(address)) is not None:
+                    named = address if address == host else f"{host} ({address})"
+                    raise OutboundRefused(f"{named} {reason}")
+        return _Target(url=url, endpoint=(host, port), addresses=addresses)
+
+    async def _addresses(self, host: str, port: int) -> tuple[str, ...]:
+        if _is_address(host):
+            return (host,)
+        try:
+            found = await asyncio.wait_for(self._resolve(host, port), self.policy.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            # Worth retrying (DNS has bad minutes): a network error, not a refusal.
+            raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        if not found:
+            raise httpx.ConnectError(f"cannot resolve {host}: no address")
+        return tuple(dict.fromkeys(found))
