@@ -19,7 +19,9 @@ from tests.errors import error_of
 pytestmark = pytest.mark.e2e
 
 TERMINAL = {"DONE", "FAILED", "CANCELED"}
-MONTH = ("2024-12-01", "2024-12-31")
+# A month no other test syncs (the API schema's example, which the fuzz suite sends, is
+# 2024-12): "rows last written by this run" must not find them written by an earlier one.
+MONTH = ("2024-09-01", "2024-09-30")
 
 
 def erp(e2e: E2E) -> httpx.AsyncClient:
@@ -103,7 +105,7 @@ async def wait_run(
 
 async def test_a_month_of_every_module_matches_the_upstream(e2e: E2E) -> None:
     async with e2e.api("admin") as api:
-        run = await start_run(api, month="2024-12")
+        run = await start_run(api, month=MONTH[0][:7])
         done = await wait_run(api, run["id"])
         assert done["status"] == "DONE", done
         for name, module in all_modules().items():
