@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench-media bench-sync bench-events bench-recovery install clean
+.PHONY: up test lint bench-media bench-sync bench-events bench-recovery bench-soak soak-quick install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ bench-events: $(STAMP)
 ## Outputs stored before their URLs expire; copy MB/s to S3 and worker RSS per file size (~3 min)
 bench-recovery: $(STAMP)
 	$(PY) bench/recovery.py
+
+## Fault soak: load and combined faults, then a ledger whose must-be-zero figures must be 0 (20 min)
+bench-soak: $(STAMP)
+	$(PY) bench/soak.py
+
+## The same in 4 minutes with every fault at least once (CI runs it after `make test`)
+soak-quick: $(STAMP)
+	$(PY) bench/soak.py --quick
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache

@@ -83,6 +83,9 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 min_interval=settings.sync_min_interval_seconds,
             ),
         )
+        # SIGTERM (a deploy, `make up`'s stop) lets running activities finish rather than
+        # cancelling them at once: a cancelled copy or submit would be retried from scratch.
+        graceful = timedelta(seconds=settings.worker_graceful_shutdown_seconds)
         runner = (
             SandboxedWorkflowRunner() if settings.worker_sandboxed else UnsandboxedWorkflowRunner()
         )
@@ -111,6 +114,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             # cancelled should stop within seconds, not the default 0.8 x heartbeat timeout.
             max_heartbeat_throttle_interval=timedelta(seconds=2),
             workflow_runner=runner,
+            graceful_shutdown_timeout=graceful,
         )
         sync_runs = Worker(
             client,
@@ -126,6 +130,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             workflow_runner=runner,
+            graceful_shutdown_timeout=graceful,
         )
         # An activity makes up to `sync_pages_per_activity` requests, so the queue's activities
         # per second are the request limit divided by that.
@@ -138,6 +143,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             max_task_queue_activities_per_second=(1.0 / interval) if interval > 0 else None,
             # A canceled run reaches its page activities through heartbeat answers.
             max_heartbeat_throttle_interval=timedelta(seconds=1),
+            graceful_shutdown_timeout=graceful,
         )
         try:
             yield [media, sync_runs, erp_pages]
@@ -219,7 +225,12 @@ async def main() -> None:
             settings.temporal_address,
         )
         await stop.wait()
-        log.info("shutting down: finishing running activities")
+        log.info(
+            "shutting down: finishing running activities (up to %ss)",
+            settings.worker_graceful_shutdown_seconds,
+        )
+        # All at once: one after another, each worker's grace period would add up.
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
 
 
 if __name__ == "__main__":

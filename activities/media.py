@@ -8,14 +8,15 @@ of a job's cost on the server (see shared/reference/dev-server-limits.md and ben
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -24,15 +25,19 @@ from activities.heartbeat import heartbeating
 from core.contracts import (
     ERR_OUTPUT_EXPIRED,
     ERR_OUTPUT_INVALID,
+    ERR_OUTPUT_VANISHED,
     ERR_PROVIDER_RATE_LIMITED,
     ERR_PROVIDER_REJECTED,
     STORAGE_CONTEXT,
+    TERMINAL_JOB_STATUSES,
+    TERMINAL_PHASES,
     JobKind,
     JobProgress,
     JobStatus,
     ProviderRef,
     ProviderSnapshot,
     StoredOutput,
+    StoredThumbnail,
     StoreRequest,
     StoreResult,
     SubmitRequest,
@@ -44,6 +49,9 @@ from core.outbound import OutboundFetcher, OutboundRefused, OutboundTooLarge
 from providers.base import Provider, ProviderRateLimited, ProviderRejected
 from storage.base import Storage
 from storage.copy import SourceGone, SourceRefused, UnsafeKey, copy_output
+
+# Job statuses after which nothing may reach a provider any more.
+ENDED = [status.value for status in TERMINAL_JOB_STATUSES]
 
 
 @contextmanager
@@ -99,15 +107,84 @@ class MediaActivities:
 
     @activity.defn(name="media.submit")
     async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
+        """Create the job's provider job, once; nothing is written after the provider took it.
+
+        Each attempt is counted in the database before the provider is called: if that write
+        fails, no call is made and the attempt is retried. A count above 1 means an earlier
+        attempt may have created a provider job whose answer we never saw (an error or timeout
+        after the request was sent, a worker killed mid-call, which re-runs this local activity
+        from scratch): that job is looked up (`Provider.find`) and adopted rather than created
+        again. The workflow records SUBMITTED and the provider job id in a step of its own, so
+        a failed write there retries the write, not the create.
+        """
+        provider = self._provider(request.provider)
+        attempt, since = await self._count_submit(request.job_id)
         with provider_errors():
-            snapshot = await self._provider(request.provider).submit(request)
-        await self._advance(
+            if attempt is None or attempt > 1:
+                found = await provider.find(request, since=since)
+                if found:
+                    return await self._adopt_found(provider, request, found)
+            return await provider.submit(request)
+
+    async def _count_submit(self, job_id: str) -> tuple[int | None, datetime | None]:
+        """Count a submit attempt; (attempts so far, when the job was created), or Nones
+        for a job without a row (it can't say what earlier attempts did)."""
+
+        async def write() -> tuple[int | None, datetime | None]:
+            async with self._sessions() as session:
+                row = (
+                    await session.execute(
+                        update(Job)
+                        # A job that ended before its submit (cancelled while queued, with no
+                        # workflow yet) matches nothing: it must never reach a provider.
+                        .where(Job.id == job_id, Job.status.not_in(ENDED))
+                        .values(submit_attempts=Job.submit_attempts + 1)
+                        .returning(Job.submit_attempts, Job.created_at)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).one_or_none()
+                ended = None
+                if row is None:
+                    ended = await session.scalar(select(Job.status).where(Job.id == job_id))
+                await session.commit()
+            if ended is not None:
+                raise ApplicationError(
+                    f"the job was {ended} before it reached the provider",
+                    type=ERR_PROVIDER_REJECTED,
+                    non_retryable=True,
+                )
+            return (None, None) if row is None else (int(row[0]), row[1])
+
+        return await uninterrupted(write())
+
+    async def _adopt_found(
+        self, provider: Provider, request: SubmitRequest, found: list[ProviderSnapshot]
+    ) -> ProviderSnapshot:
+        """Take the oldest provider job earlier attempts made; cancel the others still running
+        (one we created and lost track of must not run on, billed, for nobody)."""
+        adopted, extras = found[0], found[1:]
+        activity.logger.warning(
+            "job %s: adopting %s job %s, created by an earlier submit attempt%s",
             request.job_id,
-            JobStatus.SUBMITTED,
-            provider_job_id=snapshot.provider_job_id,
-            provider_status=snapshot.provider_status,
+            provider.name,
+            adopted.provider_job_id,
+            f"; cancelling {len(extras)} more" if extras else "",
         )
-        return snapshot
+        for extra in extras:
+            if extra.phase in TERMINAL_PHASES:
+                continue
+            ref = ProviderRef(
+                job_id=request.job_id,
+                kind=request.kind,
+                provider=request.provider,
+                provider_job_id=extra.provider_job_id,
+                model=request.model,
+            )
+            try:
+                await provider.cancel(ref)
+            except ProviderRejected as exc:  # gone or finished: nothing left to stop
+                activity.logger.warning("could not cancel %s: %s", extra.provider_job_id, exc)
+        return adopted
 
     @activity.defn(name="media.poll")
     async def poll(self, ref: ProviderRef) -> ProviderSnapshot:
@@ -136,8 +213,16 @@ class MediaActivities:
 
     @activity.defn(name="media.store_outputs")
     async def store_outputs(self, request: StoreRequest) -> StoreResult:
-        """Copy every output to storage, then (and only then) record the job `succeeded`."""
+        """Copy every output to storage, then (and only then) record the job `succeeded`.
+
+        Safe to run again at any time: an attempt that finds the job already succeeded with
+        its objects in place returns that record; objects an attempt wrote are deleted only
+        while no attempt has recorded the job succeeded (see `_clean_up`).
+        """
         snapshot = request.snapshot
+        recorded = await self._recorded_result(request.job_id)
+        if recorded is not None:
+            return recorded
         await self._advance(
             request.job_id,
             JobStatus.STORING,
@@ -146,37 +231,84 @@ class MediaActivities:
             poll_count=request.poll_count,
         )
 
+        urls = _output_urls(request)
+        if snapshot.data_removed:
+            raise ApplicationError(
+                "the provider removed the outputs before they could be stored",
+                type=ERR_OUTPUT_EXPIRED,
+                non_retryable=True,
+            )
+        if not urls and request.kind != JobKind.TRAINING:
+            raise ApplicationError(
+                "the provider reported success but returned no output file",
+                type=ERR_OUTPUT_INVALID,
+                non_retryable=True,
+            )
         outputs: list[StoredOutput] = []
-        if request.kind != JobKind.TRAINING:
-            if snapshot.data_removed:
-                raise ApplicationError(
-                    "the provider removed the outputs before they could be stored",
-                    type=ERR_OUTPUT_EXPIRED,
-                    non_retryable=True,
-                )
-            if not snapshot.output_urls:
-                raise ApplicationError(
-                    "the provider reported success but returned no output file",
-                    type=ERR_OUTPUT_INVALID,
-                    non_retryable=True,
-                )
-            stored_keys: list[str] = []
-            try:
-                async with heartbeating():
-                    with tempfile.TemporaryDirectory(prefix="autosync-") as tmp:
-                        for index, url in enumerate(snapshot.output_urls):
-                            outputs.append(
-                                await self._copy_one(url, Path(tmp), request, index, stored_keys)
-                            )
-            except BaseException:
-                # Cancelled or failed half way: leave no partial set of objects behind.
-                for key in stored_keys:
-                    try:
-                        await self._storage.delete(key)
-                    except Exception:
-                        activity.logger.warning("could not delete %s after a failed copy", key)
-                raise
+        stored_keys: list[str] = []
+        try:
+            # Heartbeats go on until the success record is committed: a commit waiting for the
+            # database must not look like a dead worker, or a second attempt would start.
+            async with heartbeating():
+                with tempfile.TemporaryDirectory(prefix="autosync-") as tmp:
+                    for index, url in enumerate(urls):
+                        outputs.append(
+                            await self._copy_one(url, Path(tmp), request, index, stored_keys)
+                        )
+                output_data = _with_stored_keys(snapshot.output_data, outputs)
+                await self._record_success(request, outputs, output_data)
+        except BaseException:
+            await self._clean_up(request.job_id, stored_keys)
+            raise
+        return StoreResult(
+            outputs=outputs,
+            storage_provider=self._storage.name,
+            storage_bucket=self._storage.bucket,
+            output_data=output_data,
+        )
 
+    async def _recorded_result(self, job_id: str) -> StoreResult | None:
+        """The result an earlier attempt committed, if the job succeeded and its objects exist.
+
+        A succeeded job with a missing object (a recovery restore) is copied again.
+        """
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(
+                        Job.status,
+                        Job.outputs,
+                        Job.output_data,
+                        Job.storage_keys,
+                        Job.storage_provider,
+                        Job.storage_bucket,
+                    ).where(Job.id == job_id)
+                )
+            ).one_or_none()
+        if row is None or row.status != JobStatus.SUCCEEDED.value:
+            return None
+        keys = [str(k) for k in row.storage_keys or []]
+        present = await asyncio.gather(*(self._storage.exists(k) for k in keys))
+        if not all(present):
+            return None
+        return StoreResult(
+            outputs=[_stored(o) for o in row.outputs or []],
+            storage_provider=row.storage_provider or self._storage.name,
+            storage_bucket=row.storage_bucket,
+            output_data=dict(row.output_data or {}),
+        )
+
+    async def _record_success(
+        self, request: StoreRequest, outputs: list[StoredOutput], output_data: dict[str, Any]
+    ) -> None:
+        """Record the job `succeeded` with its outputs, fenced against a concurrent clean-up.
+
+        The update takes the job row's lock first (on SQLite, the database's write lock), and
+        only then are the objects checked: a clean-up takes the same lock before deleting, so
+        either it ran first and the check fails (this attempt fails and is retried, copying
+        again), or this commit lands first and the clean-up sees `succeeded` and deletes nothing.
+        """
+        snapshot = request.snapshot
         async with self._sessions() as session:
             # A column, not the entity: advance_job's RETURNING must load a fresh Job.
             current = await session.scalar(select(Job.metadata_).where(Job.id == request.job_id))
@@ -184,29 +316,82 @@ class MediaActivities:
         # while others write (it fails at once instead of waiting its turn).
         metadata = dict(current or {})
         metadata["storage"] = _storage_summary(outputs, request, self._storage)
-        await self._advance(
-            request.job_id,
-            JobStatus.SUCCEEDED,
-            outputs=[_public(o) for o in outputs],
-            output_data=snapshot.output_data,
-            storage_provider=self._storage.name,
-            storage_bucket=self._storage.bucket,
-            # Every object the job owns: outputs first, then their thumbnails.
-            storage_keys=[o.key for o in outputs]
-            + [o.thumbnail.key for o in outputs if o.thumbnail is not None],
-            metadata_=metadata,
-            operation_type=request.kind.value,
-            storage_context=STORAGE_CONTEXT.get(request.kind),
-            provider_status=snapshot.provider_status,
-            webhook_count=request.webhook_count,
-            poll_count=request.poll_count,
-            error=None,
-        )
-        return StoreResult(
-            outputs=outputs,
-            storage_provider=self._storage.name,
-            storage_bucket=self._storage.bucket,
-        )
+        # Every object the job owns: outputs first, then their thumbnails.
+        keys = [o.key for o in outputs] + [o.thumbnail.key for o in outputs if o.thumbnail]
+
+        async def write() -> None:
+            async with self._sessions() as session:
+                changed = await advance_job(
+                    session,
+                    request.job_id,
+                    JobStatus.SUCCEEDED,
+                    outputs=[_public(o) for o in outputs],
+                    output_data=output_data,
+                    storage_provider=self._storage.name,
+                    storage_bucket=self._storage.bucket,
+                    storage_keys=keys,
+                    metadata_=metadata,
+                    operation_type=request.kind.value,
+                    storage_context=STORAGE_CONTEXT.get(request.kind),
+                    provider_status=snapshot.provider_status,
+                    webhook_count=request.webhook_count,
+                    poll_count=request.poll_count,
+                    error=None,
+                )
+                if changed:
+                    present = await asyncio.gather(*(self._storage.exists(k) for k in keys))
+                    if not all(present):
+                        await session.rollback()
+                        missing = [k for k, ok in zip(keys, present, strict=True) if not ok]
+                        # Retryable: the next attempt copies them again.
+                        raise ApplicationError(
+                            f"stored objects vanished before the job was recorded: {missing}",
+                            type=ERR_OUTPUT_VANISHED,
+                        )
+                await session.commit()
+
+        await uninterrupted(write())
+
+    async def _clean_up(self, job_id: str, keys: list[str]) -> None:
+        """Delete what a failed or cancelled attempt stored, unless the job is recorded
+        succeeded: then those keys hold the committed attempt's objects (same keys, same bytes).
+
+        The check and the deletes run under the job row's lock (see `_record_success`), so no
+        commit can land between them. When the check can't be made (the database is down),
+        nothing is deleted: an orphan object is harmless, a deleted committed one is not.
+        """
+        if not keys:
+            return
+
+        async def clean() -> None:
+            async with self._sessions() as session:
+                # A no-op write that matches only an unfinished-or-failed job, for its lock.
+                claimed = await session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status != JobStatus.SUCCEEDED.value)
+                    .values(updated_at=Job.updated_at)
+                    .execution_options(synchronize_session=False)
+                )
+                if _rowcount(claimed) == 0:
+                    await session.rollback()
+                    activity.logger.info("job %s is recorded succeeded: its objects stay", job_id)
+                    return
+                for key in keys:
+                    try:
+                        await self._storage.delete(key)
+                    except Exception:
+                        activity.logger.warning("could not delete %s after a failed copy", key)
+                await session.commit()
+
+        try:
+            await uninterrupted(clean())
+        except Exception:
+            activity.logger.warning(
+                "could not check job %s before cleaning up: its %d object(s) stay",
+                job_id,
+                len(keys),
+                exc_info=True,
+            )
 
     async def _copy_one(
         self, url: str, workdir: Path, request: StoreRequest, index: int, stored: list[str]
@@ -248,6 +433,57 @@ class MediaActivities:
             ) from exc
         except UnsafeKey as exc:
             raise ApplicationError(str(exc), type=ERR_OUTPUT_INVALID, non_retryable=True) from exc
+
+
+def _output_urls(request: StoreRequest) -> list[str]:
+    """The files to store: the snapshot's output URLs.
+
+    A training snapshot recorded before trainings' files were listed there (a workflow that
+    was running during the upgrade) carries them only as URL values of `output_data`.
+    """
+    snapshot = request.snapshot
+    if snapshot.output_urls or request.kind != JobKind.TRAINING:
+        return list(snapshot.output_urls)
+    return [
+        value
+        for value in snapshot.output_data.values()
+        if isinstance(value, str) and value.startswith(("http://", "https://"))
+    ]
+
+
+def _with_stored_keys(data: dict[str, Any], outputs: list[StoredOutput]) -> dict[str, Any]:
+    """`output_data` plus `stored`: for each of its fields that named a file we copied (a
+    training's `weights`, a LoRA file), the key of the permanent copy; the provider's URL
+    expires, the key doesn't."""
+    by_url = {o.source_url: o.key for o in outputs}
+    stored = {
+        name: by_url[value]
+        for name, value in data.items()
+        if isinstance(value, str) and value in by_url
+    }
+    return {**data, "stored": stored} if stored else dict(data)
+
+
+def _rowcount(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+def _stored(output: dict[str, Any]) -> StoredOutput:
+    """An output as `jobs.outputs` keeps it (`_public`), back as a StoredOutput."""
+    thumbnail = output.get("thumbnail")
+    return StoredOutput(
+        index=int(output["index"]),
+        key=str(output["key"]),
+        content_type=str(output["content_type"]),
+        bytes=int(output["bytes"]),
+        sha256=str(output["sha256"]),
+        source_url=str(output.get("source_url") or ""),
+        width=output.get("width"),
+        height=output.get("height"),
+        thumbnail=StoredThumbnail(**thumbnail) if thumbnail else None,
+        metadata=dict(output.get("metadata") or {}),
+    )
 
 
 def _public(output: StoredOutput) -> dict[str, Any]:

@@ -7,15 +7,16 @@ per suspect job) and acting is starting or signalling workflows, which do the re
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+import logging
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import (
     TERMINAL_JOB_STATUSES,
@@ -30,15 +31,39 @@ from core.contracts import (
     media_job_workflow_id,
 )
 from core.events import append_event, job_payload, user_topic
-from core.job_start import poll_policy, start_job_workflow, webhook_url
+from core.job_start import (
+    InputRefused,
+    poll_policy,
+    signed_input,
+    start_job_workflow,
+    webhook_url,
+    workflow_input,
+)
+from core.job_store import RESTORING, advance_job
 from core.models import Job, RecoveryAttempt, utcnow
 from core.outbound import OutboundFetcher, OutboundRefused
 from core.recovery import RecoveryItem, RecoveryReport
 from core.settings import Settings
+from core.starts import StartOutcome, StartResult, start_resolved, workflow_status
 from providers.base import Provider, ProviderError
 from storage.base import Storage
 
 NOT_FINISHED = [s.value for s in JobStatus if s not in TERMINAL_JOB_STATUSES]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Suspect:
+    job: Job
+    problem: str
+    # the job's workflow when it was looked at (unfinished jobs): None, it never had one
+    workflow: WorkflowExecutionStatus | None = None
+
+
+def rowcount(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
 
 
 class RecoverySweeper:
@@ -61,8 +86,8 @@ class RecoverySweeper:
 
     # --- finding -----------------------------------------------------------------------------
 
-    async def _suspects(self) -> tuple[int, list[tuple[Job, str]]]:
-        """(jobs looked at, [(job, problem)]) within the look-back window."""
+    async def _suspects(self) -> tuple[int, list[Suspect]]:
+        """(jobs looked at, suspects) within the look-back window."""
         settings = self._settings
         now = utcnow()
         since = now - timedelta(hours=settings.recovery_lookback_hours)
@@ -88,8 +113,8 @@ class RecoverySweeper:
                         Job.status == JobStatus.FAILED.value,
                         Job.created_at >= since,
                         Job.provider_status.in_(("succeeded", "COMPLETED", "success", "OK")),
-                        Job.recovery_state.is_(None),
-                        Job.kind != JobKind.TRAINING.value,
+                        # a restore that ended without success is looked at again
+                        or_(Job.recovery_state.is_(None), Job.recovery_state == RESTORING),
                     )
                     .order_by(Job.created_at.desc())
                     .limit(limit)
@@ -101,7 +126,6 @@ class RecoverySweeper:
                     .where(
                         Job.status == JobStatus.SUCCEEDED.value,
                         Job.completed_at >= since,
-                        Job.kind != JobKind.TRAINING.value,
                         or_(
                             Job.recovery_state.is_(None), Job.recovery_state != "needs_regeneration"
                         ),
@@ -110,28 +134,30 @@ class RecoverySweeper:
                     .limit(limit)
                 )
             ).all()
-        found: list[tuple[Job, str]] = []
+        found: list[Suspect] = []
         for job in unfinished:
-            running = await self._workflow_running(job.id)
-            found.append((job, "unfinished" if running else "stranded"))
-        found += [(job, "store_failed") for job in store_failed]
+            workflow = await self._workflow(job.id)
+            running = workflow == WorkflowExecutionStatus.RUNNING
+            found.append(Suspect(job, "unfinished" if running else "stranded", workflow))
+        for job in store_failed:
+            if not await self._restore_running(job):
+                found.append(Suspect(job, "store_failed"))
         for job in succeeded:
             keys = [str(o.get("key")) for o in job.outputs or [] if o.get("key")]
             present = await asyncio.gather(*(self._storage.exists(k) for k in keys))
-            if not all(present):
-                found.append((job, "objects_missing"))
+            if not all(present) and not await self._restore_running(job):
+                found.append(Suspect(job, "objects_missing"))
         return len(unfinished) + len(store_failed) + len(succeeded), found
 
-    async def _workflow_running(self, job_id: str) -> bool:
-        try:
-            described = await self._temporal.get_workflow_handle(
-                media_job_workflow_id(job_id)
-            ).describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return described.status == WorkflowExecutionStatus.RUNNING
+    async def _workflow(self, job_id: str) -> WorkflowExecutionStatus | None:
+        """The status of the job's workflow; None when it never had one."""
+        return await workflow_status(self._temporal, media_job_workflow_id(job_id))
+
+    async def _restore_running(self, job: Job) -> bool:
+        """Whether a restore another sweep claimed is still at work (then it is left alone)."""
+        if job.recovery_state != RESTORING:
+            return False
+        return await self._workflow(job.id) == WorkflowExecutionStatus.RUNNING
 
     # --- deciding ----------------------------------------------------------------------------
 
@@ -162,18 +188,26 @@ class RecoverySweeper:
         except httpx.HTTPError:
             return False
 
-    async def _plan(self, job: Job, problem: str) -> tuple[RecoveryItem, ProviderSnapshot | None]:
+    async def _plan(self, suspect: Suspect) -> tuple[RecoveryItem, ProviderSnapshot | None]:
         """What to do about the job, and the provider's snapshot it was decided on."""
+        job, problem = suspect.job, suspect.problem
         item = RecoveryItem(
             job_id=job.id, user_id=job.user_id, kind=job.kind, provider=job.provider,
             provider_job_id=job.provider_job_id, status=job.status, problem=problem,
         )  # fmt: skip
         if problem == "stranded":
-            if not job.provider_job_id:
-                item.action, item.detail = "none", "never reached the provider: nothing to follow"
-            else:
+            if job.provider_job_id:
                 item.action, item.detail = "adopt", "its workflow is gone: follow the provider job"
+            elif suspect.workflow is None and job.status == JobStatus.QUEUED.value:
+                item.action = "start"
+                item.detail = "its workflow was never started (the orchestrator was unreachable)"
+            else:
+                ended = suspect.workflow.name.lower() if suspect.workflow else "gone"
+                item.action = "fail"
+                item.detail = f"its workflow ended ({ended}) before the job reached a provider"
             return item, None
+        if problem == "unfinished" and not job.provider_job_id:
+            return item, None  # its workflow is submitting it
         try:
             snapshot = await self._snapshot(job)
         except ProviderError as exc:
@@ -215,80 +249,164 @@ class RecoverySweeper:
     async def sweep(self, dry_run: bool) -> RecoveryReport:
         checked, suspects = await self._suspects()
         report = RecoveryReport(dry_run=dry_run, checked=checked)
-        for job, problem in suspects:
-            item, snapshot = await self._plan(job, problem)
-            if item.action == "none" and problem == "unfinished":
+        for suspect in suspects:
+            item, snapshot = await self._plan(suspect)
+            if item.action == "none" and suspect.problem == "unfinished":
                 continue  # the provider is still working: nothing to report
             if not dry_run and item.action != "none":
-                item = await self._act(job, item, snapshot)
+                item = await self._act(suspect.job, item, snapshot)
             report.items.append(item)
         return report
+
+    # Sweeps may run at once (two schedules, a manual trigger during a scheduled one) and a
+    # sweep activity may be retried: before acting, a sweep claims the job as it read it (see
+    # `_claim`), so the second one's claim matches nothing and it takes no action.
 
     async def _act(
         self, job: Job, item: RecoveryItem, snapshot: ProviderSnapshot | None
     ) -> RecoveryItem:
+        attempt_id = await self._claim(job, item)
+        if attempt_id is None:
+            return replace(item, result="taken", detail=f"{item.detail}; another sweep acts on it")
         try:
-            if item.action == "nudge":
-                assert snapshot is not None  # a nudge is planned on a terminal snapshot
-                await self._temporal.get_workflow_handle(media_job_workflow_id(job.id)).signal(
-                    "provider_event", ProviderEvent(snapshot=snapshot, webhook_id="recovery")
-                )
-                result = "done"
-            elif item.action in ("adopt", "restore"):
-                if item.action == "restore":
-                    await self._reopen(job.id, item.problem)
-                await self._adopt(job)
-                result = "started"
-            else:  # needs_regeneration
-                await self._mark_needs_regeneration(job.id, item.detail)
-                result = "needs_regeneration"
-        except (RPCError, ProviderError) as exc:
-            result, item.detail = "failed", f"{item.detail}; {type(exc).__name__}: {exc}"
-        item = replace(item, result=result)
+            result, note = await self._do(job, item, snapshot)
+        except Exception as exc:
+            # Whatever it was, the job is left for the next sweep; the reason is kept.
+            log.warning("recovery of job %s (%s) failed", job.id, item.action, exc_info=True)
+            result, note = "failed", f"{type(exc).__name__}: {exc}"
+        item = replace(
+            item, result=result, detail=f"{item.detail}; {note}" if note else item.detail
+        )
         async with self._sessions() as session, session.begin():
-            session.add(
-                RecoveryAttempt(
-                    job_id=job.id, problem=item.problem, action=item.action, result=result,
-                    detail=item.detail,
-                )
-            )  # fmt: skip
-        return item
-
-    async def _adopt(self, job: Job) -> None:
-        assert job.provider_job_id is not None
-        kind = JobKind(job.kind)
-        await start_job_workflow(
-            self._temporal,
-            self._settings,
-            MediaJobInput(
-                job_id=job.id, user_id=job.user_id, kind=kind, provider=job.provider,
-                model=job.model, input=job.input,
-                webhook_url=webhook_url(self._settings, job.provider, job.id),
-                poll=poll_policy(self._settings, kind), project_id=job.project_id,
-                node_id=job.node_id, adopt_provider_job_id=job.provider_job_id,
-            ),
-        )  # fmt: skip
-
-    async def _reopen(self, job_id: str, problem: str) -> None:
-        """Put a failed (or succeeded but emptied) job back to `queued` for its new workflow."""
-        async with self._sessions() as session, session.begin():
-            job = (
+            await session.execute(
+                update(RecoveryAttempt)
+                .where(RecoveryAttempt.id == attempt_id)
+                .values(result=result, detail=item.detail)
+            )
+            if result == "failed":
+                # Release the claim: the next sweep may try again (an unfinished job once it
+                # is RECOVERY_MIN_AGE_MINUTES old again).
                 await session.execute(
                     update(Job)
-                    .where(Job.id == job_id)
-                    .values(
-                        status=JobStatus.QUEUED.value,
-                        error=None,
-                        completed_at=None,
-                        recovery_state="recovered",
-                        recovery_reason=problem,
-                        updated_at=utcnow(),
-                    )
-                    .returning(Job)
+                    .where(Job.id == job.id)
+                    .values(updated_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
-            ).scalar_one()
-            await append_event(session, user_topic(job.user_id), "job.queued", job_payload(job))
+        return item
+
+    async def _claim(self, job: Job, item: RecoveryItem) -> int | None:
+        """Claim the job for one action: the id of its `recovery_attempts` row, or None when
+        another sweep claimed it first.
+
+        A conditional update of the row as this sweep read it (same `updated_at`) that also
+        finds no claim made on that version of the row within a sweep interval: a sweep that
+        read the row before another's claim matches nothing (the claim moved `updated_at`),
+        and one that read it after finds that claim. A restore's claim also marks the job
+        `restoring`, which lets its restored copy record the job succeeded
+        (`core.job_store.advance_job`).
+        """
+        now = utcnow()
+        recent = now - timedelta(minutes=self._settings.recovery_interval_minutes)
+        claimed_before = (
+            select(RecoveryAttempt.id)
+            .where(
+                RecoveryAttempt.job_id == job.id,
+                RecoveryAttempt.at >= job.updated_at,
+                RecoveryAttempt.at >= recent,
+            )
+            .exists()
+        )
+        values: dict[str, Any] = {"updated_at": now}
+        if item.action == "restore":
+            values.update(recovery_state=RESTORING, recovery_reason=item.problem)
+        async with self._sessions() as session, session.begin():
+            claimed = await session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.updated_at == job.updated_at, ~claimed_before)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if rowcount(claimed) != 1:
+                return None
+            attempt = RecoveryAttempt(
+                job_id=job.id, problem=item.problem, action=item.action, result="claimed",
+                detail=item.detail, at=now,
+            )  # fmt: skip
+            session.add(attempt)
+            await session.flush()
+            return attempt.id
+
+    async def _do(
+        self, job: Job, item: RecoveryItem, snapshot: ProviderSnapshot | None
+    ) -> tuple[str, str]:
+        """Take the claimed action: (result, a note for the detail)."""
+        if item.action == "nudge":
+            assert snapshot is not None  # a nudge is planned on a terminal snapshot
+            await self._temporal.get_workflow_handle(media_job_workflow_id(job.id)).signal(
+                "provider_event", ProviderEvent(snapshot=snapshot, webhook_id="recovery")
+            )
+            return "done", ""
+        if item.action in ("adopt", "restore"):
+            return self._started(await self._adopt(job))
+        if item.action == "start":
+            return await self._start(job)
+        if item.action == "fail":
+            await self._fail(job.id, f"recovery: {item.detail}")
+            return "job_failed", ""
+        await self._mark_needs_regeneration(job.id, item.detail)
+        return "needs_regeneration", ""
+
+    @staticmethod
+    def _started(started: StartResult) -> tuple[str, str]:
+        if started.outcome == StartOutcome.STARTED:
+            return "started", ""
+        if started.outcome == StartOutcome.EXISTS:
+            return "already_running", "its workflow was started by someone else"
+        return "failed", f"could not start its workflow ({started.outcome}): {started.error}"
+
+    async def _start(self, job: Job) -> tuple[str, str]:
+        """Start a queued job's workflow with the input the API would have started it with;
+        fail the job when it can't be started (a refusal, or an input link that went bad)."""
+        async with self._sessions() as session:
+            try:
+                # The owner's input was checked when the job was created: only the links to
+                # our outputs are signed again (they are short-lived).
+                sent = await signed_input(session, self._settings, job.input, lambda _: True)
+            except InputRefused as exc:
+                await self._fail(job.id, f"could not be started: {exc.field}: {exc.message}")
+                return "job_failed", exc.message
+        job_input = workflow_input(job, self._settings, sent)
+        started = await start_resolved(
+            self._temporal,
+            media_job_workflow_id(job.id),
+            lambda: start_job_workflow(self._temporal, self._settings, job_input, first=True),
+        )
+        if started.outcome == StartOutcome.NOT_STARTED and not started.unavailable:
+            await self._fail(job.id, f"could not start the job: {started.error}")
+            return "job_failed", f"the orchestrator refused it: {started.error}"
+        return self._started(started)
+
+    async def _fail(self, job_id: str, reason: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await advance_job(session, job_id, JobStatus.FAILED, error=reason)
+
+    async def _adopt(self, job: Job) -> StartResult:
+        """A new workflow (the job's closed one's id again) following the provider job."""
+        assert job.provider_job_id is not None
+        kind = JobKind(job.kind)
+        job_input = MediaJobInput(
+            job_id=job.id, user_id=job.user_id, kind=kind, provider=job.provider,
+            model=job.model, input=job.input,
+            webhook_url=webhook_url(self._settings, job.provider, job.id),
+            poll=poll_policy(self._settings, kind), project_id=job.project_id,
+            node_id=job.node_id, adopt_provider_job_id=job.provider_job_id,
+        )  # fmt: skip
+        return await start_resolved(
+            self._temporal,
+            media_job_workflow_id(job.id),
+            lambda: start_job_workflow(self._temporal, self._settings, job_input),
+            reuses_id=True,
+        )
 
     async def _mark_needs_regeneration(self, job_id: str, reason: str) -> None:
         async with self._sessions() as session, session.begin():

@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.starts import RETRY_AFTER_SECONDS, is_temporal_error, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +153,34 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(422, validation_summary(fields), details={"fields": fields})
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """The app DB is down, unreachable, locked or out of connections: worth a retry, not a 500."""
+    return isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.TimeoutError,
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
+    if database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503,
+            "the database is unavailable; try again",
+            code="database_unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if is_temporal_error(exc) and is_unavailable(exc):
+        # Temporal down or not answering, on a path that did not expect it: still a 503.
+        log.warning("orchestrator unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503,
+            "the orchestrator is unavailable; try again",
+            code="orchestrator_unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     # The client learns nothing of the cause (paths, SQL, hosts); the log has it all.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, INTERNAL_MESSAGE)

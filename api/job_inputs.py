@@ -12,17 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Caller
 from core.contracts import JobKind
-from core.links import output_link, own_output
-from core.models import Job
+from core.job_start import InputRefused, signed_input
 from core.settings import Settings
-from providers.inputs import PROMPT_FIELDS
 from providers.replicate import destination_error
 
 
@@ -54,52 +51,7 @@ async def provider_input(
     session: AsyncSession, caller: Caller, settings: Settings, payload: Mapping[str, Any]
 ) -> dict[str, Any]:
     """`payload` with each link to our own outputs made a signed link the provider can open."""
-    base = settings.public_base_url
-    origin = _origin(base)
-    cache: dict[str, Job | None] = {}
-
-    async def visible(job_id: str) -> Job | None:
-        if job_id not in cache:
-            job = await session.get(Job, job_id)
-            cache[job_id] = job if job is not None and caller.can_see(job.user_id) else None
-        return cache[job_id]
-
-    async def rewrite(field: str, value: Any) -> Any:
-        if isinstance(value, list):
-            return [await rewrite(field, item) for item in value]
-        if isinstance(value, dict):
-            return {k: await rewrite(field, v) for k, v in value.items()}
-        if not isinstance(value, str) or _origin(value) != origin:
-            return value
-        named = own_output(value, base)
-        if named is None:
-            raise invalid(
-                f"input.{field}",
-                "a URL on this API must be an output of one of your jobs "
-                f"({base.rstrip('/')}/v1/jobs/<job id>/outputs/<n>)",
-                value,
-            )
-        job_id, index = named
-        job = await visible(job_id)
-        if job is None or not any(o.get("index") == index for o in job.outputs or []):
-            raise invalid(
-                f"input.{field}", f"job {job_id} has no output {index} you can use", value
-            )
-        return output_link(
-            base, settings.signing_secret(), job_id, index, ttl_seconds=settings.link_ttl_seconds
-        )
-
-    return {
-        name: value if name in PROMPT_FIELDS else await rewrite(name, value)
-        for name, value in payload.items()
-    }
-
-
-def _origin(url: str) -> tuple[str, str] | None:
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.netloc:
-        return None
-    return parts.scheme.lower(), parts.netloc.lower()
+        return await signed_input(session, settings, payload, caller.can_see)
+    except InputRefused as exc:
+        raise invalid(exc.field, exc.message, exc.value) from exc

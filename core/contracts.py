@@ -22,12 +22,14 @@ class JobKind(StrEnum):
     TRAINING = "training"
 
 
-# Storage folder per kind (seed 001). Training stores no files: it records a model version.
+# Storage folder per kind (seed 001). A training's files (weights, LoRA files, configs) are
+# stored too: the provider's URLs expire like any other output's.
 STORAGE_CONTEXT: dict[JobKind, str] = {
     JobKind.GENERATION: "generated",
     JobKind.EDIT: "edited",
     JobKind.UPSCALE: "upscaled",
     JobKind.VIDEO: "videos",
+    JobKind.TRAINING: "trainings",
 }
 
 
@@ -225,6 +227,9 @@ class StoreResult:
     outputs: list[StoredOutput]
     storage_provider: str
     storage_bucket: str | None
+    # The snapshot's output_data plus `stored` (field → key of its copy); None in histories
+    # recorded before it.
+    output_data: dict[str, Any] | None = None
 
 
 @dataclass
@@ -272,6 +277,8 @@ ERR_PROVIDER_REJECTED = "ProviderRejected"
 ERR_PROVIDER_RATE_LIMITED = "ProviderRateLimited"
 ERR_OUTPUT_EXPIRED = "OutputExpired"
 ERR_OUTPUT_INVALID = "OutputInvalid"
+# A stored object was gone when the job was about to be recorded succeeded (retryable).
+ERR_OUTPUT_VANISHED = "OutputVanished"
 
 
 # --- Sync runs (seed 002) -----------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -23,8 +26,11 @@ from core.contracts import (
     PollPolicy,
     media_job_workflow_id,
 )
+from core.links import output_link, own_output
+from core.models import Job
 from core.settings import Settings
 from core.tokens import webhook_token
+from providers.inputs import PROMPT_FIELDS
 from workflows.media_job import MediaJobWorkflow, start_options
 
 
@@ -45,6 +51,95 @@ def webhook_url(settings: Settings, provider: str, job_id: str) -> str:
     token = webhook_token(settings.signing_secret(), job_id)
     base = settings.public_base_url.rstrip("/")
     return f"{base}/webhooks/{provider}?{urlencode({'job_id': job_id, 'token': token})}"
+
+
+class InputRefused(ValueError):
+    """A link in a job's input that may not be handed to the provider (`field`: where)."""
+
+    def __init__(self, field: str, message: str, value: Any) -> None:
+        super().__init__(message)
+        self.field, self.message, self.value = field, message, value
+
+
+async def signed_input(
+    session: AsyncSession,
+    settings: Settings,
+    payload: Mapping[str, Any],
+    can_see: Callable[[str], bool],
+) -> dict[str, Any]:
+    """`payload` with each link to our own outputs made a signed link the provider can open.
+
+    `can_see(owner_id)`: whether the job's owner (or the caller) may use that user's outputs.
+    Raises InputRefused for a link to anything else on this API.
+    """
+    base = settings.public_base_url
+    origin = _origin(base)
+    cache: dict[str, Job | None] = {}
+
+    async def visible(job_id: str) -> Job | None:
+        if job_id not in cache:
+            job = await session.get(Job, job_id)
+            cache[job_id] = job if job is not None and can_see(job.user_id) else None
+        return cache[job_id]
+
+    async def rewrite(field: str, value: Any) -> Any:
+        if isinstance(value, list):
+            return [await rewrite(field, item) for item in value]
+        if isinstance(value, dict):
+            return {k: await rewrite(field, v) for k, v in value.items()}
+        if not isinstance(value, str) or _origin(value) != origin:
+            return value
+        named = own_output(value, base)
+        if named is None:
+            raise InputRefused(
+                f"input.{field}",
+                "a URL on this API must be an output of one of your jobs "
+                f"({base.rstrip('/')}/v1/jobs/<job id>/outputs/<n>)",
+                value,
+            )
+        job_id, index = named
+        job = await visible(job_id)
+        if job is None or not any(o.get("index") == index for o in job.outputs or []):
+            raise InputRefused(
+                f"input.{field}", f"job {job_id} has no output {index} you can use", value
+            )
+        return output_link(
+            base, settings.signing_secret(), job_id, index, ttl_seconds=settings.link_ttl_seconds
+        )
+
+    return {
+        name: value if name in PROMPT_FIELDS else await rewrite(name, value)
+        for name, value in payload.items()
+    }
+
+
+def _origin(url: str) -> tuple[str, str] | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def workflow_input(job: Job, settings: Settings, sent: dict[str, Any]) -> MediaJobInput:
+    """What the job's workflow starts with; `sent` is the input as the provider gets it
+    (`signed_input`). The API and the recovery sweep start jobs with the same input."""
+    kind = JobKind(job.kind)
+    return MediaJobInput(
+        job_id=job.id,
+        user_id=job.user_id,
+        kind=kind,
+        provider=job.provider,
+        model=job.model,
+        input=sent,
+        webhook_url=webhook_url(settings, job.provider, job.id),
+        webhook_events=settings.replicate_webhook_events,
+        poll=poll_policy(settings, kind),
+        project_id=job.project_id,
+        node_id=job.node_id,
+    )
 
 
 async def start_job_workflow(

@@ -1,7 +1,9 @@
 """Reads and writes of the `jobs` table, shared by the API and the activities.
 
 Writes are idempotent: a status only moves forward (`JOB_STATUS_RANK`), so a retried activity,
-a replayed workflow or a late duplicate can never move a finished job back.
+a replayed workflow or a late duplicate can never move a finished job back. The one move
+between final statuses is failed → succeeded, for a job whose outputs the recovery sweep
+restores (`recovery_state` "restoring", set by the sweep's claim).
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from core.contracts import JOB_STATUS_RANK, TERMINAL_JOB_STATUSES, JobStatus
 from core.events import append_event, job_payload, project_topic, user_topic
 from core.models import Job, Project, utcnow
+
+# `jobs.recovery_state` while the recovery sweep restores a job's outputs (its claim), and once
+# the restored copy is recorded.
+RESTORING = "restoring"
+RECOVERED = "recovered"
 
 
 def statuses_before(status: JobStatus, *, inclusive: bool = False) -> list[str]:
@@ -37,10 +45,21 @@ async def advance_job(session: AsyncSession, job_id: str, status: JobStatus, **f
         values.setdefault("completed_at", now)
     if status == JobStatus.SUBMITTED:
         values.setdefault("submitted_at", now)
+    allowed: ColumnElement[bool] = Job.status.in_(statuses_before(status, inclusive=True))
+    if status == JobStatus.SUCCEEDED:
+        # The one move between final statuses: a job that failed only because its outputs
+        # could not be stored succeeds once a restore (claimed by the recovery sweep) stored them.
+        allowed = or_(
+            allowed, and_(Job.status == JobStatus.FAILED.value, Job.recovery_state == RESTORING)
+        )
+        values.setdefault(
+            "recovery_state",
+            case((Job.recovery_state == RESTORING, RECOVERED), else_=Job.recovery_state),
+        )
     job = (
         await session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status.in_(statuses_before(status, inclusive=True)))
+            .where(Job.id == job_id, allowed)
             .values(**values)
             .returning(Job)
             .execution_options(synchronize_session=False)

@@ -131,6 +131,9 @@ class Job(Base):
     recovery_reason: Mapped[str | None] = mapped_column(Text)
     webhook_count: Mapped[int] = mapped_column(Integer, default=0)
     poll_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Counted by media.submit before each provider call: above 1, an earlier attempt may have
+    # created a provider job whose answer we never saw, so the next one looks for it first.
+    submit_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]

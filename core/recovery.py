@@ -6,13 +6,20 @@ The sweep (RecoveryWorkflow, on a Temporal Schedule; also `POST /v1/recovery/...
   minimum age: the provider is asked, and a job it has finished is handed to the workflow as
   a webhook would (`nudge`), so a lost webhook never waits for a slow poll;
 - `stranded`: a job not finished in our records whose workflow is gone: a new workflow
-  adopts the provider job and follows it to the end (`adopt`);
+  adopts the provider job and follows it to the end (`adopt`); a queued job whose workflow
+  was never started (Temporal was down when it was created) is started with the input the
+  API would have used (`start`), or failed with the reason when it can't be; one whose
+  workflow ended before it reached a provider is failed (`fail`);
 - `store_failed`: a job that failed although the provider had succeeded (its outputs could
   not be stored in time): copied again while its URLs live (`restore`);
 - `objects_missing`: a succeeded job whose stored objects are gone: copied again (`restore`).
 
 When every output URL of a job to restore has expired, it is marked `needs_regeneration` with
 the reason. Every action is recorded in `recovery_attempts`.
+
+Sweeps may overlap (two schedules, a manual trigger): each claims a job before acting on it,
+so no action is taken twice, and statuses only move forward: a restore leaves the job's
+status as it is (`restoring`) until the restored copy records it succeeded.
 """
 
 from __future__ import annotations
@@ -49,9 +56,12 @@ class RecoveryItem:
     provider_job_id: str | None
     status: str
     problem: str  # unfinished | stranded | store_failed | objects_missing
-    action: str = "none"  # none | nudge | adopt | restore | needs_regeneration
+    action: str = "none"  # none | nudge | adopt | start | fail | restore | needs_regeneration
     detail: str = ""
-    result: str | None = None  # after acting: started | done | needs_regeneration | failed
+    # after acting: started | already_running | done | job_failed | needs_regeneration |
+    # failed (the action did not happen; the next sweep tries again) | taken (another sweep
+    # claimed it)
+    result: str | None = None
 
 
 @dataclass

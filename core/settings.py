@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = 500
     worker_max_concurrent_activities: int = 200
     worker_sandboxed: bool = True
+    # On SIGTERM, running activities get this long to finish before they are cancelled (a copy
+    # or a submit then completes instead of being retried); devstack waits longer than this.
+    worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator(
         "replicate_webhook_events", "worker_metrics_urls", "outbound_allowed_origins", mode="before"

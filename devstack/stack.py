@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.contracts import SEARCH_ATTRIBUTES
 from core.migrate import upgrade
+from core.settings import Settings
 from devstack.processes import ManagedProcess, free_port, temporal_cli_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,6 +325,19 @@ class Stack:
         ).start()
         self.worker.wait_log(WORKER_READY)
 
+    def worker_stop_timeout(self) -> float:
+        """How long a SIGTERMed worker may take: its graceful shutdown, plus time to exit."""
+        default = Settings.model_fields["worker_graceful_shutdown_seconds"].default
+        grace = self.app_env().get("WORKER_GRACEFUL_SHUTDOWN_SECONDS") or os.environ.get(
+            "WORKER_GRACEFUL_SHUTDOWN_SECONDS", default
+        )
+        return float(grace) + 15.0
+
+    def stop_worker(self) -> None:
+        """SIGTERM the worker, as a deploy would: running activities finish first."""
+        if self.worker is not None:
+            self.worker.stop(timeout=self.worker_stop_timeout())
+
     def kill_worker(self) -> None:
         """SIGKILL the worker, as a crash would."""
         if self.worker is not None:
@@ -339,8 +353,10 @@ class Stack:
             self.emulator,
             self.temporal,
         ):
-            if proc is not None:
-                proc.stop()
+            if proc is None:
+                continue
+            # An idle worker exits at once; a busy one drains first (its graceful shutdown).
+            proc.stop(timeout=self.worker_stop_timeout() if proc is self.worker else 10.0)
 
     def __enter__(self) -> Stack:
         return self.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from core.contracts import ProviderRef, ProviderSnapshot, SubmitRequest
@@ -44,6 +45,18 @@ class Provider(Protocol):
     name: str
 
     async def submit(self, request: SubmitRequest) -> ProviderSnapshot: ...
+
+    async def find(
+        self, request: SubmitRequest, *, since: datetime | None = None
+    ) -> list[ProviderSnapshot]:
+        """Provider jobs an earlier `submit` of this request may have created, oldest first.
+
+        Asked before a submit is tried again after an attempt whose answer was lost, so a
+        provider job we created is adopted rather than created twice. `since`: when our job
+        was created (nothing older can be ours). A provider with no way to look its jobs up
+        answers [].
+        """
+        ...
 
     async def get(self, ref: ProviderRef) -> ProviderSnapshot: ...
 

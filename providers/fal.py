@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -143,17 +144,23 @@ def media_urls(payload: Mapping[str, Any]) -> list[str]:
 def result_snapshot(
     request_id: str, payload: Mapping[str, Any], kind: JobKind | None = None
 ) -> ProviderSnapshot:
-    """A successful result (from `GET .../requests/{id}` or an OK webhook)."""
+    """A successful result (from `GET .../requests/{id}` or an OK webhook).
+
+    Its files are the media first, then the other top-level File objects (a trainer's
+    `diffusers_lora_file`, `config_file`): every one is stored, as their URLs expire. The
+    latter are also named in `output_data`, so a training says which file is which.
+    """
     named = {
         key: url
         for key, value in payload.items()
         if key not in MEDIA_KEYS and (url := _file_url(value)) is not None
     }
+    media = media_urls(payload)
     return ProviderSnapshot(
         provider_job_id=request_id,
         provider_status=COMPLETED,
         phase=ProviderPhase.SUCCEEDED,
-        output_urls=[] if kind == JobKind.TRAINING else media_urls(payload),
+        output_urls=media + [url for url in named.values() if url not in media],
         output_data=named,
     )
 
@@ -213,6 +220,14 @@ class FalProvider:
         return ProviderSnapshot(
             provider_job_id=request_id, provider_status=IN_QUEUE, phase=ProviderPhase.QUEUED
         )
+
+    async def find(
+        self, request: SubmitRequest, *, since: datetime | None = None
+    ) -> list[ProviderSnapshot]:
+        """Always []: fal's queue has no list of requests and takes no client-chosen request
+        id or idempotency key (its `request_id` is made by fal and known only from the answer),
+        so a submit whose answer was lost can't be found again."""
+        return []
 
     async def get(self, ref: ProviderRef) -> ProviderSnapshot:
         return await self.status(_model_of(ref), ref.provider_job_id, ref.kind)

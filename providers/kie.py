@@ -16,7 +16,9 @@ Protocol notes in shared/reference/providers.md §3.
 - **No cancel endpoint.** `cancel` returns the task's current snapshot: the task runs on at KIE
   (and is billed), and the workflow simply stops following it and never copies its outputs.
 - **No training**, and `submit` is not idempotent: a retried create after a lost answer makes a
-  second task (the first one is orphaned, as with Replicate).
+  second task (the first one is orphaned: KIE lists no tasks, so `find` can't look it up, and
+  has no cancel). media.submit counts its attempts in the database before each call, so a
+  failed write after the create no longer causes such a retry.
 """
 
 from __future__ import annotations
@@ -246,6 +248,13 @@ class KieProvider:
                 f"KIE recordInfo for {task_id} answered task {snapshot.provider_job_id}"
             )
         return snapshot
+
+    async def find(
+        self, request: SubmitRequest, *, since: datetime | None = None
+    ) -> list[ProviderSnapshot]:
+        """Always []: KIE lists no tasks and takes no client-chosen task id or idempotency key
+        (`taskId` is made by KIE and known only from the answer)."""
+        return []
 
     async def get(self, ref: ProviderRef) -> ProviderSnapshot:
         return await self.record_info(ref.provider_job_id)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -31,6 +32,12 @@ PHASES: dict[str, ProviderPhase] = {
     "canceled": ProviderPhase.CANCELED,
     "aborted": ProviderPhase.FAILED,
 }
+
+# How far back `find` looks in the account's list (newest first, 100 a page): the jobs an
+# earlier attempt made are minutes old at most, and two pages bound the calls it costs.
+FIND_MAX_PAGES = 2
+# Replicate's clock and our database's may disagree: look this far before our job's creation.
+FIND_CLOCK_MARGIN = timedelta(minutes=10)
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL = re.compile(rf"^({MODEL_SEGMENT})/({MODEL_SEGMENT})$", re.ASCII)
@@ -95,6 +102,11 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+# A training's `output`: the version it pushed, and its weights file (a URL, stored by us).
+TRAINING_FIELDS = ("version", "weights")
+TRAINING_FILES = ("weights",)
+
+
 def _is_url(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://"))
 
@@ -124,7 +136,9 @@ def snapshot_from(data: Mapping[str, Any], kind: JobKind | None = None) -> Provi
     output_data: dict[str, Any] = {}
     output_urls: list[str] = []
     if isinstance(output, dict) and (kind == JobKind.TRAINING or "version" in output):
-        output_data = {k: output[k] for k in ("version", "weights") if k in output}
+        output_data = {k: output[k] for k in TRAINING_FIELDS if k in output}
+        # The weights are a file like any output (its URL expires): stored with the rest.
+        output_urls = [output[k] for k in TRAINING_FILES if _is_url(output.get(k))]
     elif output is not None:
         output_urls = output_urls_of(output)
     error = data.get("error")
@@ -140,6 +154,25 @@ def snapshot_from(data: Mapping[str, Any], kind: JobKind | None = None) -> Provi
         data_removed=bool(data.get("data_removed", False)),
         completed_at=data.get("completed_at"),
     )
+
+
+def job_id_in(webhook_url: Any) -> str | None:
+    """Our job id as the webhook URL we gave the provider carries it (`?job_id=…`), or None."""
+    if not isinstance(webhook_url, str) or not webhook_url:
+        return None
+    values = parse_qs(urlsplit(webhook_url).query).get("job_id")
+    return values[0] if values and len(values) == 1 else None
+
+
+def _created_at(data: Mapping[str, Any]) -> datetime | None:
+    value = data.get("created_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 class ReplicateProvider:
@@ -183,6 +216,58 @@ class ReplicateProvider:
                 f"model {model!r} is not 'owner/name', 'owner/name:version' or a version id"
             )
         return snapshot_from(await self._call("POST", path, body), request.kind)
+
+    async def find(
+        self, request: SubmitRequest, *, since: datetime | None = None
+    ) -> list[ProviderSnapshot]:
+        """Predictions (trainings) of this account made for our job, oldest first.
+
+        Replicate has no idempotency key, so a create whose answer was lost is found again by
+        the webhook URL it was given, which carries our job id. The list is read newest first
+        for at most FIND_MAX_PAGES pages, and no further back than `since` (less a margin for
+        the two clocks). The list does not document a `webhook` field: an item without one is
+        read again with a GET, which has it.
+        """
+        job_id = job_id_in(request.webhook_url)
+        if job_id is None:
+            return []  # nothing of ours to recognise it by
+        collection = "trainings" if request.kind == JobKind.TRAINING else "predictions"
+        cutoff = None
+        if since is not None:
+            since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+            cutoff = since - FIND_CLOCK_MARGIN
+        url: str | None = f"{self._base}/v1/{collection}"
+        found: list[ProviderSnapshot] = []
+        for _ in range(FIND_MAX_PAGES):
+            if url is None:
+                break
+            page = raise_for_status(await self._http.get(url, headers=self._headers))
+            results = page.get("results") if isinstance(page, dict) else None
+            if not isinstance(results, list):
+                raise ProviderUnavailable(f"Replicate {collection} list without results")
+            too_old = False
+            for item in results:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                    continue
+                created = _created_at(item)
+                if cutoff is not None and created is not None and created < cutoff:
+                    too_old = True
+                    break
+                if "webhook" not in item:
+                    item = await self._call("GET", f"/v1/{collection}/{_segment(item['id'])}")
+                if job_id_in(item.get("webhook")) == job_id:
+                    found.append(snapshot_from(item, request.kind))
+            url = None if too_old else self._next_page(page.get("next"))
+        found.reverse()
+        return found
+
+    def _next_page(self, value: Any) -> str | None:
+        """The list's `next` cursor URL, only if it is on our base URL (it gets our token)."""
+        if not isinstance(value, str) or not value:
+            return None
+        if not value.startswith(f"{self._base}/"):
+            raise ProviderUnavailable(f"Replicate list cursor leaves {self._base}: {value[:200]}")
+        return value
 
     def _path(self, ref: ProviderRef) -> str:
         collection = "trainings" if ref.kind == JobKind.TRAINING else "predictions"

@@ -13,7 +13,7 @@ import re
 
 # fullmatch: `$` would also match before a trailing newline.
 _SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-CONTEXTS = frozenset({"generated", "edited", "upscaled", "videos"})
+CONTEXTS = frozenset({"generated", "edited", "upscaled", "videos", "trainings"})
 THUMBNAILS = "thumbnails"
 MAX_KEY_LENGTH = 1024
 MAX_KEY_DEPTH = 8

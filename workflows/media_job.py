@@ -11,6 +11,9 @@ Ordering rules that are easy to break:
   record after the last object is stored.
 - A cancel that arrives while the submit call is in flight waits for it, so the provider job it
   created is cancelled too rather than left running.
+- media.submit only creates (or finds again) the provider job and returns its snapshot; the
+  workflow records SUBMITTED with its own retried step, so a failed write retries the write,
+  never the create.
 - Provider events count only once the workflow knows its own provider job id: one that arrives
   earlier (during the submit, or its 429 backoff) is held and applied after the submit, and
   only if it is about the job the submit created. A validly signed event proves who sent it,
@@ -63,6 +66,7 @@ STORE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
 )
+STORE_HEARTBEAT_TIMEOUT = timedelta(seconds=90)
 CANCEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 # A failed poll is simply tried again at the next poll: no retries of its own.
 POLL_RETRY = RetryPolicy(maximum_attempts=1)
@@ -80,6 +84,9 @@ MAX_POLL_REJECTIONS = 3
 MAX_HELD_EVENTS = 16
 # Histories recorded before early events were held applied them at once.
 HOLD_EARLY_EVENTS_PATCH = "hold-early-provider-events"
+# Histories recorded before this had media.submit write SUBMITTED itself, after the create:
+# a failed write then retried the create, making a second provider job.
+RECORD_SUBMIT_PATCH = "record-submit-in-workflow"
 
 
 def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
@@ -160,6 +167,9 @@ class MediaJobWorkflow:
 
         if job.adopt_provider_job_id:
             return await self._adopt(job.adopt_provider_job_id)
+        # Decided before the submit, not after: on replay a local activity may resolve in an
+        # earlier workflow task than it first did, and a patch asked after it would be missed.
+        record_submit = workflow.patched(RECORD_SUBMIT_PATCH)
         try:
             # A local activity: the submit and the first timer share one workflow task.
             submitted = await workflow.execute_local_activity_method(
@@ -184,9 +194,14 @@ class MediaJobWorkflow:
         except (ActivityError, ApplicationError) as err:
             return await self._finish(JobStatus.FAILED, describe_failure(err))
         self._status = JobStatus.SUBMITTED
-        self._recorded_status = JobStatus.SUBMITTED  # media.submit wrote it
         self._mark(JobStatus.SUBMITTED)
         self._apply(submitted)
+        if record_submit:
+            # Its own retried step: a database outage is waited out here, and the provider
+            # job is never created again because this write failed.
+            await self._record(JobStatus.SUBMITTED)
+        else:
+            self._recorded_status = JobStatus.SUBMITTED  # media.submit wrote it
         self._apply_held()
         self._follow_provider()  # a webhook may have said `processing` during the submit
         self._publish_status()
@@ -288,7 +303,11 @@ class MediaJobWorkflow:
                 ),
                 start_to_close_timeout=timedelta(minutes=30),
                 schedule_to_close_timeout=timedelta(hours=6),
-                heartbeat_timeout=timedelta(seconds=60),
+                # Above the database's busy timeout (60 s on SQLite), though the copy heartbeats
+                # while its success commit waits: only a dead or stalled worker misses 90 s of
+                # heartbeats, and its copy is retried that much later. Cancels still land in
+                # seconds (the worker's heartbeat throttle).
+                heartbeat_timeout=STORE_HEARTBEAT_TIMEOUT,
                 retry_policy=STORE_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"store {len(snapshot.output_urls)} output(s)",
@@ -310,8 +329,9 @@ class MediaJobWorkflow:
         self._recorded_status = JobStatus.SUCCEEDED  # media.store_outputs wrote it
         self._mark(JobStatus.SUCCEEDED)
         self._publish_status()
+        output_data = snapshot.output_data if result.output_data is None else result.output_data
         return MediaJobResult(
-            status=JobStatus.SUCCEEDED, outputs=result.outputs, output_data=snapshot.output_data
+            status=JobStatus.SUCCEEDED, outputs=result.outputs, output_data=output_data
         )
 
     async def _cancel_at_provider(self) -> None:

@@ -12,8 +12,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Caller
 from api.deps import (
@@ -35,15 +34,21 @@ from core.contracts import (
     TERMINAL_JOB_STATUSES,
     JobKind,
     JobStatus,
-    MediaJobInput,
     media_job_workflow_id,
 )
 from core.events import append_event, job_payload, user_topic
-from core.job_start import poll_policy, start_job_workflow, webhook_url
+from core.job_start import start_job_workflow, workflow_input
 from core.job_store import advance_job, get_job, list_jobs
 from core.links import output_link, output_scope
 from core.models import Job, Project
 from core.settings import Settings
+from core.starts import (
+    RETRY_AFTER_SECONDS,
+    StartOutcome,
+    StartResult,
+    is_temporal_error,
+    start_resolved,
+)
 from providers.registry import job_request_error
 from storage.base import Storage
 from workflows.media_job import MediaJobWorkflow
@@ -223,44 +228,54 @@ async def create_job(
             raise
         return await job_made_before(session, temporal, settings, caller, response, made)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
-    try:
-        await start_job_workflow(
-            temporal, settings, workflow_input(job, settings, sent), first=True
+    started = await start_job(temporal, settings, job, sent)
+    if started.runs:
+        return job_public(job, settings)
+    if claim is not None:
+        # Left queued: a retry with the key starts it, else the recovery sweep does (or fails
+        # it) once it is RECOVERY_MIN_AGE_MINUTES old.
+        raise unavailable(
+            f"the orchestrator is unavailable ({started.error}); job {job_id} is queued: "
+            f"retry with the same {IDEMPOTENCY_HEADER}",
+            job_id,
         )
-    except WorkflowAlreadyStartedError:
-        pass  # a retry with the same key started it meanwhile
-    except RPCError as exc:
-        if claim is not None:
-            # Left queued: a retry with the key starts it.
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"the orchestrator is unavailable; retry with the same {IDEMPOTENCY_HEADER}",
-            ) from exc
-        await advance_job(
-            session, job_id, JobStatus.FAILED, error=f"could not start the job: {exc.message}"
+    if started.outcome == StartOutcome.UNKNOWN:
+        # It may run: never failed behind its back. The sweep starts it or finds it running.
+        raise unavailable(
+            f"the orchestrator did not answer ({started.error}); job {job_id} may have "
+            "started: it is started or failed within minutes; GET it to follow it, and send an "
+            f"{IDEMPOTENCY_HEADER} to retry creates safely",
+            job_id,
         )
-        await session.commit()
+    await advance_job(
+        session, job_id, JobStatus.FAILED, error=f"could not start the job: {started.error}"
+    )
+    await session.commit()
+    if not started.unavailable:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
-        ) from exc
-    return job_public(job, settings)
+            status.HTTP_502_BAD_GATEWAY, f"the orchestrator refused the job: {started.error}"
+        )
+    raise unavailable(f"the orchestrator is unavailable ({started.error}); try again", job_id)
 
 
-def workflow_input(job: Job, settings: Settings, sent: dict[str, Any]) -> MediaJobInput:
-    """What the job's workflow starts with; `sent` is the input as the provider gets it."""
-    kind = JobKind(job.kind)
-    return MediaJobInput(
-        job_id=job.id,
-        user_id=job.user_id,
-        kind=kind,
-        provider=job.provider,
-        model=job.model,
-        input=sent,
-        webhook_url=webhook_url(settings, job.provider, job.id),
-        webhook_events=settings.replicate_webhook_events,
-        poll=poll_policy(settings, kind),
-        project_id=job.project_id,
-        node_id=job.node_id,
+async def start_job(
+    temporal: Client, settings: Settings, job: Job, sent: dict[str, Any]
+) -> StartResult:
+    """Start a new job's workflow (refused if it ever had one), resolving a lost answer."""
+    job_input = workflow_input(job, settings, sent)
+    return await start_resolved(
+        temporal,
+        media_job_workflow_id(job.id),
+        lambda: start_job_workflow(temporal, settings, job_input, first=True),
+    )
+
+
+def unavailable(message: str, job_id: str) -> HTTPException:
+    """503 with Retry-After, naming the job that was recorded."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        {"code": "orchestrator_unavailable", "message": message, "job_id": job_id},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
@@ -284,18 +299,14 @@ async def job_made_before(
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.status == JobStatus.QUEUED.value and job.provider_job_id is None:
         sent = await provider_input(session, caller, settings, job.input)
-        try:
-            # Refused when the job ever had a workflow: a start can't make a second one.
-            await start_job_workflow(
-                temporal, settings, workflow_input(job, settings, sent), first=True
+        # Refused when the job ever had a workflow: a start can't make a second one.
+        started = await start_job(temporal, settings, job, sent)
+        if not started.runs:
+            raise unavailable(
+                f"the orchestrator is unavailable ({started.error}); job {job.id} is queued: "
+                f"retry with the same {IDEMPOTENCY_HEADER}",
+                job.id,
             )
-        except WorkflowAlreadyStartedError:
-            pass
-        except RPCError as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"the orchestrator is unavailable; retry with the same {IDEMPOTENCY_HEADER}",
-            ) from exc
     return job_public(job, settings)
 
 
@@ -358,13 +369,45 @@ async def cancel_job(
         await temporal.get_workflow_handle(media_job_workflow_id(job_id)).signal(
             MediaJobWorkflow.cancel, reason
         )
-    except RPCError as exc:
+    except Exception as exc:
+        if not is_temporal_error(exc):
+            raise
         metrics.signal("MediaJobWorkflow", "cancel", sent=False)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"could not reach the job: {exc.message}"
-        ) from exc
+        if not (isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND):
+            raise unavailable(f"could not reach the job: {exc}", job_id) from exc
+        return await cancel_without_workflow(session, settings, job, reason)
     metrics.signal("MediaJobWorkflow", "cancel", sent=True)
     return job_public(job, settings)
+
+
+async def cancel_without_workflow(
+    session: AsyncSession, settings: Settings, job: Job, reason: str
+) -> JobPublic:
+    """Cancel a job that has no running workflow (its start failed or was lost).
+
+    A queued job never reached a provider: it is canceled in our records (forward-only). One
+    that did is stranded: the recovery sweep adopts it, and then it can be cancelled.
+    """
+    if job.status != JobStatus.QUEUED.value or job.provider_job_id is not None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            {"code": "job_stranded",
+             "message": f"job {job.id} has no running workflow; the recovery sweep adopts it "
+                        "within minutes: cancel it again then", "job_id": job.id},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )  # fmt: skip
+    job_id = job.id
+    await session.rollback()  # end the reads before writing (SQLite)
+    await advance_job(session, job_id, JobStatus.CANCELED, error=reason)
+    await session.commit()
+    refreshed = await get_job(session, job_id)
+    assert refreshed is not None
+    if refreshed.status != JobStatus.CANCELED.value:
+        # Its workflow started meanwhile and moved it on: the cancel reaches it next time.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"job {job_id} is {refreshed.status} now; cancel it again"
+        )
+    return job_public(refreshed, settings)
 
 
 @router.get("/{job_id}/outputs/{index}", response_model=None)

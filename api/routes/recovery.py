@@ -29,6 +29,7 @@ from core.events import append_event, job_payload, user_topic
 from core.job_start import poll_policy, start_job_workflow, webhook_url
 from core.models import Job, RecoveryAttempt
 from core.recovery import RecoveryReport, legacy_kind
+from core.starts import RETRY_AFTER_SECONDS, is_temporal_error
 from providers.base import Provider, ProviderError, ProviderRateLimited, ProviderRejected
 from providers.registry import PROVIDER_NAMES, model_error
 from workflows.recovery import RecoveryWorkflow
@@ -57,9 +58,13 @@ async def _sweep(request: Request, temporal: Any, dry_run: bool) -> JSONResponse
             status_code=status.HTTP_202_ACCEPTED,
             headers={"Location": where} if ui else None,
         )  # fmt: skip
-    except RPCError as exc:
+    except Exception as exc:
+        if not is_temporal_error(exc):
+            raise
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the orchestrator is unavailable; try again",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from exc
     return JSONResponse(
         {"workflow_id": workflow_id, "dry_run": report.dry_run, "checked": report.checked,

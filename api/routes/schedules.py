@@ -33,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import AdminCaller, SettingsDep, TemporalDep
 from core.contracts import SA_COMPANY, SyncMode, SyncRunInput
 from core.settings import Settings
+from core.starts import RETRY_AFTER_SECONDS, is_temporal_error, never_sent
 from sync_modules.registry import all_modules
 from workflows.sync_run import SyncRunWorkflow
 
@@ -118,16 +119,27 @@ async def _answering(temporal: Client, company_id: str | None) -> AsyncIterator[
     racing a DELETE) is a 404 at any step, and an unreachable server a 503."""
     try:
         yield
-    except RPCError as exc:
-        if company_id is not None and (
-            exc.status == RPCStatusCode.NOT_FOUND or await _deleted(temporal, company_id)
+    except Exception as exc:
+        if not is_temporal_error(exc):
+            raise
+        if (
+            company_id is not None
+            and isinstance(exc, RPCError)
+            and not never_sent(exc)
+            and (exc.status == RPCStatusCode.NOT_FOUND or await _deleted(temporal, company_id))
         ):
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"company {company_id} has no schedule"
             ) from exc
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
-        ) from exc
+        raise _unavailable() from exc
+
+
+def _unavailable() -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "the orchestrator is unavailable; try again",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _deleted(temporal: Client, company_id: str) -> bool:
@@ -136,8 +148,10 @@ async def _deleted(temporal: Client, company_id: str) -> bool:
     handle = temporal.get_schedule_handle(schedule_id(company_id))
     try:
         await handle.describe(rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        return exc.status == RPCStatusCode.NOT_FOUND
+    except Exception as exc:
+        if not is_temporal_error(exc):
+            raise
+        return isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
     return False
 
 
@@ -178,10 +192,10 @@ async def create_schedule(
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"company {body.company_id} already has a schedule"
         ) from None
-    except RPCError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
-        ) from exc
+    except Exception as exc:
+        if not is_temporal_error(exc):
+            raise
+        raise _unavailable() from exc
     response.headers["Location"] = f"/v1/schedules/{body.company_id}"
     async with _answering(temporal, body.company_id):
         return await _public(handle, body.company_id)
@@ -198,8 +212,8 @@ async def list_schedules(caller: AdminCaller, temporal: TemporalDep) -> list[Sch
             company = entry.id.removeprefix(PREFIX)
             try:
                 found.append(await _public(temporal.get_schedule_handle(entry.id), company))
-            except RPCError:
-                if not await _deleted(temporal, company):
+            except RPCError as exc:
+                if never_sent(exc) or not await _deleted(temporal, company):
                     raise
                 # deleted since it was listed: not there any more
     return sorted(found, key=lambda s: s.company_id)

@@ -6,7 +6,7 @@ import calendar
 import re
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,8 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AdminCaller, SessionDep, SettingsDep, TemporalDep
 from api.idempotency import Claim, IdempotencyKeyHeader
@@ -32,8 +31,9 @@ from core.contracts import (
     sync_run_workflow_id,
 )
 from core.events import append_run_status
-from core.models import ACTIVE_SYNC_STATUSES, SyncRun, SyncRunLog, SyncRunModule
+from core.models import ACTIVE_SYNC_STATUSES, SyncRun, SyncRunLog, SyncRunModule, utcnow
 from core.settings import Settings
+from core.starts import RETRY_AFTER_SECONDS, StartResult, is_temporal_error, start_resolved
 from sync_modules.registry import all_modules
 from workflows.sync_run import SyncRunWorkflow
 
@@ -236,19 +236,33 @@ async def start_sync_run(
              "running_run_id": running},
         ) from None  # fmt: skip
     response.headers["Location"] = f"/v1/sync-runs/{run.id}"
-    try:
-        await start_run_workflow(temporal, settings, run)
-    except WorkflowAlreadyStartedError:
-        pass  # a retry with the same key started it meanwhile
-    except RPCError as exc:
-        # Failed, not left queued: a queued run would hold the company's one active slot.
-        run.status = SyncStatus.FAILED.value
-        run.error_message = f"could not start the run: {exc.message}"
-        await session.commit()
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the orchestrator is unavailable; try again"
-        ) from exc
+    started = await start_resolved(
+        temporal, sync_run_workflow_id(run.id), lambda: start_run_workflow(temporal, settings, run)
+    )
+    if not started.runs:
+        await fail_unstarted(session, run, started)
     return run_public(run, settings)
+
+
+async def fail_unstarted(session: AsyncSession, run: SyncRun, started: StartResult) -> NoReturn:
+    """Fail a run whose workflow could not be started, and answer 503 (Retry-After).
+
+    Failed, not left queued: a queued run holds the company's one active slot. When the start's
+    answer was lost (`UNKNOWN`) the workflow may run after all: its status writes never move a
+    failed run, so the record stays failed and the company's slot free.
+    """
+    run.status = SyncStatus.FAILED.value
+    run.error_message = f"could not start the run: {started.error}"
+    run.finished_at = utcnow()
+    await append_run_status(session, run)
+    await session.commit()
+    raise HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        {"code": "orchestrator_unavailable",
+         "message": f"the orchestrator is unavailable ({started.error}); run {run.id} was "
+                    "recorded failed: try again", "run_id": run.id},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )  # fmt: skip
 
 
 async def start_run_workflow(temporal: Client, settings: Settings, run: SyncRun) -> None:
@@ -285,15 +299,13 @@ async def run_made_before(
     run = await get_run(session, run_id)
     response.headers["Location"] = f"/v1/sync-runs/{run.id}"
     if run.status == SyncStatus.QUEUED.value:
-        try:
-            await start_run_workflow(temporal, settings, run)
-        except WorkflowAlreadyStartedError:
-            pass
-        except RPCError as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                "the orchestrator is unavailable; retry with the same Idempotency-Key",
-            ) from exc
+        started = await start_resolved(
+            temporal,
+            sync_run_workflow_id(run.id),
+            lambda: start_run_workflow(temporal, settings, run),
+        )
+        if not started.runs:
+            await fail_unstarted(session, run, started)
     return run_public(run, settings)
 
 
@@ -394,10 +406,23 @@ async def cancel_sync_run(
         await temporal.get_workflow_handle(sync_run_workflow_id(run_id)).signal(
             SyncRunWorkflow.cancel, f"canceled by {caller.user_id}"
         )
-    except RPCError as exc:
+    except Exception as exc:
+        if not is_temporal_error(exc):
+            raise
         metrics.signal("SyncRunWorkflow", "cancel", sent=False)
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            # No workflow will ever move it: it ends here (a queued run holds the company's
+            # one active slot).
+            run.status = SyncStatus.CANCELED.value
+            run.error_message = f"canceled by {caller.user_id} before its workflow started"
+            run.finished_at = utcnow()
+            await append_run_status(session, run)
+            await session.commit()
+            return run_public(run, settings)
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"could not reach the run: {exc.message}"
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"could not reach the run: {exc}",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from exc
     metrics.signal("SyncRunWorkflow", "cancel", sent=True)
     return run_public(run, settings)

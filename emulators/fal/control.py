@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from emulators.common import ProviderJob, provider_jobs
 from emulators.fal.deps import ApiError, EmulatorDep
 from emulators.fal.models import NOT_FOUND, CompleteRequest, Faults, RotateRequest
 from emulators.fal.records import Failure, Record
@@ -28,6 +29,18 @@ async def health() -> dict[str, bool]:
 async def stats(emulator: EmulatorDep) -> dict[str, Any]:
     """Requests by kind, responses by status code, webhook counters, requests by status."""
     return emulator.stats.snapshot(*emulator.counts())
+
+
+@router.get("/jobs")
+async def jobs(emulator: EmulatorDep, job_id: str | None = None) -> dict[str, Any]:
+    """Provider jobs per app job id (the `job_id=` of their webhook URL), oldest first."""
+    return provider_jobs(
+        (
+            ProviderJob(r.id, r.webhook, r.status, r.outcome == "cancelled")
+            for r in emulator.records()
+        ),
+        job_id,
+    )
 
 
 @router.get("/faults")

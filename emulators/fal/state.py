@@ -56,6 +56,10 @@ class Emulator:
             self._expire_if_due(record)
         return record
 
+    def records(self) -> tuple[Record, ...]:
+        """Every request, oldest first."""
+        return tuple(self._records.values())
+
     def queue_position(self, record: Record) -> int:
         waiting = self._queues.get(record.app_id, {})
         if record.id not in waiting:

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from emulators.common import ProviderJob, provider_jobs
 from emulators.kie.deps import EmulatorDep
 from emulators.kie.models import ClockAdvance, CompleteRequest, Faults
 from emulators.kie.records import Task
@@ -28,6 +29,14 @@ async def health() -> dict[str, bool]:
 async def stats(emulator: EmulatorDep) -> dict[str, Any]:
     """Requests by kind, HTTP statuses, body codes, callback counters and tasks by state."""
     return emulator.stats.snapshot(emulator.tasks_by_state())
+
+
+@router.get("/jobs")
+async def jobs(emulator: EmulatorDep, job_id: str | None = None) -> dict[str, Any]:
+    """Provider jobs per app job id (the `job_id=` of their webhook URL), oldest first."""
+    return provider_jobs(
+        (ProviderJob(r.id, r.callback_url, r.state, False) for r in emulator.records()), job_id
+    )
 
 
 @router.get("/faults")

@@ -45,6 +45,10 @@ class Emulator:
     def get(self, task_id: str) -> Task | None:
         return self._records.get(task_id)
 
+    def records(self) -> tuple[Task, ...]:
+        """Every task, oldest first."""
+        return tuple(self._records.values())
+
     def tasks_by_state(self) -> dict[str, int]:
         counts = Counter(task.state for task in self._records.values())
         return {state: counts[state] for state in ALL_STATES}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -194,6 +195,13 @@ async def get_file(job_id: str, filename: str, request: Request, emulator: Emula
     return StreamingResponse(iter_file(spec), media_type=spec.content_type, headers=headers)
 
 
+def _list_item(record: Record) -> dict[str, Any]:
+    item = record.to_json()
+    if record.faults.list_without_webhook:
+        del item["webhook"], item["webhook_events_filter"]
+    return item
+
+
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
@@ -231,7 +239,8 @@ async def _create(
                 ]
             )
     faults = emulator.faults.effective(parsed.faults)
-    fault = emulator.faults.on_create(body_key(request.url.path, body), parsed.faults)
+    key = body_key(request.url.path, body)
+    fault = emulator.faults.on_create(key, parsed.faults)
     if fault is CallFault.RATE_LIMITED:
         headers = None
         if faults.retry_after_header:
@@ -252,6 +261,11 @@ async def _create(
     wait = parse_prefer_wait(request.headers.get("prefer"))
     if wait:
         await emulator.wait_terminal(record, wait)
+    if faults.create_delay_seconds:
+        await asyncio.sleep(faults.create_delay_seconds)
+    if emulator.faults.lose_answer(key, parsed.faults):
+        emulator.note_answer_lost(record)
+        raise ApiProblem(500, SERVER_ERROR_BODY)
     return JSONResponse(record.to_json(), status_code=201)
 
 
@@ -278,5 +292,5 @@ def _page(request: Request, emulator: Emulator, kind: RecordKind, cursor: int) -
     return {
         "previous": f"{here}?cursor={max(start - PAGE_SIZE, 0)}" if start > 0 else None,
         "next": f"{here}?cursor={after}" if after < len(records) else None,
-        "results": [record.to_json() for record in records[start:after]],
+        "results": [_list_item(record) for record in records[start:after]],
     }

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
+from emulators.common import ProviderJob, provider_jobs
 from emulators.replicate.deps import ApiProblem, EmulatorDep
 from emulators.replicate.models import NOT_FOUND, CompleteRequest, Faults
 from emulators.replicate.records import Record
@@ -36,6 +37,18 @@ async def redirect(to: str) -> RedirectResponse:
 async def stats(emulator: EmulatorDep) -> dict[str, Any]:
     """Requests by kind, responses by status code, webhook and prediction counters."""
     return emulator.stats.snapshot(emulator.predictions_by_status())
+
+
+@router.get("/jobs")
+async def jobs(emulator: EmulatorDep, job_id: str | None = None) -> dict[str, Any]:
+    """Provider jobs per app job id (the `job_id=` of their webhook URL), oldest first."""
+    return provider_jobs(
+        (
+            ProviderJob(r.id, r.webhook, r.status, r.status == "canceled")
+            for r in emulator.records()
+        ),
+        job_id,
+    )
 
 
 @router.get("/faults")

@@ -57,6 +57,7 @@ class FaultBook:
     def __init__(self) -> None:
         self.global_faults = Faults()
         self._creates_seen: Counter[str] = Counter()
+        self._answers_lost: Counter[str] = Counter()
 
     def replace(self, faults: Faults) -> None:
         self.global_faults = faults
@@ -64,6 +65,7 @@ class FaultBook:
     def reset(self) -> None:
         self.global_faults = Faults()
         self._creates_seen.clear()
+        self._answers_lost.clear()
 
     def effective(self, specific: Faults | None) -> Faults:
         if specific is None:
@@ -94,6 +96,18 @@ class FaultBook:
         if "server_errors" not in explicit and self._take_global_error("create"):
             return CallFault.SERVER_ERROR
         return None
+
+    def lose_answer(self, key: str, specific: Faults | None) -> bool:
+        """Whether the answer to a create that did happen is lost (a 500 instead); counts it."""
+        if specific is not None and "lost_create_responses" in specific.model_fields_set:
+            seen = self._answers_lost[key]
+            self._answers_lost[key] += 1
+            return seen < specific.lost_create_responses
+        glob = self.global_faults
+        if glob.lost_create_responses > 0:
+            glob.lost_create_responses -= 1
+            return True
+        return False
 
     def on_call(self, target: FaultTarget) -> bool:
         """Whether a get or cancel call gets a global 500."""

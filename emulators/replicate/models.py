@@ -45,6 +45,16 @@ class Faults(BaseModel):
     retry_after_header: bool = True
     server_errors: int = Field(default=0, ge=0)
     server_errors_on: list[FaultTarget] = Field(default_factory=lambda: _CREATE_ONLY.copy())
+    # The prediction IS created (and runs, webhooks and all) but its create call answers 500:
+    # per prediction, the first N identical create bodies; globally, the next N creates. What
+    # a client sees when the answer to a create that did happen is lost.
+    lost_create_responses: int = Field(default=0, ge=0)
+    # The prediction exists at once, but the create call answers only this much later: a
+    # client that times out meanwhile can't tell whether it was created.
+    create_delay_seconds: float = Field(default=0, ge=0)
+    # List pages leave `webhook` out of their items (Replicate doesn't document it there):
+    # a client must GET the prediction to read it.
+    list_without_webhook: bool = False
     stay_starting: bool = False
     starting_seconds: float | None = Field(default=None, ge=0)
     processing_seconds: float | None = Field(default=None, ge=0)

@@ -107,6 +107,10 @@ class Emulator:
             self._expire_if_due(record)
         return records
 
+    def records(self) -> tuple[Record, ...]:
+        """Every job of either kind, oldest first."""
+        return tuple(self._records.values())
+
     def predictions_by_status(self) -> dict[str, int]:
         counts = Counter(record.status for record in self._records.values())
         return {status: counts[status] for status in ALL_STATUSES}
@@ -222,6 +226,11 @@ class Emulator:
         record.data_removed = True
         record.published.clear()
         record.history.append({"type": "data_removed", "time": time.time()})
+        self._touch(record)
+
+    def note_answer_lost(self, record: Record) -> None:
+        """The create's answer was replaced by a 500 (`lost_create_responses`); the job runs."""
+        record.history.append({"type": "create_answer_lost", "time": time.time()})
         self._touch(record)
 
     def note_fault_used(self, record: Record) -> None:

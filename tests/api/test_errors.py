@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
@@ -48,6 +49,13 @@ def make_app() -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret path /var/lib/db.sqlite and token s3cr3t")
+
+    @app.get("/database-down")
+    async def database_down() -> None:
+        # What the PostgreSQL driver raises through SQLAlchemy when the server is gone.
+        raise sqlalchemy.exc.OperationalError(
+            "SELECT 1", {}, ConnectionRefusedError("connection to 10.0.0.5 refused")
+        )
 
     return app
 
@@ -113,6 +121,13 @@ def test_unhandled_exception_is_a_500_without_its_text(
     }
     assert "s3cr3t" not in response.text and "sqlite" not in response.text
     assert any(r.exc_info and "s3cr3t" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_a_database_outage_is_a_503_to_retry_without_its_text(client: TestClient) -> None:
+    response = client.get("/database-down")
+    assert response.status_code == 503 and response.headers["retry-after"].isdigit()
+    assert error_of(response)["code"] == "database_unavailable"
+    assert "10.0.0.5" not in response.text and "SELECT" not in response.text
 
 
 def test_openapi_documents_the_shape() -> None:

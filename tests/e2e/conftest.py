@@ -2,7 +2,8 @@
 emulators (Replicate, fal.ai, KIE.ai) as separate processes talking HTTP on loopback.
 
 Every test runs twice: on SQLite with local storage, and on PostgreSQL with S3 (boto3 against
-moto's server, through a TCP proxy that can play an outage); a test marked `LOCAL_ONLY` runs on
+moto's server; both reached through TCP proxies that can play an outage); a test marked
+`LOCAL_ONLY` runs on
 the first only. Ports are free ports, state
 lives in a temp dir, processes stop by PID.
 """
@@ -17,15 +18,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
 from devstack.postgres import PostgresServer
 from devstack.s3 import S3Server
 from devstack.stack import FAL_EMULATOR_KEY, KIE_EMULATOR_KEY, Stack, StackConfig
-from tests.e2e.tcp_proxy import TcpProxy
+from devstack.tcp_proxy import TcpProxy
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -73,6 +76,8 @@ class E2E:
     # S3 stacks reach moto through this proxy, so a test can take storage away (`down()`).
     s3_proxy: TcpProxy | None = None
     s3: S3Server | None = None
+    # PostgreSQL stacks reach their database through this one (a database outage: `down()`).
+    pg_proxy: TcpProxy | None = None
 
     def api(self, user: str = "alice") -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -110,6 +115,7 @@ async def e2e(
     tmp = Path(tempfile.mkdtemp(prefix=f"autosync-e2e-{variant}-"))
     s3: S3Server | None = None
     proxy: TcpProxy | None = None
+    pg_proxy: TcpProxy | None = None
     kw: dict[str, object] = {}
     if variant == "postgres-s3":
         if postgres is None:
@@ -118,8 +124,10 @@ async def e2e(
         s3.start()
         s3.create_bucket(E2E_BUCKET)
         proxy = TcpProxy(s3.endpoint_url).start()
+        database_url = postgres.create_database()
+        pg_proxy = TcpProxy(database_url).start()
         kw = dict(
-            database_url=postgres.create_database(),
+            database_url=_through(database_url, pg_proxy),
             storage_backend="s3",
             s3_endpoint_url=proxy.url,
             s3_bucket=E2E_BUCKET,
@@ -135,14 +143,24 @@ async def e2e(
     try:
         stack.start()
         client = await Client.connect(stack.temporal_address)
-        yield E2E(stack=stack, variant=variant, temporal=client, s3_proxy=proxy, s3=s3)
+        yield E2E(
+            stack=stack, variant=variant, temporal=client, s3_proxy=proxy, s3=s3, pg_proxy=pg_proxy
+        )
     finally:
         stack.stop()
         if proxy is not None:
             proxy.stop()
+        if pg_proxy is not None:
+            pg_proxy.stop()
         if s3 is not None:
             s3.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _through(database_url: str, proxy: TcpProxy) -> str:
+    """`database_url` with the proxy's address in place of the server's."""
+    port = urlsplit(proxy.url).port
+    return make_url(database_url).set(host="127.0.0.1", port=port).render_as_string(False)
 
 
 async def wait_for_status(

@@ -186,7 +186,8 @@ async def test_training_records_its_model_version(e2e: E2E) -> None:
         done = await wait_job(api, job["id"])
         assert done["status"] == "succeeded", done
         assert done["output_data"]["version"].startswith("autosync/alice-my-lora:")
-        assert done["outputs"] == []
+        # Its weights are stored like any output (tests/e2e/test_store_reliability.py).
+        assert [o["key"] for o in done["outputs"]] == [f"trainings/alice/{job['id']}_0.tar"]
 
 
 async def test_worker_killed_mid_job_finishes_once(e2e: E2E) -> None:

@@ -139,13 +139,15 @@ def test_output_urls_are_the_file_objects(payload: dict[str, Any], urls: list[st
     assert snapshot.output_urls == urls
 
 
-def test_training_output_is_recorded_by_name() -> None:
+def test_training_output_is_recorded_by_name_and_its_files_are_stored() -> None:
     payload = {
         "diffusers_lora_file": {"url": "https://c/lora.safetensors"},
         "config_file": {"url": "https://c/c.json"},
+        "debug": {"nested": {"url": "http://10.0.0.1/"}},
     }
     snapshot = result_snapshot("r", payload, JobKind.TRAINING)
-    assert snapshot.output_urls == []
+    # Every top-level File object is a file to store (the URLs expire), in the result's order.
+    assert snapshot.output_urls == ["https://c/lora.safetensors", "https://c/c.json"]
     assert snapshot.output_data == {
         "diffusers_lora_file": "https://c/lora.safetensors",
         "config_file": "https://c/c.json",

@@ -74,7 +74,7 @@ def test_urls_inside_objects_or_nested_lists_are_not_outputs(output: object) -> 
     assert snap.output_urls == []
 
 
-def test_training_output_is_a_model_version() -> None:
+def test_training_output_is_a_model_version_and_its_weights_file() -> None:
     data = {
         "id": "t",
         "status": "succeeded",
@@ -82,7 +82,10 @@ def test_training_output_is_a_model_version() -> None:
     }
     snap = snapshot_from(data, JobKind.TRAINING)
     assert snap.output_data == {"version": "me/m:abc", "weights": "https://w"}
-    assert snap.output_urls == []
+    # The weights URL expires like any output: it is a file to store.
+    assert snap.output_urls == ["https://w"]
+    no_file = snapshot_from({**data, "output": {"version": "me/m:abc", "weights": None}})
+    assert no_file.output_urls == [] and no_file.output_data["version"] == "me/m:abc"
 
 
 def _response(

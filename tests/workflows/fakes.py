@@ -53,6 +53,9 @@ class FakeMedia:
     store_error: ApplicationError | None = None
     store_blocks: bool = False
     submit_delay: float = 0.0
+    # The next this-many `media.record` calls fail (a database outage).
+    record_errors: int = 0
+    record_failures: int = 0
     submits: int = 0
     polls: int = 0
     cancels: list[str] = field(default_factory=list)
@@ -85,6 +88,10 @@ class FakeMedia:
 
         @activity.defn(name="media.record")
         async def record(progress: JobProgress) -> None:
+            if self.record_errors > 0:
+                self.record_errors -= 1
+                self.record_failures += 1
+                raise ApplicationError("database is down (scripted)")
             self.records.append(progress)
 
         @activity.defn(name="media.store_outputs")

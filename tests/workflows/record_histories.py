@@ -73,6 +73,12 @@ async def main() -> None:
             await handle.result()
             scenarios["adopt"] = handle
 
+            # The workflow records the submit itself (after a scripted database outage).
+            fake.record_errors = 2
+            handle = await start(env.client, tq, job(**fast))
+            await handle.result()
+            scenarios["submit_recorded"] = handle
+
             upstream = FakeUpstream()
             sync_tq = f"rec-sync-{uuid.uuid4()}"
             async with Worker(

@@ -97,8 +97,9 @@ async def test_every_webhook_lost_poll_finishes_the_job(media) -> None:
     result = await handle.result()
     assert result.status == JobStatus.SUCCEEDED
     assert fake.polls == 3
-    # The move to processing was recorded once, between submit and the final store.
-    assert [r.status for r in fake.records] == [JobStatus.PROCESSING]
+    # The submit recorded by the workflow's own step, then the move to processing once,
+    # before the final store.
+    assert [r.status for r in fake.records] == [JobStatus.SUBMITTED, JobStatus.PROCESSING]
 
 
 async def test_duplicate_and_out_of_order_events_change_nothing(media) -> None:
@@ -270,7 +271,33 @@ async def test_webhook_that_overtakes_the_submit_is_kept(media) -> None:
     await handle.signal(MediaJobWorkflow.provider_event, event(fakes.PROCESSING))
     await wait_for(handle, JobStatus.PROCESSING)
     assert (await handle.result()).status == JobStatus.SUCCEEDED
-    assert [r.status for r in fake.records][:1] == [JobStatus.PROCESSING]
+    assert [r.status for r in fake.records][:2] == [JobStatus.SUBMITTED, JobStatus.PROCESSING]
+
+
+async def test_the_workflow_records_the_submit_in_a_step_of_its_own(media) -> None:
+    client, tq, fake = media
+    fake.on_poll = lambda n: fakes.SUCCEEDED
+    # The database is down when the submit returns: the write is retried, never the submit.
+    fake.record_errors = 4
+    result = await (await start(client, tq, job())).result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert fake.submits == 1 and fake.record_failures == 4
+    first = fake.records[0]
+    assert first.status == JobStatus.SUBMITTED
+    assert first.provider_job_id == fakes.PROVIDER_JOB_ID
+    assert first.provider_status == fakes.STARTING.provider_status
+
+
+async def test_a_cancel_during_the_submit_record_cancels_the_provider_job(media) -> None:
+    client, tq, fake = media
+    fake.record_errors = 3
+    handle = await start(client, tq, job())
+    await asyncio.wait_for(fake.submit_started.wait(), 10)
+    await handle.signal(MediaJobWorkflow.cancel, "changed my mind")
+    result = await handle.result()
+    assert result.status == JobStatus.CANCELED
+    assert fake.submits == 1 and fake.cancels == [fakes.PROVIDER_JOB_ID]
+    assert [r.status for r in fake.records] == [JobStatus.SUBMITTED, JobStatus.CANCELED]
 
 
 async def test_an_adopted_job_is_followed_from_a_first_poll_without_a_submit(media) -> None:
