@@ -82,6 +82,8 @@ PHASE_RANK: dict[ProviderPhase, int] = {
 # --- Workflow ids: derived from domain ids so the API never needs a lookup -------------------
 
 MEDIA_JOB_PREFIX = "media-job-"
+# The workflow type, so code below the workflows (core/) can start one by name.
+MEDIA_JOB_WORKFLOW = "MediaJobWorkflow"
 
 
 def media_job_workflow_id(job_id: str) -> str:

@@ -16,6 +16,7 @@ from temporalio.common import (
 )
 
 from core.contracts import (
+    MEDIA_JOB_WORKFLOW,
     SA_KIND,
     SA_PROVIDER,
     SA_STATUS,
@@ -31,7 +32,6 @@ from core.models import Job
 from core.settings import Settings
 from core.tokens import webhook_token
 from providers.inputs import PROMPT_FIELDS
-from workflows.media_job import MediaJobWorkflow, start_options
 
 
 def poll_policy(settings: Settings, kind: JobKind) -> PollPolicy:
@@ -151,7 +151,7 @@ async def start_job_workflow(
     start retried after a crash can't run a second one.
     """
     await client.start_workflow(
-        MediaJobWorkflow.run,
+        MEDIA_JOB_WORKFLOW,
         job,
         id=media_job_workflow_id(job.job_id),
         task_queue=settings.media_task_queue,
@@ -171,3 +171,16 @@ async def start_job_workflow(
         ),
         **start_options(job),
     )
+
+
+def start_options(job: MediaJobInput) -> dict[str, Any]:
+    """Readable summary and details for the web UI's list and workflow pages."""
+    prompt = str(job.input.get("prompt", ""))[:80]
+    return {
+        "static_summary": f"{job.kind.value} · {job.model} · user {job.user_id}"[:200],
+        "static_details": (
+            f"**{job.kind.value}** job `{job.job_id}` for user `{job.user_id}`  \n"
+            f"provider **{job.provider}**, model `{job.model}`"
+            + (f"  \nprompt: {prompt}" if prompt else "")
+        ),
+    }

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.media import MediaActivities
     from core.contracts import (
         ERR_PROVIDER_REJECTED,
+        MEDIA_JOB_WORKFLOW,
         PHASE_RANK,
         SA_STATUS,
         TERMINAL_PHASES,
@@ -108,7 +108,7 @@ def describe_failure(error: BaseException) -> str:
     return str(cause) if cause is not None else "unknown error"
 
 
-@workflow.defn(name="MediaJobWorkflow")
+@workflow.defn(name=MEDIA_JOB_WORKFLOW)
 class MediaJobWorkflow:
     @workflow.init
     def __init__(self, job: MediaJobInput) -> None:
@@ -454,16 +454,3 @@ class MediaJobWorkflow:
         if self._last_error:
             details.append(f"error: {self._last_error}")
         workflow.set_current_details("  \n".join(details))
-
-
-def start_options(job: MediaJobInput) -> dict[str, Any]:
-    """Readable summary and details for the web UI's list and workflow pages."""
-    prompt = str(job.input.get("prompt", ""))[:80]
-    return {
-        "static_summary": f"{job.kind.value} · {job.model} · user {job.user_id}"[:200],
-        "static_details": (
-            f"**{job.kind.value}** job `{job.job_id}` for user `{job.user_id}`  \n"
-            f"provider **{job.provider}**, model `{job.model}`"
-            + (f"  \nprompt: {prompt}" if prompt else "")
-        ),
-    }

@@ -33,8 +33,9 @@ BASE = "http://api.test"
 
 @pytest.fixture(scope="module")
 async def temporal() -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli_path(),
+    cli = temporal_cli_path()  # from the wheel: nothing is downloaded
+    env = await WorkflowEnvironment.start_local(  # dev_server_existing_path: the wheel's CLI
+        dev_server_existing_path=cli,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
     )
