@@ -110,6 +110,28 @@ class AdoptRequest(BaseModel):
     node_id: str | None = None
 
 
+def provider_failure(provider: str, exc: Exception) -> HTTPException:
+    """A provider that can't answer now: 503 (with its Retry-After when it rate limits us), or
+    502 when it could not be reached at all; never a 500."""
+    headers = None
+    if isinstance(exc, ProviderRateLimited):
+        code, status_code, message = "provider_rate_limited", 503, f"is rate limiting us: {exc}"
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    elif isinstance(exc, ProviderError):
+        code, status_code, message = "provider_unavailable", 503, f"is unavailable: {exc}"
+    elif isinstance(exc, httpx.TimeoutException):
+        code, status_code = "provider_unavailable", 503
+        message = f"did not answer in time ({type(exc).__name__})"
+    else:
+        code, status_code = "provider_unreachable", 502
+        message = f"could not be reached ({type(exc).__name__})"
+    return HTTPException(
+        status_code,
+        {"code": code, "message": f"{provider} {message}", "provider": provider},
+        headers=headers,
+    )
+
+
 @router.post("/jobs/adopt", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
 async def adopt(
     body: AdoptRequest,
@@ -177,43 +199,8 @@ async def adopt(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"provider_job_id: {body.provider} does not know job {body.provider_job_id!r} ({exc})",
         ) from exc
-    except ProviderRateLimited as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            {
-                "code": "provider_rate_limited",
-                "message": f"{body.provider} is rate limiting us: {exc}",
-                "provider": body.provider,
-            },
-            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
-        ) from exc
-    except ProviderError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            {
-                "code": "provider_unavailable",
-                "message": f"{body.provider} is unavailable: {exc}",
-                "provider": body.provider,
-            },
-        ) from exc
-    except httpx.TimeoutException as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            {
-                "code": "provider_unavailable",
-                "message": f"{body.provider} did not answer in time ({type(exc).__name__})",
-                "provider": body.provider,
-            },
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise HTTPException(
-            status.HTTP_502_BAD_GATEWAY,
-            {
-                "code": "provider_unreachable",
-                "message": f"could not reach {body.provider} ({type(exc).__name__})",
-                "provider": body.provider,
-            },
-        ) from exc
+    except (ProviderError, httpx.HTTPError) as exc:
+        raise provider_failure(body.provider, exc) from exc
     job = Job(
         id=job_id, user_id=caller.user_id, kind=kind.value, provider=body.provider, model=model,
         input={"prompt": prompt} if prompt else {}, status=JobStatus.QUEUED.value,

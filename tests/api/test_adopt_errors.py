@@ -73,7 +73,7 @@ async def test_an_unreachable_provider_is_a_502(app: FastAPI) -> None:
         response = await admin.post("/v1/jobs/adopt", json=ADOPT)
     assert response.status_code == 502, response.text
     assert error_of(response)["code"] == "provider_unreachable"
-    assert "could not reach replicate" in error_message(response)
+    assert "replicate could not be reached" in error_message(response)
 
 
 def timing_out(request: httpx.Request) -> httpx.Response:
