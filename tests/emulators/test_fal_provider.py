@@ -122,8 +122,9 @@ async def test_video_and_training_outputs(provider: FalProvider) -> None:
 
     trainer = request("fal-ai/flux-lora-fast-training", JobKind.TRAINING)
     trained = await until_terminal(provider, await submitted(provider, trainer))
-    assert trained.output_urls == []
-    assert trained.output_data["diffusers_lora_file"].startswith("http")
+    # A training's files are outputs too: they are stored like images (issue 10).
+    assert [url.rsplit("/", 1)[1] for url in trained.output_urls] == ["lora.tar"]
+    assert trained.output_data["diffusers_lora_file"] == trained.output_urls[0]
 
 
 async def test_model_and_platform_failures(provider: FalProvider) -> None:
