@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from core.contracts import media_job_workflow_id
@@ -45,6 +46,17 @@ def item_of(report: dict[str, Any], job_id: str) -> dict[str, Any]:
     return found[0]
 
 
+async def wait_recovered(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """The job once a restore has stored its outputs again (`recovered`), or as it last was."""
+    again: dict[str, Any] = {}
+    for _ in range(150):
+        again = (await api.get(f"/v1/jobs/{job_id}")).json()
+        if again["status"] == "succeeded" and again["recovery_state"] == "recovered":
+            break
+        await asyncio.sleep(0.2)
+    return again
+
+
 async def test_a_lost_object_is_copied_again_while_its_url_lives(e2e: E2E) -> None:
     async with e2e.api("alice") as api:
         job = await wait_job(api, (await create(api))["id"])
@@ -57,11 +69,7 @@ async def test_a_lost_object_is_copied_again_while_its_url_lives(e2e: E2E) -> No
         assert (await api.get(f"/v1/jobs/{job['id']}")).json()["status"] == "succeeded"
         done = item_of(await sweep(e2e, "trigger"), job["id"])
         assert (done["action"], done["result"]) == ("restore", "started")
-        for _ in range(100):
-            again = (await api.get(f"/v1/jobs/{job['id']}")).json()
-            if again["status"] == "succeeded" and again["recovery_state"] == "recovered":
-                break
-            await asyncio.sleep(0.2)
+        again = await wait_recovered(api, job["id"])
         assert again["status"] == "succeeded" and again["recovery_reason"] == "objects_missing"
         assert again["outputs"][0]["key"] == key
         stored = await api.get(f"/v1/jobs/{job['id']}/outputs/0", follow_redirects=True)

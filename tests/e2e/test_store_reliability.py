@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import E2E, LOCAL_ONLY
 from tests.e2e.test_media_jobs import create, prediction, wait_job
-from tests.e2e.test_recovery import delete_stored, item_of, sweep
+from tests.e2e.test_recovery import delete_stored, item_of, sweep, wait_recovered
 
 pytestmark = pytest.mark.e2e
 
@@ -83,11 +83,7 @@ async def test_recovery_copies_a_trainings_lost_weights_again(e2e: E2E) -> None:
         assert (check["problem"], check["action"]) == ("objects_missing", "restore")
         fixed = item_of(await sweep(e2e, "trigger"), job["id"])
         assert (fixed["action"], fixed["result"]) == ("restore", "started")
-        for _ in range(150):
-            again = (await api.get(f"/v1/jobs/{job['id']}")).json()
-            if again["status"] == "succeeded" and again["recovery_state"] == "recovered":
-                break
-            await asyncio.sleep(0.2)
+        again = await wait_recovered(api, job["id"])
         assert again["status"] == "succeeded" and again["recovery_reason"] == "objects_missing"
         assert again["outputs"][0]["key"] == key
         assert await stored_sha256(api, job["id"]) == done["outputs"][0]["sha256"]
