@@ -12,10 +12,12 @@ import asyncio
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -28,6 +30,7 @@ from core.contracts import (
     ERR_OUTPUT_VANISHED,
     ERR_PROVIDER_RATE_LIMITED,
     ERR_PROVIDER_REJECTED,
+    ERR_SUBMIT_UNCONFIRMED,
     STORAGE_CONTEXT,
     TERMINAL_JOB_STATUSES,
     TERMINAL_PHASES,
@@ -46,12 +49,42 @@ from core.db import uninterrupted
 from core.job_store import advance_job
 from core.models import Job, utcnow
 from core.outbound import OutboundFetcher, OutboundRefused, OutboundTooLarge
-from providers.base import Provider, ProviderRateLimited, ProviderRejected
+from providers.base import (
+    Provider,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from storage.base import Storage
 from storage.copy import SourceGone, SourceRefused, UnsafeKey, copy_output
 
 # Job statuses after which nothing may reach a provider any more.
 ENDED = [status.value for status in TERMINAL_JOB_STATUSES]
+
+
+@dataclass(frozen=True)
+class SubmitCount:
+    """The submit attempts of a job so far, this one included."""
+
+    attempt: int
+    refusals: int
+    created_at: datetime
+
+    @property
+    def unconfirmed(self) -> int:
+        """Earlier attempts that may have created a provider job (neither refused nor seen)."""
+        return self.attempt - 1 - self.refusals
+
+
+def made_nothing(exc: BaseException) -> bool:
+    """Whether a failed create certainly made no provider job: the provider refused it with
+    an answer, or the connection was never made. A timeout, a dropped connection after the
+    request went out or an unreadable 2xx may have made one."""
+    if isinstance(exc, ProviderRejected | ProviderRateLimited):
+        return True
+    if isinstance(exc, ProviderUnavailable):
+        return exc.answered
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 @contextmanager
@@ -110,27 +143,47 @@ class MediaActivities:
         """Create the job's provider job, once; nothing is written after the provider took it.
 
         Each attempt is counted in the database before the provider is called: if that write
-        fails, no call is made and the attempt is retried. A count above 1 means an earlier
-        attempt may have created a provider job whose answer we never saw (an error or timeout
-        after the request was sent, a worker killed mid-call, which re-runs this local activity
-        from scratch): that job is looked up (`Provider.find`) and adopted rather than created
-        again. The workflow records SUBMITTED and the provider job id in a step of its own, so
-        a failed write there retries the write, not the create.
+        fails, no call is made and the attempt is retried. An attempt the provider refused with
+        an answer (a 429, an error status) is counted as refused: it made no provider job. Any
+        other earlier attempt (no answer, a timeout, a worker killed mid-call, which re-runs
+        this local activity from scratch) may have made one whose answer we never saw:
+        - where the provider's jobs can be looked up (`Provider.find`), it is adopted rather
+          than created again;
+        - where they can't (fal, KIE), nothing is created: `SubmitUnconfirmed` tells the
+          workflow to wait for that job's webhook (bound to this job by its URL token).
+        The workflow records SUBMITTED and the provider job id in a step of its own, so a
+        failed write there retries the write, not the create.
         """
         provider = self._provider(request.provider)
-        attempt, since = await self._count_submit(request.job_id)
+        counted = await self._count_submit(request.job_id)
         with provider_errors():
-            if attempt is None or attempt > 1:
-                found = await provider.find(request, since=since)
-                if found:
-                    return await self._adopt_found(provider, request, found)
-            return await provider.submit(request)
+            if counted is None or counted.attempt > 1:
+                if provider.lookup or counted is None:
+                    since = counted.created_at if counted else None
+                    found = await provider.find(request, since=since)
+                    if found:
+                        return await self._adopt_found(provider, request, found)
+                elif counted.unconfirmed:
+                    raise ApplicationError(
+                        f"an interrupted submit may have created a {provider.name} job for "
+                        f"this job ({counted.unconfirmed} attempt(s) without an answer) and "
+                        f"{provider.name} has no way to look it up: waiting for its webhook "
+                        "rather than paying for a second one",
+                        type=ERR_SUBMIT_UNCONFIRMED,
+                        non_retryable=True,
+                    )
+            try:
+                return await provider.submit(request)
+            except Exception as exc:
+                if made_nothing(exc):
+                    await self._count_refusal(request.job_id)
+                raise
 
-    async def _count_submit(self, job_id: str) -> tuple[int | None, datetime | None]:
-        """Count a submit attempt; (attempts so far, when the job was created), or Nones
-        for a job without a row (it can't say what earlier attempts did)."""
+    async def _count_submit(self, job_id: str) -> SubmitCount | None:
+        """Count a submit attempt; None for a job without a row (it can't say what earlier
+        attempts did)."""
 
-        async def write() -> tuple[int | None, datetime | None]:
+        async def write() -> SubmitCount | None:
             async with self._sessions() as session:
                 row = (
                     await session.execute(
@@ -139,7 +192,7 @@ class MediaActivities:
                         # workflow yet) matches nothing: it must never reach a provider.
                         .where(Job.id == job_id, Job.status.not_in(ENDED))
                         .values(submit_attempts=Job.submit_attempts + 1)
-                        .returning(Job.submit_attempts, Job.created_at)
+                        .returning(Job.submit_attempts, Job.submit_refusals, Job.created_at)
                         .execution_options(synchronize_session=False)
                     )
                 ).one_or_none()
@@ -153,9 +206,30 @@ class MediaActivities:
                     type=ERR_PROVIDER_REJECTED,
                     non_retryable=True,
                 )
-            return (None, None) if row is None else (int(row[0]), row[1])
+            if row is None:
+                return None
+            return SubmitCount(attempt=int(row[0]), refusals=int(row[1]), created_at=row[2])
 
         return await uninterrupted(write())
+
+    async def _count_refusal(self, job_id: str) -> None:
+        """Note an attempt that made no provider job. Best effort: if the write fails, the
+        attempt stays unconfirmed, which only costs a wait, never a second provider job."""
+
+        async def write() -> None:
+            async with self._sessions() as session:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(submit_refusals=Job.submit_refusals + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                await session.commit()
+
+        try:
+            await uninterrupted(write())
+        except Exception as exc:  # the database is away: the attempt stays unconfirmed
+            activity.logger.warning("job %s: refused submit not counted: %s", job_id, exc)
 
     async def _adopt_found(
         self, provider: Provider, request: SubmitRequest, found: list[ProviderSnapshot]

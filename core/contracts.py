@@ -281,6 +281,21 @@ ERR_OUTPUT_EXPIRED = "OutputExpired"
 ERR_OUTPUT_INVALID = "OutputInvalid"
 # A stored object was gone when the job was about to be recorded succeeded (retryable).
 ERR_OUTPUT_VANISHED = "OutputVanished"
+# An earlier submit attempt may have created a provider job we can't look up (fal, KIE): the
+# workflow waits for that job's webhook instead of creating a second one (non-retryable).
+ERR_SUBMIT_UNCONFIRMED = "SubmitUnconfirmed"
+
+# How long a job whose submit is unconfirmed waits for the provider's word (its webhook) about
+# the job an interrupted attempt may have created. fal and KIE call back only when a job ends,
+# and fal retries a failed delivery for two hours: the wait covers a long run of the kind plus
+# those retries. Past it the job fails rather than paying for a second provider job.
+UNCONFIRMED_SUBMIT_WAIT_SECONDS: dict[JobKind, int] = {
+    JobKind.GENERATION: 3 * 3600,
+    JobKind.EDIT: 3 * 3600,
+    JobKind.UPSCALE: 3 * 3600,
+    JobKind.VIDEO: 6 * 3600,
+    JobKind.TRAINING: 24 * 3600,
+}
 
 
 # --- Sync runs (seed 002) -----------------------------------------------------------------------

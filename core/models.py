@@ -134,6 +134,9 @@ class Job(Base):
     # Counted by media.submit before each provider call: above 1, an earlier attempt may have
     # created a provider job whose answer we never saw, so the next one looks for it first.
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Attempts the provider refused with an answer (a 429, an error status): they made no
+    # provider job. Attempts neither refused nor answered leave the submit unconfirmed.
+    submit_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]

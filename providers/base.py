@@ -30,7 +30,17 @@ class ProviderRateLimited(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """5xx or a malformed answer: retried by the activity retry policy."""
+    """5xx or a malformed answer: retried by the activity retry policy.
+
+    `answered`: the provider answered with an error status (it refused the request) rather
+    than leaving us without an answer (a gateway timeout, a 2xx we can't read). For a provider
+    whose jobs can't be looked up, a create refused this way made no job; one without an answer
+    may have.
+    """
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class WebhookRejected(Exception):
@@ -43,6 +53,9 @@ class WebhookUnavailable(Exception):
 
 class Provider(Protocol):
     name: str
+    # Whether `find` can look up the provider jobs an earlier submit created (Replicate lists
+    # them). Without it (fal, KIE) a submit whose answer was lost can't be retried safely.
+    lookup: bool
 
     async def submit(self, request: SubmitRequest) -> ProviderSnapshot: ...
 

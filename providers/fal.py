@@ -194,6 +194,7 @@ def _json(response: httpx.Response) -> Any:
 
 class FalProvider:
     name = NAME
+    lookup = False  # fal lists no queue requests
 
     def __init__(
         self, http: httpx.AsyncClient, *, base_url: str = DEFAULT_BASE_URL, api_key: str

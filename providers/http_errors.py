@@ -12,6 +12,8 @@ import orjson
 from providers.base import ProviderRateLimited, ProviderRejected, ProviderUnavailable
 
 DEFAULT_RETRY_AFTER = 5.0
+# Error statuses that are not the provider's verdict on the request: it may have been done.
+NO_VERDICT = frozenset({408, 504})
 
 
 def retry_after_seconds(response: httpx.Response, body: Any) -> float:
@@ -51,5 +53,9 @@ def raise_for_status(response: httpx.Response) -> Any:
     if response.status_code == 429:
         raise ProviderRateLimited(retry_after_seconds(response, body), message)
     if response.status_code >= 500 or response.status_code in (408, 409):
-        raise ProviderUnavailable(f"{response.status_code} from provider: {message}")
+        raise ProviderUnavailable(
+            f"{response.status_code} from provider: {message}",
+            # A timeout answer (ours or a gateway's) says nothing about whether it was done.
+            answered=response.status_code not in NO_VERDICT,
+        )
     raise ProviderRejected(message, response.status_code)

@@ -15,10 +15,10 @@ Protocol notes in shared/reference/providers.md §3.
   and needs a second parse.
 - **No cancel endpoint.** `cancel` returns the task's current snapshot: the task runs on at KIE
   (and is billed), and the workflow simply stops following it and never copies its outputs.
-- **No training**, and `submit` is not idempotent: a retried create after a lost answer makes a
-  second task (the first one is orphaned: KIE lists no tasks, so `find` can't look it up, and
-  has no cancel). media.submit counts its attempts in the database before each call, so a
-  failed write after the create no longer causes such a retry.
+- **No training**, and `submit` is not idempotent: KIE takes no client key and lists no tasks,
+  so a create whose answer was lost can't be found again (`lookup = False`). media.submit
+  never retries such a create: the workflow waits for the lost task's callback instead, which
+  names it (its URL carries the job's token).
 """
 
 from __future__ import annotations
@@ -134,11 +134,12 @@ def unwrap(response: httpx.Response) -> Any:
     message = f"KIE code {code}: {_message(body)}"
     if code == RATE_LIMITED_CODE:
         raise ProviderRateLimited(retry_after_seconds(response, body), message)
+    # An envelope with an error code is KIE's own verdict on the request: no task was made.
     if code in UNAVAILABLE_CODES:
-        raise ProviderUnavailable(message)
+        raise ProviderUnavailable(message, answered=True)
     if code in REJECTED_CODES or 400 <= code < 500:
         raise ProviderRejected(message, code)
-    raise ProviderUnavailable(message)
+    raise ProviderUnavailable(message, answered=True)
 
 
 def _message(body: Mapping[str, Any]) -> str:
@@ -215,6 +216,7 @@ def snapshot_from(data: Any) -> ProviderSnapshot:
 
 class KieProvider:
     name = NAME
+    lookup = False  # KIE lists no tasks
 
     def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str) -> None:
         self._http = http

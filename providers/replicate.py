@@ -177,6 +177,7 @@ def _created_at(data: Mapping[str, Any]) -> datetime | None:
 
 class ReplicateProvider:
     name = NAME
+    lookup = True  # predictions and trainings are listed
 
     def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_token: str) -> None:
         self._http = http

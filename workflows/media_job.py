@@ -18,6 +18,9 @@ Ordering rules that are easy to break:
   earlier (during the submit, or its 429 backoff) is held and applied after the submit, and
   only if it is about the job the submit created. A validly signed event proves who sent it,
   not which job it is for.
+- A submit left unconfirmed (an earlier attempt may have created a job at a provider that
+  can't be asked which jobs exist: fal, KIE) creates nothing: the first event the job's own
+  webhook URL brings names the provider job, which is then followed like a submitted one.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.media import MediaActivities
     from core.contracts import (
         ERR_PROVIDER_REJECTED,
+        ERR_SUBMIT_UNCONFIRMED,
         MEDIA_JOB_WORKFLOW,
         PHASE_RANK,
         SA_STATUS,
         TERMINAL_PHASES,
+        UNCONFIRMED_SUBMIT_WAIT_SECONDS,
         JobProgress,
         JobState,
         JobStatus,
@@ -87,6 +92,8 @@ HOLD_EARLY_EVENTS_PATCH = "hold-early-provider-events"
 # Histories recorded before this had media.submit write SUBMITTED itself, after the create:
 # a failed write then retried the create, making a second provider job.
 RECORD_SUBMIT_PATCH = "record-submit-in-workflow"
+# Histories recorded before this failed a job whose submit was unconfirmed (SubmitUnconfirmed).
+WAIT_UNCONFIRMED_PATCH = "wait-for-unconfirmed-submit"
 
 
 def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
@@ -94,6 +101,14 @@ def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
     late = max(0.0, elapsed_seconds - policy.backoff_after_seconds)
     delay = policy.interval_seconds + late * (policy.backoff - 1.0)
     return timedelta(seconds=min(policy.max_seconds, max(policy.interval_seconds, delay)))
+
+
+def error_type(error: BaseException) -> str | None:
+    """The ApplicationError type of an activity failure (a local activity's may come unwrapped)."""
+    cause: BaseException | None = error
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
 
 
 def describe_failure(error: BaseException) -> str:
@@ -170,6 +185,7 @@ class MediaJobWorkflow:
         # Decided before the submit, not after: on replay a local activity may resolve in an
         # earlier workflow task than it first did, and a patch asked after it would be missed.
         record_submit = workflow.patched(RECORD_SUBMIT_PATCH)
+        wait_unconfirmed = workflow.patched(WAIT_UNCONFIRMED_PATCH)
         try:
             # A local activity: the submit and the first timer share one workflow task.
             submitted = await workflow.execute_local_activity_method(
@@ -192,7 +208,13 @@ class MediaJobWorkflow:
                 summary=f"submit to {job.provider}",
             )
         except (ActivityError, ApplicationError) as err:
+            if wait_unconfirmed and error_type(err) == ERR_SUBMIT_UNCONFIRMED:
+                return await self._await_unconfirmed(describe_failure(err))
             return await self._finish(JobStatus.FAILED, describe_failure(err))
+        return await self._submitted(submitted, record_submit)
+
+    async def _submitted(self, submitted: ProviderSnapshot, record_submit: bool) -> MediaJobResult:
+        """Follow the provider job the submit created (or found) to the end."""
         self._status = JobStatus.SUBMITTED
         self._mark(JobStatus.SUBMITTED)
         self._apply(submitted)
@@ -207,6 +229,43 @@ class MediaJobWorkflow:
         self._publish_status()
 
         return await self._follow_to_the_end()
+
+    async def _await_unconfirmed(self, why: str) -> MediaJobResult:
+        """Wait for the webhook of the provider job an interrupted submit may have created.
+
+        fal and KIE can't be asked which jobs exist and call back only when a job ends: the
+        first event about this job (its webhook URL carries the job's token, so it is about
+        no other job) names the provider job, which is then followed like a submitted one.
+        Nothing is created meanwhile; a cancel ends the wait; past the kind's deadline the
+        job fails instead of paying for a second provider job.
+        """
+        job = self._job
+        self._last_error = why
+        self._publish_status()
+        wait = timedelta(seconds=UNCONFIRMED_SUBMIT_WAIT_SECONDS[job.kind])
+        try:
+            await workflow.wait_condition(
+                lambda: bool(self._held) or self._cancel_reason is not None,
+                timeout=wait,
+                timeout_summary="wait for the provider's webhook after an unconfirmed submit",
+            )
+        except builtins.TimeoutError:
+            return await self._finish(
+                JobStatus.FAILED,
+                f"{job.provider} never called back about the job an interrupted submit may "
+                f"have created (waited {wait}); not submitted again so it is not paid twice",
+            )
+        if not self._held:
+            return await self._finish(JobStatus.CANCELED, self._cancel_reason)
+        self._last_error = None
+        found = self._held.pop(0)
+        workflow.logger.warning(
+            "job %s: adopting %s job %s, named by its webhook after an unconfirmed submit",
+            job.job_id,
+            job.provider,
+            found.provider_job_id,
+        )
+        return await self._submitted(found, record_submit=True)
 
     async def _adopt(self, provider_job_id: str) -> MediaJobResult:
         """Follow a job started outside this workflow (or before a crash) from a first poll."""

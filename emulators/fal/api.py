@@ -6,6 +6,7 @@ emulator also accepts them with the subpath, and answers 404 for a request of an
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -138,6 +139,9 @@ async def submit(
         webhook=fal_webhook,
         base_url=base_url(request, emulator),
     )
+    delay = emulator.faults.effective(specific).submit_delay_seconds
+    if delay:
+        await asyncio.sleep(delay)
     return JSONResponse(record.submit_json(emulator.queue_position(record)))
 
 

@@ -47,6 +47,9 @@ class Faults(BaseModel):
     server_errors: int = Field(default=0, ge=0)
     server_errors_on: list[FaultTarget] = Field(default_factory=lambda: _SUBMIT_ONLY.copy())
     stay_queued: bool = False
+    # The request is queued at once but the submit answers this much later: a client that
+    # gives up (or dies) meanwhile made a request it never heard of.
+    submit_delay_seconds: float = Field(default=0, ge=0)
     # A runner that ignores the cancellation signal and finishes anyway.
     ignore_cancel: bool = False
     queue_seconds: float | None = Field(default=None, ge=0)

@@ -6,6 +6,7 @@ use `msg`, recordInfo `message`, as KIE's reference shows them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -67,6 +68,8 @@ async def create_task(request: Request, emulator: EmulatorDep) -> dict[str, Any]
         base_url=base_url(request, emulator),
         specific=specific,
     )
+    if faults.create_delay_seconds:
+        await asyncio.sleep(faults.create_delay_seconds)
     emulator.stats.codes["200"] += 1
     return {"code": 200, "msg": "success", "data": {"taskId": task.id}}
 

@@ -74,6 +74,9 @@ class Faults(BaseModel):
     errors_on: list[FaultTarget] = Field(default_factory=lambda: _CREATE_ONLY.copy())
     retry_after_seconds: float | None = Field(default=None, ge=0)
     http_status_mirrors_code: bool = False
+    # The task exists at once but createTask answers this much later: a client that gives up
+    # (or dies) meanwhile made a task it never heard of.
+    create_delay_seconds: float = Field(default=0, ge=0)
 
     # Callbacks.
     drop_callbacks: bool = False

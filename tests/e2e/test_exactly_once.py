@@ -84,3 +84,38 @@ async def test_a_worker_killed_mid_submit_makes_one_prediction(e2e: E2E) -> None
     jobs = await provider_jobs(e2e, job["id"])
     # The new worker's attempt found the prediction the killed one created: no second one.
     assert [j["id"] for j in jobs] == [done["provider_job_id"]]
+
+
+# fal and KIE can't be asked which jobs exist: the retried submit creates nothing, and the job
+# follows the one the killed attempt made once its webhook names it.
+SLOW_CREATE = {"fal": "submit_delay_seconds", "kie": "create_delay_seconds"}
+
+
+async def provider_jobs_at(e2e: E2E, provider: str, job_id: str) -> list[dict[str, Any]]:
+    async with e2e.provider_emulator(provider) as emulator:
+        response = await emulator.get("/_emulator/jobs", params={"job_id": job_id})
+        response.raise_for_status()
+        jobs: list[dict[str, Any]] = response.json()["provider_jobs"]
+        return jobs
+
+
+@LOCAL_ONLY
+@pytest.mark.parametrize("provider", ["fal", "kie"])
+async def test_a_worker_killed_mid_submit_makes_one_job_where_none_can_be_looked_up(
+    e2e: E2E, provider: str
+) -> None:
+    async with e2e.api() as api:
+        body = {"prompt": "the worker dies", "_emulator": {SLOW_CREATE[provider]: 20}}
+        job = await create(api, provider=provider, input=body)
+        deadline = time.monotonic() + 30
+        while not await provider_jobs_at(e2e, provider, job["id"]):
+            assert time.monotonic() < deadline, f"no {provider} job was created"
+            await asyncio.sleep(0.1)
+        e2e.stack.kill_worker()  # mid-call: the local activity starts over on the next worker
+        e2e.stack.start_worker()
+        done = await wait_job(api, job["id"], within=120)
+    assert done["status"] == "succeeded", done
+    jobs = await provider_jobs_at(e2e, provider, job["id"])
+    # The new worker's attempt created nothing; the webhook named the killed one's job.
+    assert [j["id"] for j in jobs] == [done["provider_job_id"]]
+    assert done["outputs"], done

@@ -15,6 +15,7 @@ from core.contracts import (
     ERR_OUTPUT_EXPIRED,
     ERR_PROVIDER_RATE_LIMITED,
     ERR_PROVIDER_REJECTED,
+    ERR_SUBMIT_UNCONFIRMED,
     JobProgress,
     ProviderPhase,
     ProviderRef,
@@ -133,6 +134,14 @@ def rate_limited(seconds: float) -> ApplicationError:
         "Request was throttled",
         type=ERR_PROVIDER_RATE_LIMITED,
         next_retry_delay=timedelta(seconds=seconds),
+    )
+
+
+def unconfirmed() -> ApplicationError:
+    return ApplicationError(
+        "an interrupted submit may have created a fal job (scripted)",
+        type=ERR_SUBMIT_UNCONFIRMED,
+        non_retryable=True,
     )
 
 

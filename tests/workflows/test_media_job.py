@@ -46,11 +46,11 @@ TWO_RETRY_AFTERS = timedelta(minutes=1)
 
 def job(kind: JobKind = JobKind.GENERATION, **kw: object) -> MediaJobInput:
     kw.setdefault("search_attributes", False)  # the time-skipping server has none
+    kw.setdefault("provider", "replicate")
     return MediaJobInput(
         job_id=uuid.uuid4().hex,
         user_id="u1",
         kind=kind,
-        provider="replicate",
         model="black-forest-labs/flux-schnell",
         input={"prompt": "a red fox"},
         webhook_url="http://api/webhooks/replicate?job_id=x",
@@ -381,3 +381,53 @@ async def test_adopted_job_takes_only_events_of_its_provider_job(media, own: boo
     assert [s.snapshot.provider_job_id for s in fake.stores] == (
         [fakes.PROVIDER_JOB_ID] if own else []
     )
+
+
+# --- a submit whose earlier attempt may have created a provider job we can't look up ----------
+
+ADOPTED_FROM_WEBHOOK = ProviderSnapshot(
+    provider_job_id="req-made-by-the-lost-attempt",
+    provider_status="OK",
+    phase=ProviderPhase.SUCCEEDED,
+    output_urls=["https://x/out-0.png"],
+)
+
+
+async def test_an_unconfirmed_submit_waits_for_the_webhook_and_follows_that_job(media) -> None:
+    client, tq, fake = media
+    fake.submit_errors = [fakes.unconfirmed()]
+    fake.on_poll = lambda n: fakes.FAILED  # only the webhook can make the job succeed
+    handle = await start(client, tq, job(provider="fal"))
+    await asyncio.wait_for(fake.submit_started.wait(), 10)
+    await asyncio.sleep(0.5)  # the workflow is waiting: nothing was created again meanwhile
+    assert fake.submits == 1
+    await handle.signal(MediaJobWorkflow.provider_event, event(ADOPTED_FROM_WEBHOOK))
+    result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert fake.submits == 1 and fake.polls == 0
+    assert [s.snapshot.provider_job_id for s in fake.stores] == [
+        ADOPTED_FROM_WEBHOOK.provider_job_id
+    ]
+    assert fake.records[0].status == JobStatus.SUBMITTED
+    assert fake.records[0].provider_job_id == ADOPTED_FROM_WEBHOOK.provider_job_id
+
+
+async def test_an_unconfirmed_submit_fails_after_its_wait_without_creating_again(media) -> None:
+    client, tq, fake = media
+    fake.submit_errors = [fakes.unconfirmed()]
+    handle = await start(client, tq, job(provider="kie"))
+    result = await handle.result()  # the time-skipping server skips the wait
+    assert result.status == JobStatus.FAILED
+    assert "not submitted again" in (result.error or "")
+    assert fake.submits == 1 and fake.stores == []
+
+
+async def test_an_unconfirmed_submit_can_be_cancelled_while_it_waits(media) -> None:
+    client, tq, fake = media
+    fake.submit_errors = [fakes.unconfirmed()]
+    handle = await start(client, tq, job(provider="fal"))
+    await asyncio.wait_for(fake.submit_started.wait(), 10)
+    await handle.signal(MediaJobWorkflow.cancel, "no longer needed")
+    result = await handle.result()
+    assert result.status == JobStatus.CANCELED
+    assert fake.submits == 1 and fake.cancels == []
