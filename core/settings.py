@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     s3_presign_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     # ... or, when set, `{S3_PUBLIC_URL}/{key}`: a public bucket or a CDN in front of it.
     s3_public_url: str = ""
+    # The S3 endpoint as browsers reach it, when it differs from S3_ENDPOINT_URL (MinIO in
+    # docker-compose: http://minio:9000 inside, http://localhost:9000 outside). Presigned URLs
+    # are signed for this host.
+    s3_presign_endpoint_url: str = ""
     # Thumbnails of image outputs (WebP, under thumbnails/{context}/...): longest edge in pixels.
     thumbnail_max_edge: int = Field(default=512, ge=16, le=4096)
 

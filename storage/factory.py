@@ -17,5 +17,6 @@ def build_storage(settings: Settings) -> Storage:
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
             public_url=settings.s3_public_url or None,
+            presign_endpoint_url=settings.s3_presign_endpoint_url or None,
         )
     return LocalStorage(settings.storage_dir)

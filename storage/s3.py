@@ -38,15 +38,23 @@ class S3Storage:
         endpoint_url: str | None,
         region: str,
         public_url: str | None = None,
+        presign_endpoint_url: str | None = None,
     ) -> None:
         self.bucket: str | None = bucket
         self._bucket = bucket
         self._public_url = public_url.rstrip("/") if public_url else None
+        # SigV4 everywhere: botocore presigns with SigV2 unless told, which newer regions and
+        # S3-compatible servers refuse.
+        config = Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"})
         self._client: Any = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+        # SigV4 signs the host: a URL for browsers must be signed for the host they use
+        # (http://localhost:9000), not the one this process uses (http://minio:9000).
+        self._presigner: Any = (
+            boto3.client("s3", endpoint_url=presign_endpoint_url, region_name=region, config=config)
+            if presign_endpoint_url and presign_endpoint_url != endpoint_url
+            else self._client
         )
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
@@ -105,7 +113,7 @@ class S3Storage:
         if self._public_url:
             return f"{self._public_url}/{key}"
         url: str = await asyncio.to_thread(
-            self._client.generate_presigned_url,
+            self._presigner.generate_presigned_url,
             "get_object",
             Params={"Bucket": self._bucket, "Key": key},
             ExpiresIn=expires_seconds,

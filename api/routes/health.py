@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response, status
 
 from api.deps import SettingsDep, TemporalDep
 from api.health_checks import HealthMonitor, classify
@@ -12,12 +12,22 @@ from api.health_checks import HealthMonitor, classify
 router = APIRouter(prefix="/v1", tags=["health"])
 
 
-@router.get("/health")
-async def health(request: Request, settings: SettingsDep, temporal: TemporalDep) -> dict[str, Any]:
+@router.get(
+    "/health",
+    responses={
+        status.HTTP_503_SERVICE_UNAVAILABLE: {
+            "description": "critical: the same body, with the reasons",
+        }
+    },
+)
+async def health(
+    request: Request, response: Response, settings: SettingsDep, temporal: TemporalDep
+) -> dict[str, Any]:
     """Temporal, workers, database, recent errors, webhooks, live streams and stuck jobs.
 
-    Always 200: the status is in the body (`critical` is for people and alerts, not for a
-    load balancer, which would take every API out when a worker is down).
+    200 when `healthy` or `degraded`, 503 when `critical` (Temporal or the database is
+    unreachable, nobody polls a required task queue, many errors or stuck jobs): container
+    health checks and probes need no body parsing. The body is the same either way.
     """
     state = request.app.state
     monitor: HealthMonitor | None = getattr(state, "health_monitor", None)
@@ -26,4 +36,7 @@ async def health(request: Request, settings: SettingsDep, temporal: TemporalDep)
     observations = await monitor.observations(temporal, state.sessions)
     hub = getattr(state, "event_hub", None)
     live = hub.clients if hub is not None else None
-    return classify(observations.with_live_clients(live)).as_json()
+    report = classify(observations.with_live_clients(live)).as_json()
+    if report["status"] == "critical":
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return report

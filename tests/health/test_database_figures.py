@@ -220,7 +220,7 @@ async def test_health_and_metrics_when_temporal_does_not_answer(tmp_path: Path) 
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
     ):
         response = await api.get("/v1/health")  # no API key needed
-        assert response.status_code == 200
+        assert response.status_code == 503  # critical: Temporal is unreachable
         body = response.json()
         assert body["status"] == "critical"
         assert body["checks"]["temporal"]["status"] == "critical"

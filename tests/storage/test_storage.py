@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,24 @@ async def test_a_user_id_that_could_not_name_a_folder_is_refused_at_start_up(use
     sessions: Any = None  # refused before the database is touched
     with pytest.raises(ValueError, match="user id"):
         await ensure_keys(sessions, [("key", user, False)])
+
+
+async def test_presigned_urls_are_sigv4_and_signed_for_the_browser_facing_endpoint(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """docker-compose: the worker writes to http://minio:9000, browsers read another host."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    inside = s3_server.endpoint_url  # http://127.0.0.1:<port>
+    outside = inside.replace("127.0.0.1", "localhost")
+    store = S3Storage(BUCKET, endpoint_url=inside, region="us-east-1", presign_endpoint_url=outside)
+    source = tmp_path / "file"
+    source.write_bytes(PNG)
+    await store.put_file("generated/u/j_9.png", source, "image/png")
+    url = await store.presigned_url("generated/u/j_9.png", 60)
+    assert url is not None and url.startswith(f"{outside}/{BUCKET}/generated/u/j_9.png?")
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "Signature=" in url
+    assert "AWSAccessKeyId=" not in url  # the SigV2 form
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+    assert response.status_code == 200 and response.content == PNG
