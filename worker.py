@@ -36,8 +36,10 @@ from activities.media import MediaActivities
 from activities.recovery import RecoveryActivities, RecoverySweeper
 from activities.sync import SyncActivities
 from core.db import make_engine, make_sessionmaker
+from core.logs import TEXT_FORMAT, configure_logging
 from core.outbound import OutboundFetcher
 from core.settings import Settings, get_settings
+from core.tracing import flush_tracing, setup_tracing, temporal_interceptors, traced_transport
 from providers.registry import PROVIDER_NAMES, build_provider
 from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
@@ -61,7 +63,11 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
     # `http` calls the APIs we configured (providers, ERP); `fetcher` fetches the URLs they
     # hand us (outputs), which may point anywhere: see core.outbound.
     async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), limits=limits) as http,
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            # A transport of our own takes the limits; traced: a span per provider call.
+            transport=traced_transport(httpx.AsyncHTTPTransport(limits=limits)),
+        ) as http,
         OutboundFetcher.from_settings(settings) as fetcher,
     ):
         sessions = make_sessionmaker(engine)
@@ -202,7 +208,8 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(text_format=TEXT_FORMAT)  # LOG_FORMAT=json: one JSON object per line
+    setup_tracing("autosync-worker")  # only with an OTLP endpoint set
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per provider call is noise
     settings = get_settings()
     settings.signing_secret()  # refuse to start without SECRET_KEY, with the reason
@@ -210,6 +217,8 @@ async def main() -> None:
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         runtime=metrics_runtime(settings),
+        # Its workers inherit them: spans for workflows and (local) activities.
+        interceptors=temporal_interceptors(),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -231,6 +240,7 @@ async def main() -> None:
         )
         # All at once: one after another, each worker's grace period would add up.
         await asyncio.gather(*(worker.shutdown() for worker in workers))
+    flush_tracing()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from api.errors import ERRORS_DESCRIPTION, install_error_handlers
 from api.event_hub import EventHub
 from api.limits import BodyLimit, RateLimit
 from api.metrics import ApiMetrics
+from api.request_metrics import RequestMetrics
 from api.routes import (
     api_keys,
     dashboard,
@@ -30,13 +31,24 @@ from api.routes import (
 from api.routes.metrics import router as metrics_router
 from api.text_guard import UnstorableText
 from core.db import libpq_dsn, make_engine, make_sessionmaker
+from core.logs import configure_logging
 from core.settings import Settings, get_settings
+from core.tracing import (
+    TracingMiddleware,
+    flush_tracing,
+    setup_tracing,
+    temporal_interceptors,
+    traced_transport,
+    tracing_enabled,
+)
 from providers.registry import PROVIDER_NAMES, build_provider, build_webhook_verifier
 from storage.factory import build_storage
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging()  # LOG_FORMAT=json: one JSON object per line
+    setup_tracing("autosync-api")  # only with an OTLP endpoint set
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,14 +56,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         listed = await ensure_keys(sessions, settings.bootstrap_keys())
-        async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(15.0, connect=5.0),
+            transport=traced_transport(httpx.AsyncHTTPTransport()),
+        ) as http:
             app.state.settings = settings
             app.state.sessions = sessions
             app.state.keyring = KeyRing(sessions, listed)
             app.state.storage = build_storage(settings)
             # lazy: the API starts (and /v1/health reports) even while Temporal is down
             app.state.temporal = await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace, lazy=True
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                lazy=True,
+                interceptors=temporal_interceptors(),
             )
             app.state.providers = {
                 name: build_provider(name, settings, http) for name in PROVIDER_NAMES
@@ -71,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await hub.stop()
         await engine.dispose()
+        flush_tracing()
 
     app = FastAPI(
         title="autosync",
@@ -100,4 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         per_second=settings.api_rate_limit_per_second,
         burst=settings.api_rate_limit_burst,
     )
+    # Outermost: a throttled or oversized request is counted and traced too.
+    app.add_middleware(RequestMetrics, registry=app.state.metrics.registry)
+    if tracing_enabled():
+        app.add_middleware(TracingMiddleware)
     return app
