@@ -381,3 +381,28 @@ async def test_adopted_job_takes_only_events_of_its_provider_job(media, own: boo
     assert [s.snapshot.provider_job_id for s in fake.stores] == (
         [fakes.PROVIDER_JOB_ID] if own else []
     )
+
+
+async def test_the_copy_runs_on_the_storage_queue_when_the_job_names_one(
+    env: WorkflowEnvironment, media
+) -> None:
+    client, tq, fake = media
+    copier = FakeMedia()
+    storage_queue = f"storage-{uuid.uuid4()}"
+    store = next(a for a in copier.activities() if a.__name__ == "store_outputs")
+    async with Worker(client, task_queue=storage_queue, activities=[store]):
+        handle = await start(client, tq, job(storage_task_queue=storage_queue))
+        await wait_for(handle, JobStatus.SUBMITTED)
+        await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+        result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert len(copier.stores) == 1 and fake.stores == []
+
+
+async def test_without_a_storage_queue_the_copy_stays_on_the_workflow_queue(media) -> None:
+    client, tq, fake = media
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+    assert (await handle.result()).status == JobStatus.SUCCEEDED
+    assert len(fake.stores) == 1
