@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench-media bench-sync bench-events bench-recovery bench-soak soak-quick install clean
+.PHONY: up test lint bench-media bench-sync bench-events bench-events-scale bench-recovery bench-scale bench-soak soak-quick install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ bench-sync: $(STAMP)
 ## Live events: commit → receipt by 200 WebSocket subscribers at 50 events/s, PostgreSQL (~1 min)
 bench-events: $(STAMP)
 	$(PY) bench/events.py
+
+## Live events at scale: 2,000 WebSocket/SSE subscribers over 2 APIs at 200 events/s (~2 min)
+bench-events-scale: $(STAMP)
+	$(PY) bench/events.py --scale
+
+## Scale-out: jobs/s and rows/s at 1, 2, 4 workers behind 2 APIs, then kills; exactly-once ledger (~12 min)
+bench-scale: $(STAMP)
+	$(PY) bench/scale_out.py
 
 ## Outputs stored before their URLs expire; copy MB/s to S3 and worker RSS per file size (~3 min)
 bench-recovery: $(STAMP)

@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from functools import partial
 
 import httpx
 from temporalio.client import (
@@ -38,7 +39,7 @@ from activities.sync import SyncActivities
 from core.db import make_engine, make_sessionmaker
 from core.logs import TEXT_FORMAT, configure_logging
 from core.outbound import OutboundFetcher
-from core.settings import Settings, get_settings
+from core.settings import WORKER_QUEUE_NAMES, Settings, get_settings
 from core.tracing import flush_tracing, setup_tracing, temporal_interceptors, traced_transport
 from providers.registry import PROVIDER_NAMES, build_provider
 from storage.factory import build_storage
@@ -55,9 +56,12 @@ log = logging.getLogger("autosync.worker")
 async def build_workers(settings: Settings, client: Client) -> AsyncIterator[list[Worker]]:
     """The workers of this process, with their long-lived clients (DB pool, HTTP, storage).
 
-    Media jobs, sync runs and the ERP page activities each have a task queue; the ERP one
-    carries the upstream rate limit, enforced by the server for every worker together.
+    Each task queue is split by what limits it: media jobs and their provider calls (I/O,
+    many at once), output copies (bandwidth and memory: few at once), sync runs, and the ERP
+    page activities, whose queue carries the upstream rate limit, enforced by the server for
+    every worker together. WORKER_QUEUES picks which of them this process polls (all: empty).
     """
+    chosen = set(settings.worker_queues or WORKER_QUEUE_NAMES)
     engine = make_engine(settings.database_url, pool_size=20)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     # `http` calls the APIs we configured (providers, ERP); `fetcher` fetches the URLs they
@@ -101,7 +105,8 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 fetcher=fetcher, settings=settings,
             )
         )  # fmt: skip
-        media = Worker(
+        media = partial(
+            Worker,
             client,
             task_queue=settings.media_task_queue,
             workflows=[MediaJobWorkflow, RecoveryWorkflow],
@@ -122,7 +127,20 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             workflow_runner=runner,
             graceful_shutdown_timeout=graceful,
         )
-        sync_runs = Worker(
+        # Copies stream through a temp file and S3 multipart parts: their number bounds this
+        # process's memory and disk. Histories from before the storage queue still schedule
+        # their copy on the media queue, which keeps the activity too.
+        copies = partial(
+            Worker,
+            client,
+            task_queue=settings.storage_task_queue,
+            activities=[activities.store_outputs],
+            max_concurrent_activities=settings.worker_storage_concurrency,
+            max_heartbeat_throttle_interval=timedelta(seconds=2),
+            graceful_shutdown_timeout=graceful,
+        )
+        sync_runs = partial(
+            Worker,
             client,
             task_queue=settings.sync_task_queue,
             workflows=[SyncRunWorkflow, PruneEventsWorkflow],
@@ -141,7 +159,8 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
         # An activity makes up to `sync_pages_per_activity` requests, so the queue's activities
         # per second are the request limit divided by that.
         interval = settings.sync_min_interval_seconds * settings.sync_pages_per_activity
-        erp_pages = Worker(
+        erp_pages = partial(
+            Worker,
             client,
             task_queue=settings.erp_task_queue,
             activities=[sync.fetch_pages],
@@ -152,7 +171,9 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             graceful_shutdown_timeout=graceful,
         )
         try:
-            yield [media, sync_runs, erp_pages]
+            # Built only when chosen: a worker registers with the client as it is made.
+            by_name = {"media": media, "storage": copies, "sync": sync_runs, "erp": erp_pages}
+            yield [make() for name, make in by_name.items() if name in chosen]
         finally:
             await engine.dispose()
 

@@ -250,6 +250,7 @@ async def _observe_temporal(settings: Settings, client: Client, now: datetime) -
     wf, act = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
     wanted: list[tuple[str, str, bool, list[TaskQueueType.ValueType]]] = [
         (settings.media_task_queue, "media jobs", True, [wf, act]),
+        (settings.storage_task_queue, "media jobs' output copies", True, [act]),
         (settings.sync_task_queue, "sync runs", True, [wf, act]),
         (settings.erp_task_queue, "sync runs' page fetches", False, [act]),
     ]

@@ -62,7 +62,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
@@ -253,6 +253,13 @@ class Tally:
 
 
 # --- the stack ------------------------------------------------------------------------------------
+
+
+class HasStack(Protocol):
+    """What the ledger's emulator reads need: the stack (bench/scale_out.py has one too)."""
+
+    @property
+    def stack_(self) -> Stack: ...
 
 
 def with_port(url: str, port: int) -> str:
@@ -874,7 +881,9 @@ def sync_tables(engine: Engine) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
-async def provider_jobs(soak: Soak) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[str]]:
+async def provider_jobs(
+    soak: HasStack,
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[str]]:
     """Per provider: our job id -> the provider jobs carrying it; and notes on what's unknown."""
     stack = soak.stack_
     urls = {"replicate": stack.emulator_url, "fal": stack.fal_url, "kie": stack.kie_url}
@@ -988,7 +997,7 @@ async def check_objects(soak: Soak, jobs: list[Job]) -> ObjectCheck:
     return check
 
 
-async def erp_upstream(soak: Soak, erp: ErpRange) -> dict[str, dict[str, int]]:
+async def erp_upstream(soak: HasStack, erp: ErpRange) -> dict[str, dict[str, int]]:
     base = soak.stack_.erp_url
     out: dict[str, dict[str, int]] = {}
     async with httpx.AsyncClient(base_url=str(base), timeout=30.0) as http:
@@ -1004,7 +1013,7 @@ async def erp_upstream(soak: Soak, erp: ErpRange) -> dict[str, dict[str, int]]:
     return out
 
 
-async def erp_range(soak: Soak) -> ErpRange:
+async def erp_range(soak: HasStack) -> ErpRange:
     async with httpx.AsyncClient(timeout=30.0) as http:
         info = (await http.get(f"{soak.stack_.erp_url}/_emulator/info")).json()
     start = date.fromisoformat(info["data_start"])

@@ -140,6 +140,8 @@ class MediaJobInput:
     search_attributes: bool = True
     # Adoption: follow this job already at the provider instead of submitting a new one.
     adopt_provider_job_id: str | None = None
+    # The task queue of the output copy (empty: the workflow's own, as before it had one).
+    storage_task_queue: str = ""
 
 
 @dataclass

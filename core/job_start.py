@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -150,6 +151,8 @@ async def start_job_workflow(
     `first`: only if the job never had a workflow (else WorkflowAlreadyStartedError), so a
     start retried after a crash can't run a second one.
     """
+    if not job.storage_task_queue:
+        job = dataclasses.replace(job, storage_task_queue=settings.storage_task_queue)
     await client.start_workflow(
         MEDIA_JOB_WORKFLOW,
         job,

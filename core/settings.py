@@ -45,6 +45,9 @@ DEFAULT_JOB_DEADLINE_MINUTES = {
     "training": 24 * 60,
 }
 
+# The task queues a worker process can poll (WORKER_QUEUES), by what limits each.
+WORKER_QUEUE_NAMES = ("media", "storage", "sync", "erp")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -53,6 +56,9 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     media_task_queue: str = "media-jobs"
+    # Output copies (provider -> storage) have a queue of their own: they are bound by
+    # bandwidth and memory, not by provider calls, and are scaled apart (README "Scaling out").
+    storage_task_queue: str = "media-storage"
     temporal_ui_url: str = "http://localhost:8233"
 
     # App database: SQLite file by default, PostgreSQL by URL (postgresql://user:pw@host/db)
@@ -202,12 +208,23 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = 500
     worker_max_concurrent_activities: int = 200
     worker_sandboxed: bool = True
+    # Copies one worker runs at once on the storage queue: each holds a few 8 MB multipart
+    # parts and a temp file, so this bounds the worker's memory and disk, not its CPU.
+    worker_storage_concurrency: int = Field(default=20, ge=1)
+    # Which task queues this worker process polls, comma separated: media (jobs and provider
+    # calls), storage (output copies), sync (sync runs), erp (the rate-limited ERP pages).
+    # Empty: all of them. Run a process per queue to scale each apart.
+    worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # On SIGTERM, running activities get this long to finish before they are cancelled (a copy
     # or a submit then completes instead of being retried); devstack waits longer than this.
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator(
-        "replicate_webhook_events", "worker_metrics_urls", "outbound_allowed_origins", mode="before"
+        "replicate_webhook_events",
+        "worker_metrics_urls",
+        "outbound_allowed_origins",
+        "worker_queues",
+        mode="before",
     )
     @classmethod
     def _split_events(cls, value: object) -> object:
@@ -219,6 +236,17 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_port(cls, value: object) -> object:
         return 0 if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _known_queues(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in WORKER_QUEUE_NAMES]
+        if unknown:
+            raise ValueError(
+                f"WORKER_QUEUES: unknown {', '.join(unknown)}; "
+                f"choose from {', '.join(WORKER_QUEUE_NAMES)}"
+            )
+        return value
 
     def job_deadline(self, kind: str) -> int:
         """Minutes a job of `kind` may run before it counts as stuck."""

@@ -94,6 +94,8 @@ HOLD_EARLY_EVENTS_PATCH = "hold-early-provider-events"
 RECORD_SUBMIT_PATCH = "record-submit-in-workflow"
 # Histories recorded before this failed a job whose submit was unconfirmed (SubmitUnconfirmed).
 WAIT_UNCONFIRMED_PATCH = "wait-for-unconfirmed-submit"
+# Histories recorded before this ran the output copy on the workflow's own task queue.
+STORE_QUEUE_PATCH = "store-on-storage-queue"
 
 
 def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
@@ -139,6 +141,7 @@ class MediaJobWorkflow:
         self._timings: dict[str, str] = {}
         self._poll_rejections = 0
         self._held: list[ProviderSnapshot] = []
+        self._store_queue: str | None = None
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -177,6 +180,9 @@ class MediaJobWorkflow:
     @workflow.run
     async def run(self, job: MediaJobInput) -> MediaJobResult:
         self._mark(JobStatus.QUEUED)
+        # Asked first, in the first workflow task, for the reason given at `record_submit`.
+        if workflow.patched(STORE_QUEUE_PATCH) and job.storage_task_queue:
+            self._store_queue = job.storage_task_queue
         if self._cancel_reason is not None:
             return await self._finish(JobStatus.CANCELED, self._cancel_reason)
 
@@ -360,6 +366,7 @@ class MediaJobWorkflow:
                     webhook_count=self._webhooks,
                     poll_count=self._polls,
                 ),
+                task_queue=self._store_queue,
                 start_to_close_timeout=timedelta(minutes=30),
                 schedule_to_close_timeout=timedelta(hours=6),
                 # Above the database's busy timeout (60 s on SQLite), though the copy heartbeats

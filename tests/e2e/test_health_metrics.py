@@ -159,6 +159,7 @@ async def test_queues_nobody_polls_are_critical_until_a_worker_serving_metrics_s
     tag = uuid.uuid4().hex[:8]
     queues = {
         "MEDIA_TASK_QUEUE": f"media-{tag}",
+        "STORAGE_TASK_QUEUE": f"storage-{tag}",
         "SYNC_TASK_QUEUE": f"sync-{tag}",
         "ERP_TASK_QUEUE": f"erp-{tag}",
     }
@@ -169,6 +170,7 @@ async def test_queues_nobody_polls_are_critical_until_a_worker_serving_metrics_s
         temporal_address=e2e.stack.temporal_address,
         database_url=e2e.stack.database_url,
         media_task_queue=queues["MEDIA_TASK_QUEUE"],
+        storage_task_queue=queues["STORAGE_TASK_QUEUE"],
         sync_task_queue=queues["SYNC_TASK_QUEUE"],
         erp_task_queue=queues["ERP_TASK_QUEUE"],
         health_cache_seconds=0,

@@ -431,3 +431,28 @@ async def test_an_unconfirmed_submit_can_be_cancelled_while_it_waits(media) -> N
     result = await handle.result()
     assert result.status == JobStatus.CANCELED
     assert fake.submits == 1 and fake.cancels == []
+
+
+async def test_the_copy_runs_on_the_storage_queue_when_the_job_names_one(
+    env: WorkflowEnvironment, media
+) -> None:
+    client, tq, fake = media
+    copier = FakeMedia()
+    storage_queue = f"storage-{uuid.uuid4()}"
+    store = next(a for a in copier.activities() if a.__name__ == "store_outputs")
+    async with Worker(client, task_queue=storage_queue, activities=[store]):
+        handle = await start(client, tq, job(storage_task_queue=storage_queue))
+        await wait_for(handle, JobStatus.SUBMITTED)
+        await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+        result = await handle.result()
+    assert result.status == JobStatus.SUCCEEDED
+    assert len(copier.stores) == 1 and fake.stores == []
+
+
+async def test_without_a_storage_queue_the_copy_stays_on_the_workflow_queue(media) -> None:
+    client, tq, fake = media
+    handle = await start(client, tq, job())
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+    assert (await handle.result()).status == JobStatus.SUCCEEDED
+    assert len(fake.stores) == 1

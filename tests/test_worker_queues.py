@@ -1,0 +1,66 @@
+"""WORKER_QUEUES: one worker process polls every task queue, or the chosen ones only."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from temporalio.testing import WorkflowEnvironment
+
+from core.settings import Settings
+from worker import build_workers
+
+
+def settings(tmp_path: Path, **values: Any) -> Settings:
+    # Queues of their own: a worker registers with the (session's) client as it is made.
+    tag = uuid.uuid4().hex[:8]
+    queues = {f"{q}_task_queue": f"{q}-{tag}" for q in ("media", "storage", "sync", "erp")}
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        secret_key="test-secret-key-0123456789",
+        database_url=f"sqlite:///{tmp_path / 'app.db'}",
+        storage_dir=str(tmp_path / "storage"),
+        **{**queues, **values},
+    )
+
+
+def test_worker_queues_come_from_a_comma_separated_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WORKER_QUEUES", " media, storage ")
+    assert settings(tmp_path).worker_queues == ["media", "storage"]
+    monkeypatch.setenv("WORKER_QUEUES", "")
+    assert settings(tmp_path).worker_queues == []
+
+
+def test_an_unknown_queue_name_is_refused_with_the_choices(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WORKER_QUEUES", "media,copies")
+    with pytest.raises(ValidationError, match="unknown copies; choose from media, storage"):
+        settings(tmp_path)
+
+
+async def test_a_worker_polls_every_queue_by_default(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    every = settings(tmp_path)
+    async with build_workers(every, env.client) as workers:
+        assert [w.task_queue for w in workers] == [
+            every.media_task_queue, every.storage_task_queue, every.sync_task_queue,
+            every.erp_task_queue,
+        ]  # fmt: skip
+
+
+async def test_a_worker_polls_only_the_chosen_queues(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    chosen = settings(
+        tmp_path, worker_queues=["erp", "storage"], storage_task_queue="copies",
+        erp_task_queue="pages",
+    )  # fmt: skip
+    async with build_workers(chosen, env.client) as workers:
+        assert [w.task_queue for w in workers] == ["copies", "pages"]
