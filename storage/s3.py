@@ -46,7 +46,9 @@ class S3Storage:
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+            config=Config(
+                signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}
+            ),
         )
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
