@@ -45,6 +45,6 @@ def on_exit_signal(callback: Callable[[], None]) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            if signal.getsignal(sig) is handler:  # leave a handler installed after ours alone
-                signal.signal(sig, old)
+        for signum, old in previous.items():
+            if signal.getsignal(signum) is handler:  # leave a handler installed after ours alone
+                signal.signal(signum, old)
