@@ -51,6 +51,7 @@ USER_FIRST = (
     "OUTBOUND_ALLOWED_ORIGINS",
     "REPLICATE_TRAINING_OWNER",
     "WORKER_METRICS_URLS",
+    "WORKER_GRACEFUL_SHUTDOWN_SECONDS",  # devstack waits that long for a stopping worker
     *WATCHABLE_SYNC,
 )
 

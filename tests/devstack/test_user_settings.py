@@ -193,10 +193,12 @@ def test_an_exported_provider_key_starts_no_emulator_for_that_provider(
 def test_metrics_port_and_sync_tuning_are_the_users_when_set(tmp_path: Path) -> None:
     user = user_settings(
         tmp_path,
-        "WORKER_METRICS_PORT=9500\nSYNC_MIN_INTERVAL_SECONDS=0\n",
+        "WORKER_METRICS_PORT=9500\nSYNC_MIN_INTERVAL_SECONDS=0\nWORKER_GRACEFUL_SHUTDOWN_SECONDS=120\n",
         SYNC_PAGE_SIZE="1000",
     )
-    env = Stack(stack_config(user)).app_env()
+    stack = Stack(stack_config(user))
+    env = stack.app_env()
+    assert stack.worker_stop_timeout() == 120 + 15  # the worker drains as long as .env says
     assert env["WORKER_METRICS_PORT"] == "9500"
     assert env["WORKER_METRICS_URLS"] == "http://127.0.0.1:9500/metrics"
     assert env["SYNC_MIN_INTERVAL_SECONDS"] == "0" and env["SYNC_PAGE_SIZE"] == "1000"
