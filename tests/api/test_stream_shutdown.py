@@ -28,7 +28,7 @@ from devstack.stack import ROOT
 
 KEY = "shutdown-test-key"
 # How long the test waits for the process to exit: a bound that says "it hangs", not a speed.
-EXIT_BOUND_SECONDS = 20.0
+EXIT_BOUND_SECONDS = 60.0
 
 
 @pytest.fixture
@@ -81,9 +81,9 @@ async def test_sigterm_ends_open_sse_and_websocket_streams_and_the_process_exits
 
     sse = asyncio.create_task(read_sse())
     async with websockets.connect(
-        f"ws://{address}/v1/ws", additional_headers=headers, open_timeout=15
+        f"ws://{address}/v1/ws", additional_headers=headers, open_timeout=EXIT_BOUND_SECONDS
     ) as ws:
-        await asyncio.wait_for(sse_open.wait(), 15)
+        await asyncio.wait_for(sse_open.wait(), EXIT_BOUND_SECONDS)
         assert proc.proc is not None
         proc.proc.send_signal(signal.SIGTERM)
 
