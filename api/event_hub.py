@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import json
 import logging
@@ -84,10 +85,17 @@ class Dropped(Exception):
     """The subscriber fell behind and was dropped; reconnect with the last id seen."""
 
 
+class End(enum.Enum):
+    """Why a subscriber's queue says no more events are coming."""
+
+    DROPPED = "dropped"  # it fell behind
+    CLOSING = "closing"  # this API process is shutting down
+
+
 @dataclass(eq=False)
 class Subscription:
     topics: TopicFilter
-    queue: asyncio.Queue[StreamEvent | None] = field(
+    queue: asyncio.Queue[StreamEvent | End] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
     )
 
@@ -107,6 +115,7 @@ class EventHub:
         self._subscribers: set[Subscription] = set()
         self._wake = asyncio.Event()
         self._last_id = 0
+        self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         # Called with each event's commit-to-dispatch seconds (the /metrics histogram).
         self.lag_observer: Callable[[float], None] | None = None
@@ -118,6 +127,10 @@ class EventHub:
     @property
     def last_id(self) -> int:
         return self._last_id
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     async def start(self) -> None:
         async with self._sessions() as session:
@@ -133,23 +146,34 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self.close()
+
+    def close(self) -> None:
+        """End every stream, and every stream opened from now on, as finished (not dropped).
+
+        Called when the server is told to stop: its clients reconnect to another process with
+        the last id they saw, and the server isn't held up by responses that never end.
+        """
+        self._closing = True
         for sub in list(self._subscribers):
-            self._drop(sub)
+            self._end(sub, End.CLOSING)
 
     # --- subscribers -----------------------------------------------------------------------
 
     async def stream(self, topics: TopicFilter, after: int | None) -> AsyncIterator[StreamEvent]:
         """Events of `topics` after id `after` (or from now), in id order, each once.
 
-        Raises `Dropped` when the subscriber can't keep up.
+        Raises `Dropped` when the subscriber can't keep up; ends when the hub closes.
         """
+        if self._closing:
+            return
         sub = Subscription(topics)
         # No await between the two lines: every event past `live_from` reaches the queue.
         live_from = self._last_id
         self._subscribers.add(sub)
         try:
             last = live_from if after is None else after
-            while last < live_from:  # catch up from the table, then go live
+            while last < live_from and not self._closing:  # catch up, then go live
                 backlog = await self.read(topics, after=last, until=live_from)
                 if not backlog:
                     break
@@ -159,8 +183,10 @@ class EventHub:
             last = max(last, live_from)
             while True:
                 live = await sub.queue.get()
-                if live is None:
+                if live is End.DROPPED:
                     raise Dropped("too far behind")
+                if live is End.CLOSING:
+                    return
                 if live.id > last:
                     last = live.id
                     yield live
@@ -178,10 +204,13 @@ class EventHub:
             return [StreamEvent.of(row) for row in rows]
 
     def _drop(self, sub: Subscription) -> None:
+        self._end(sub, End.DROPPED)
+
+    def _end(self, sub: Subscription, why: End) -> None:
         self._subscribers.discard(sub)
         while not sub.queue.empty():
             sub.queue.get_nowait()
-        sub.queue.put_nowait(None)
+        sub.queue.put_nowait(why)
 
     # --- loops -----------------------------------------------------------------------------
 

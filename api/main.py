@@ -12,6 +12,7 @@ from temporalio.client import Client
 from api.auth import KeyRing, ensure_keys
 from api.errors import ERRORS_DESCRIPTION, install_error_handlers
 from api.event_hub import EventHub
+from api.exit_signal import on_exit_signal
 from api.limits import BodyLimit, RateLimit
 from api.metrics import ApiMetrics
 from api.request_metrics import RequestMetrics
@@ -85,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.metrics.watch(hub)
             await hub.start()
             try:
-                yield
+                with on_exit_signal(hub.close):  # streams end when the server is told to stop
+                    yield
             finally:
                 await hub.stop()
         await engine.dispose()

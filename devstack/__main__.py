@@ -1,34 +1,28 @@
 """`python -m devstack up` (what `make up` runs): the whole stack on this machine, until Ctrl-C.
 
 Temporal dev server (SQLite file under data/, web UI on :8233), an emulator for each provider
-whose credentials are not set (Replicate: REPLICATE_API_TOKEN, fal.ai: FAL_API_KEY, KIE.ai:
-KIE_API_KEY), the API on :8000 and a worker. State lives in data/, so after a restart the jobs
-that were in flight carry on.
+whose key is not set (Replicate: REPLICATE_API_TOKEN, fal.ai: FAL_API_KEY, KIE.ai: KIE_API_KEY),
+the API on :8000 and a worker. Exported variables, then `.env`, win over the stack's defaults
+(devstack/user_settings.py). State lives in data/, so after a restart the jobs that were in
+flight carry on.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import threading
-from pathlib import Path
 
 from core.settings import Settings
-from devstack.stack import ROOT, Stack, StackConfig
+from devstack.stack import Stack
 from devstack.supervise import GaveUp, Supervisor, stack_processes
-
-# The embedded stack's ERP is big enough, and polite enough (5 requests/s), that a month's
-# sync takes a few seconds: long enough to watch its modules advance.
-WATCHABLE_SYNC = {
-    "ERP_EMULATOR_ROWS_PER_VIEW": "20000",
-    "SYNC_PAGE_SIZE": "200",
-    "SYNC_MIN_INTERVAL_SECONDS": "0.2",
-}
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+from devstack.user_settings import (
+    UserSettings,
+    settings_block,
+    shown_value,
+    stack_config,
+    webhook_warning,
+)
 
 
 def main() -> None:
@@ -36,37 +30,35 @@ def main() -> None:
     parser.add_argument("command", choices=["up"])
     parser.parse_args()
 
-    real_replicate = bool(os.environ.get("REPLICATE_API_TOKEN"))
-    real_fal = bool(os.environ.get("FAL_API_KEY"))
-    real_kie = bool(os.environ.get("KIE_API_KEY"))
-    config = StackConfig(
-        data_dir=Path(os.environ.get("AUTOSYNC_DATA_DIR", ROOT / "data")),
-        temporal_port=_env_int("TEMPORAL_PORT", 7233),
-        ui_port=_env_int("TEMPORAL_UI_PORT", 8233),
-        api_port=_env_int("API_PORT", 8000),
-        emulator_port=None if real_replicate else _env_int("EMULATOR_PORT", 8100),
-        fal_port=None if real_fal else _env_int("FAL_EMULATOR_PORT", 8110),
-        kie_port=None if real_kie else _env_int("KIE_EMULATOR_PORT", 8120),
-        erp_port=None if os.environ.get("ERP_BASE_URL") else _env_int("ERP_EMULATOR_PORT", 8200),
-        database_url=os.environ.get("DATABASE_URL"),
-        storage_backend=os.environ.get("STORAGE_BACKEND", "local"),
-        s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL"),
-        s3_bucket=os.environ.get("S3_BUCKET", "autosync"),
-        api_keys=os.environ.get("BOOTSTRAP_API_KEYS", "dev-key=dev:admin"),
-        env={**WATCHABLE_SYNC, **{k: os.environ[k] for k in WATCHABLE_SYNC if k in os.environ}},
-    )
+    user = UserSettings.load()
+    config = stack_config(user)
     stack = Stack(config)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
 
-    print("starting the autosync stack (logs in data/logs/) …", flush=True)
+    print(settings_block(stack, user), flush=True)
+    public_base_url = stack.app_env()["PUBLIC_BASE_URL"]  # what the API and worker are given
+    warning = webhook_warning(public_base_url, user.real_providers())
+    if warning:
+        print(f"\n{warning}\n", flush=True)
+    print(f"starting the autosync stack (logs in {stack.log_dir}/) …", flush=True)
     stack.start()
     api = f"http://localhost:{config.api_port}"
-    replicate = "real Replicate" if real_replicate else f"emulator at {stack.emulator_url}"
-    fal = "real fal.ai" if real_fal else f"emulator at {stack.fal_url}"
-    kie = "real KIE.ai" if real_kie else f"emulator at {stack.kie_url}"
+    replicate = f"emulator at {stack.emulator_url}" if stack.emulator_url else "real Replicate"
+    fal = f"emulator at {stack.fal_url}" if stack.fal_url else "real fal.ai"
+    kie = f"emulator at {stack.kie_url}" if stack.kie_url else "real KIE.ai"
     default_provider = Settings().default_provider  # as the API reads it (env, then .env)
+    keys = (
+        "dev-key        (admin; try the README's curl examples)"
+        if config.api_keys == "dev-key=dev:admin"
+        else "from BOOTSTRAP_API_KEYS"
+    )
+    env = stack.app_env()
+    where = (
+        env["STORAGE_DIR"] if config.storage_backend == "local" else f"bucket {env['S3_BUCKET']}"
+    )
+    webhooks = public_base_url + ("   (unreachable: see the WARNING above)" if warning else "")
     print(
         f"""
 autosync is up
@@ -77,10 +69,11 @@ autosync is up
   fal.ai        {fal}
   KIE.ai        {kie}
   providers     replicate, fal, kie   (per job: "provider"; default: {default_provider})
-  ERP           {stack.erp_url or os.environ.get("ERP_BASE_URL")}   (companies: acme, globex)
-  database      {stack.database_url}
-  storage       {config.storage_backend} ({config.data_dir / "storage"})
-  dev API key   dev-key        (admin; try the README's curl examples)
+  ERP           {stack.erp_url or user.get("ERP_BASE_URL")}   (companies: acme, globex)
+  database      {shown_value("DATABASE_URL", stack.database_url)}
+  storage       {config.storage_backend} ({where})
+  dev API key   {keys}
+  webhooks to   {webhooks}
 
 A process that crashes is restarted (with backoff; the stack stops if one keeps crashing).
 Ctrl-C stops everything; jobs in flight carry on after the next `make up`.

@@ -197,7 +197,10 @@ async def events(
                 event = next_event.result()  # Dropped / StopAsyncIteration end the stream
                 next_event = None
                 yield _sse(event)
-        except (Dropped, StopAsyncIteration):
+        except Dropped:
+            return
+        except StopAsyncIteration:  # the hub closed: this process is shutting down
+            yield ": server going away, reconnect with Last-Event-ID\n\n"
             return
         finally:
             if next_event is not None:
@@ -258,6 +261,8 @@ async def ws(
             await websocket.close(
                 code=4008, reason="too far behind: reconnect with ?after=<last id>"
             )
+        elif pumping.done() and pumping.exception() is None:  # the hub closed: shutting down
+            await websocket.close(code=1001, reason="server going away: reconnect with ?after")
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

@@ -108,6 +108,8 @@ async def test_one_trace_from_the_rest_call_to_the_provider_call(
             bootstrap_api_keys=f"{KEY}=alice",
             temporal_address=target,
             media_task_queue=f"trace-{uuid.uuid4().hex[:8]}",
+            storage_task_queue=f"trace-storage-{uuid.uuid4().hex[:8]}",
+            worker_queues=["media", "storage"],
             storage_dir=str(tmp_path / "storage"),
             public_base_url=f"http://127.0.0.1:{api_port}",
             replicate_api_token=EMULATOR_TOKEN,
@@ -120,8 +122,8 @@ async def test_one_trace_from_the_rest_call_to_the_provider_call(
         client = await Client.connect(target, interceptors=temporal_interceptors())
         app = create_app(settings)
         async with build_workers(settings, client) as workers:
-            media = workers[0]  # the media-jobs queue: MediaJobWorkflow and its activities
-            async with media, serving(app) as api_url:
+            media, copies = workers  # MediaJobWorkflow and its activities; the output copy
+            async with media, copies, serving(app) as api_url:
                 async with httpx.AsyncClient(
                     base_url=api_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30
                 ) as api:
