@@ -206,7 +206,7 @@ async def test_stop_start_and_set_interval_are_what_temporal_describes(app: Fast
         stopped = (await admin.post("/v1/pull-sync/scheduler/stop")).json()
         assert stopped["running"] is False
         described = await handle.describe()
-        assert described.schedule.state.paused and "root" in described.schedule.state.note
+        assert described.schedule.state.paused and "root" in (described.schedule.state.note or "")
         # Re-timed while stopped, it stays stopped.
         await admin.post("/v1/pull-sync/scheduler/set-interval", json={"seconds": 60})
         described = await handle.describe()
