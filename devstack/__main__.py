@@ -48,6 +48,7 @@ def main() -> None:
         fal_port=None if real_fal else _env_int("FAL_EMULATOR_PORT", 8110),
         kie_port=None if real_kie else _env_int("KIE_EMULATOR_PORT", 8120),
         erp_port=None if os.environ.get("ERP_BASE_URL") else _env_int("ERP_EMULATOR_PORT", 8200),
+        pull_client_port=_env_int("PULL_CLIENT_EMULATOR_PORT", 3001) or None,
         database_url=os.environ.get("DATABASE_URL"),
         storage_backend=os.environ.get("STORAGE_BACKEND", "local"),
         s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL"),
@@ -78,6 +79,7 @@ autosync is up
   KIE.ai        {kie}
   providers     replicate, fal, kie   (per job: "provider"; default: {default_provider})
   ERP           {stack.erp_url or os.environ.get("ERP_BASE_URL")}   (companies: acme, globex)
+  pull client   {stack.pull_client_url or "none"}   (registered for user_1; pulled every 30 s)
   database      {stack.database_url}
   storage       {config.storage_backend} ({config.data_dir / "storage"})
   dev API key   dev-key        (admin; try the README's curl examples)
