@@ -34,8 +34,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.maintenance import MaintenanceActivities
 from activities.media import MediaActivities
+from activities.pull_sync import PullConfig, PullSyncActivities, client_fetcher
 from activities.recovery import RecoveryActivities, RecoverySweeper
 from activities.sync import SyncActivities
+from core import pull_schedules
 from core.db import make_engine, make_sessionmaker
 from core.logs import TEXT_FORMAT, configure_logging
 from core.outbound import OutboundFetcher
@@ -46,6 +48,7 @@ from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
 from workflows.maintenance import PRUNE_SCHEDULE_ID, PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
+from workflows.pull_sync import PullSyncCleanupWorkflow, PullSyncCycleWorkflow
 from workflows.recovery import RECOVERY_SCHEDULE_ID, RecoveryWorkflow
 from workflows.sync_run import SyncRunWorkflow
 
@@ -73,6 +76,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             transport=traced_transport(httpx.AsyncHTTPTransport(limits=limits)),
         ) as http,
         OutboundFetcher.from_settings(settings) as fetcher,
+        client_fetcher(settings) as pull_fetcher,  # pull-sync clients: their own URL rule
     ):
         sessions = make_sessionmaker(engine)
         storage = build_storage(settings)
@@ -170,9 +174,25 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             max_heartbeat_throttle_interval=timedelta(seconds=1),
             graceful_shutdown_timeout=graceful,
         )
+        pull = PullSyncActivities(
+            sessions=sessions, fetcher=pull_fetcher, config=PullConfig.from_settings(settings)
+        )
+        pull_sync = partial(
+            Worker,
+            client,
+            task_queue=settings.pull_sync_task_queue,
+            workflows=[PullSyncCycleWorkflow, PullSyncCleanupWorkflow],
+            activities=[pull.plan, pull.pull_batch, pull.finish_cycle, pull.cleanup],
+            max_cached_workflows=settings.worker_max_cached_workflows,
+            workflow_runner=runner,
+            graceful_shutdown_timeout=graceful,
+        )
         try:
             # Built only when chosen: a worker registers with the client as it is made.
-            by_name = {"media": media, "storage": copies, "sync": sync_runs, "erp": erp_pages}
+            by_name = {
+                "media": media, "storage": copies, "sync": sync_runs, "erp": erp_pages,
+                "pull-sync": pull_sync,
+            }  # fmt: skip
             yield [make() for name, make in by_name.items() if name in chosen]
         finally:
             await engine.dispose()
@@ -213,6 +233,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             log.info("created schedule %s", schedule_id)
         except ScheduleAlreadyRunningError:
             pass
+    for schedule_id in await pull_schedules.ensure(client, settings):
+        log.info("created schedule %s", schedule_id)
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:

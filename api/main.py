@@ -24,6 +24,7 @@ from api.routes import (
     jobs,
     me,
     projects,
+    pull_sync,
     recovery,
     schedules,
     sync_runs,
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(me.router)
     app.include_router(api_keys.router)
     app.include_router(dashboard.router)
+    app.include_router(pull_sync.router)
+    app.include_router(pull_sync.seed_router)
     # The last added runs first: a throttled key is answered before its body is read.
     app.add_middleware(UnstorableText)  # reads the body BodyLimit has capped
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

@@ -18,6 +18,11 @@ On the first URL and again on every redirect (followed here, at most OUTBOUND_MA
   Content-Length is refused before the body is read, and a body without one (or with a lying
   one) is cut off as soon as it passes the cap.
 
+A policy with `allowed_networks` (pull-sync clients, PULL_SYNC_ALLOWED_NETWORKS) swaps the
+public-address rule for "every address inside one of these networks", plain http included:
+clients live on private networks. The other rules (no credentials, re-checked redirects, caps)
+stay. Only GETs follow redirects; a POST's redirect is answered as it is.
+
 Refusals raise OutboundRefused (OutboundTooLarge for the cap) with a reason fit for the job's
 error; network failures stay httpx errors, worth retrying.
 """
@@ -135,6 +140,8 @@ class OutboundPolicy:
     max_bytes: int = 2 * 1024**3
     # provider -> host names or `*.suffix` patterns its URLs must be on (unlisted: any)
     provider_hosts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # When set, addresses must lie in these networks instead of being public (http allowed).
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboundPolicy:
@@ -151,6 +158,25 @@ class OutboundPolicy:
 
     def too_large(self) -> OutboundTooLarge:
         return OutboundTooLarge(f"larger than MAX_OUTPUT_BYTES ({self.max_bytes} bytes)")
+
+    def outside_networks(self, address: str) -> str | None:
+        """Why `address` is outside `allowed_networks` (None: inside one of them)."""
+        assert self.allowed_networks is not None
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip.version == net.version and ip in net for net in self.allowed_networks):
+            return None
+        return "is outside the allowed networks"
+
+
+def parse_networks(
+    values: Iterable[str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Networks from `10.0.0.0/8`-style entries (a bare address is its own /32 or /128)."""
+    return tuple(
+        ipaddress.ip_network(value.strip(), strict=False) for value in values if value.strip()
+    )
 
 
 @dataclass(frozen=True)
@@ -296,13 +322,16 @@ class OutboundFetcher:
         *,
         headers: Mapping[str, str] | None = None,
         provider: str | None = None,
+        method: str = "GET",
+        content: bytes | None = None,
     ) -> AsyncIterator[Fetched]:
         """GET `url`, following redirects under the policy; yields the final answer unread.
 
+        Another `method` (with `content`) is sent once, its redirects not followed.
         A 2xx answer whose Content-Length passes the cap is refused before its body is read.
         """
         sent = {"Accept-Encoding": "identity", **(headers or {})}
-        response, final = await self._follow(url, sent, provider)
+        response, final = await self._follow(url, sent, provider, method, content)
         try:
             if 200 <= response.status_code < 300:
                 length = response.headers.get("content-length", "")
@@ -312,8 +341,17 @@ class OutboundFetcher:
         finally:
             await response.aclose()
 
+    async def check(self, url: str) -> None:
+        """Refuse `url` (OutboundRefused) unless the policy would let it be fetched now."""
+        await self._check(self._parse(url), None, None)
+
     async def _follow(
-        self, url: str, headers: Mapping[str, str], provider: str | None
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        provider: str | None,
+        method: str = "GET",
+        content: bytes | None = None,
     ) -> tuple[httpx.Response, httpx.URL]:
         current = self._parse(url)
         previous: httpx.URL | None = None
@@ -321,13 +359,14 @@ class OutboundFetcher:
             target = await self._check(current, previous, provider)
             token = _checked.set({target.endpoint: target.addresses})
             try:
-                response = await self._client.send(
-                    self._client.build_request("GET", current, headers=headers), stream=True
+                request = self._client.build_request(
+                    method, current, headers=headers, content=content
                 )
+                response = await self._client.send(request, stream=True)
             finally:
                 _checked.reset(token)
             location = response.headers.get("location")
-            if response.status_code not in REDIRECT_CODES or not location:
+            if method != "GET" or response.status_code not in REDIRECT_CODES or not location:
                 return response, current
             await response.aclose()
             previous = current
@@ -354,6 +393,8 @@ class OutboundFetcher:
             raise OutboundRefused("URLs with credentials (user@host) are not fetched")
         if not url.raw_host:
             raise OutboundRefused("a URL without a host")
+        if self.policy.allowed_networks is not None:
+            return await self._check_networks(url)
         origin = origin_of(url)
         allowed = origin in self.policy.allowed_origins
         host = url.raw_host.decode("ascii").lower()
@@ -375,6 +416,20 @@ class OutboundFetcher:
                 if (reason := non_public_reason(address)) is not None:
                     named = address if address == host else f"{host} ({address})"
                     raise OutboundRefused(f"{named} {reason}")
+        return _Target(url=url, endpoint=(host, port), addresses=addresses)
+
+    async def _check_networks(self, url: httpx.URL) -> _Target:
+        """Every address of the host inside `allowed_networks` (checked before a lookup when
+        the host is an address); plain http is fine there."""
+        host = url.raw_host.decode("ascii").lower()
+        if _is_address(host) and (reason := self.policy.outside_networks(host)):
+            raise OutboundRefused(f"{host} {reason}")
+        port = url.port or DEFAULT_PORTS[url.scheme]
+        addresses = await self._addresses(host, port)
+        for address in addresses:
+            if (reason := self.policy.outside_networks(address)) is not None:
+                named = address if address == host else f"{host} ({address})"
+                raise OutboundRefused(f"{named} {reason}")
         return _Target(url=url, endpoint=(host, port), addresses=addresses)
 
     async def _addresses(self, host: str, port: int) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ Every variable is documented in `.env.example`; defaults are the embedded one-co
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -46,7 +47,7 @@ DEFAULT_JOB_DEADLINE_MINUTES = {
 }
 
 # The task queues a worker process can poll (WORKER_QUEUES), by what limits each.
-WORKER_QUEUE_NAMES = ("media", "storage", "sync", "erp")
+WORKER_QUEUE_NAMES = ("media", "storage", "sync", "erp", "pull-sync")
 
 
 class Settings(BaseSettings):
@@ -202,6 +203,34 @@ class Settings(BaseSettings):
     api_rate_limit_per_second: float = Field(default=20.0, ge=0)
     api_rate_limit_burst: int = Field(default=60, ge=1)
 
+    # Pull-sync (seed 004): registered clients pulled on a Temporal Schedule.
+    pull_sync_task_queue: str = "pull-sync"
+    pull_sync_interval_seconds: float = Field(default=30.0, ge=1, le=86400)
+    # Whole-request deadline of a pull (sync-data, acknowledge, health), and the largest answer.
+    pull_sync_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    pull_sync_max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Records asked for per pull (`limit`); an answer with more is refused whole.
+    pull_sync_max_records: int = Field(default=1000, ge=1, le=100_000)
+    # Consecutive failed pulls before a client is inactive (no longer pulled on the cycle) ...
+    pull_sync_max_failures: int = Field(default=5, ge=1)
+    # ... and how often inactive clients' health is probed to reactivate them.
+    pull_sync_health_interval_seconds: float = Field(default=300.0, ge=1)
+    # Hourly cleanup: clients inactive this long go; pull bookkeeping older than history goes.
+    pull_sync_inactive_days: float = Field(default=7.0, gt=0)
+    pull_sync_history_days: float = Field(default=7.0, gt=0)
+    # A cycle pulls clients in batches of this many, one activity each, this many at a time.
+    pull_sync_batch_size: int = Field(default=100, ge=1, le=5000)
+    pull_sync_batch_concurrency: int = Field(default=50, ge=1, le=1000)
+    # Networks client URLs may point into (they usually live on private networks): this list
+    # replaces the public-only rule of the outbound fetcher for client URLs, and only for them.
+    pull_sync_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"]
+    )
+    # Whether any key may register a client for its own user, as the seed's clients registered
+    # themselves. Off by default: a registered URL is fetched by the worker every cycle, so
+    # registering is an admin's call unless the users are trusted with the allowed networks.
+    pull_sync_self_registration: bool = False
+
     # Worker tuning
     # ~180 KB of worker memory per cached (sandboxed) workflow; an evicted one replays its
     # history at its next task. 500 keeps a worker under 250 MB with 2,000 jobs in flight.
@@ -224,12 +253,23 @@ class Settings(BaseSettings):
         "worker_metrics_urls",
         "outbound_allowed_origins",
         "worker_queues",
+        "pull_sync_allowed_networks",
         mode="before",
     )
     @classmethod
     def _split_events(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("pull_sync_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"PULL_SYNC_ALLOWED_NETWORKS: {exc}") from None
         return value
 
     @field_validator("worker_metrics_port", mode="before")

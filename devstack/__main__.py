@@ -70,6 +70,7 @@ autosync is up
   KIE.ai        {kie}
   providers     replicate, fal, kie   (per job: "provider"; default: {default_provider})
   ERP           {stack.erp_url or user.get("ERP_BASE_URL")}   (companies: acme, globex)
+  pull client   {stack.pull_client_url or "none"}   (registered for user_1; pulled every 30 s)
   database      {shown_value("DATABASE_URL", stack.database_url)}
   storage       {config.storage_backend} ({where})
   dev API key   {keys}

@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from core.contracts import SEARCH_ATTRIBUTES
 from core.migrate import upgrade
 from core.settings import Settings
@@ -62,6 +64,8 @@ class StackConfig:
     fal_port: int | None = 8110  # None: talk to the real fal.ai
     kie_port: int | None = 8120  # None: talk to the real KIE.ai
     erp_port: int | None = 8200  # None: talk to the ERP at ERP_BASE_URL
+    # A pull-sync client (seed 004) with a few records, registered at start (None: none).
+    pull_client_port: int | None = None
     worker_metrics_port: int | None = 9464  # the worker's Prometheus endpoint (None: off)
     database_url: str | None = None  # default: SQLite file in data_dir
     storage_backend: str = "local"
@@ -97,6 +101,7 @@ class Stack:
         self.fal: ManagedProcess | None = None
         self.kie: ManagedProcess | None = None
         self.erp: ManagedProcess | None = None
+        self.pull_client: ManagedProcess | None = None
         self.api: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
         self._worker_generation = 0
@@ -129,6 +134,11 @@ class Stack:
     @property
     def erp_url(self) -> str | None:
         port = self.config.erp_port
+        return f"http://127.0.0.1:{port}" if port else None
+
+    @property
+    def pull_client_url(self) -> str | None:
+        port = self.config.pull_client_port
         return f"http://127.0.0.1:{port}" if port else None
 
     @property
@@ -215,6 +225,7 @@ class Stack:
             self.start_emulators()
             self.start_api()
             self.start_worker()
+            self.register_pull_client()
         except BaseException:
             self.stop()
             raise
@@ -248,11 +259,14 @@ class Stack:
             self.kie = self._spawn("kie")
         if self.config.erp_port:
             self.erp = self._spawn("erp")
+        if self.config.pull_client_port:
+            self.pull_client = self._spawn("pull_client")
         for proc, url in (
             (self.emulator, self.emulator_url),
             (self.fal, self.fal_url),
             (self.kie, self.kie_url),
             (self.erp, self.erp_url),
+            (self.pull_client, self.pull_client_url),
         ):
             if proc is not None:
                 proc.wait_http(f"{url}/_emulator/health")
@@ -275,6 +289,7 @@ class Stack:
             "fal": self.config.fal_port,
             "kie": self.config.kie_port,
             "erp": self.config.erp_port,
+            "pull_client": self.config.pull_client_port,
         }
         port = ports[module]
         assert port is not None
@@ -295,14 +310,17 @@ class Stack:
             "erp": {
                 "ERP_EMULATOR_TOKENS": json.dumps({t: c for c, t in ERP_COMPANY_TOKENS.items()})
             },
+            "pull_client": {"PULL_CLIENT_EMULATOR_SEED_RECORDS": "5"},
         }[module]
         prefix = f"{module.upper()}_EMULATOR_"
-        if module != "erp":  # where clients find the files the emulator serves
+        if module not in ("erp", "pull_client"):  # where clients find the files the emulator serves
             env[f"{prefix}PUBLIC_URL"] = f"http://127.0.0.1:{port}"
         env.update({k: v for k, v in self.config.env.items() if k.startswith(prefix)})
         args = [sys.executable, "-m", f"emulators.{module}", "--host", "127.0.0.1",
                 "--port", str(port)]  # fmt: skip
-        name = {"replicate": "emulator", "erp": "erp"}.get(module, f"{module}-emulator")
+        name = {"replicate": "emulator", "erp": "erp", "pull_client": "pull-client"}.get(
+            module, f"{module}-emulator"
+        )
         return ManagedProcess(name, args, log_dir=self.log_dir, env=env, cwd=ROOT).start()
 
     def start_api(self) -> None:
@@ -313,6 +331,25 @@ class Stack:
         ]  # fmt: skip
         self.api = ManagedProcess("api", args, log_dir=self.log_dir, env=self.app_env(), cwd=ROOT)
         self.api.start().wait_http(f"{self.api_url}/v1/health")
+
+    def register_pull_client(self) -> None:
+        """Register the pull-client emulator's `default` identity with the first admin key, so
+        the first cycle (or a `sync-all`) pulls its records at once."""
+        if not self.pull_client_url:
+            return
+        admin = next((k for k, _, is_admin in Settings(
+            _env_file=None, bootstrap_api_keys=self.config.api_keys  # type: ignore[call-arg]
+        ).bootstrap_keys() if is_admin), None)  # fmt: skip
+        if admin is None:
+            return
+        response = httpx.post(
+            f"{self.api_url}/v1/pull-sync/clients",
+            json={"client_url": self.pull_client_url, "user_id": "user_1",
+                  "client_type": "web", "capabilities": ["capture", "favorite"]},
+            headers={"Authorization": f"Bearer {admin}"},
+            timeout=30,
+        )  # fmt: skip
+        response.raise_for_status()
 
     def start_worker(self) -> None:
         self._worker_generation += 1
@@ -348,6 +385,7 @@ class Stack:
             self.worker,
             self.api,
             self.erp,
+            self.pull_client,
             self.kie,
             self.fal,
             self.emulator,

@@ -133,6 +133,7 @@ def stack_processes(stack: Stack) -> list[Watched]:
         ("fal emulator", lambda: stack.fal, stack.fal_url),
         ("kie emulator", lambda: stack.kie, stack.kie_url),
         ("erp emulator", lambda: stack.erp, stack.erp_url),
+        ("pull client emulator", lambda: stack.pull_client, stack.pull_client_url),
     ]
     for name, get, url in emulators:
         if get() is not None:

@@ -125,6 +125,7 @@ def stack_config(user: UserSettings) -> StackConfig:
         fal_port=emulator("fal", "FAL_EMULATOR_PORT", 8110),
         kie_port=emulator("kie", "KIE_EMULATOR_PORT", 8120),
         erp_port=None if user.get("ERP_BASE_URL") else port("ERP_EMULATOR_PORT", 8200),
+        pull_client_port=port("PULL_CLIENT_EMULATOR_PORT", 3001) or None,
         worker_metrics_port=(int(metrics) or None) if metrics else 9464,
         database_url=user.get("DATABASE_URL"),
         storage_backend=user.get("STORAGE_BACKEND") or "local",

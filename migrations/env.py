@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from core import pull_models  # noqa: F401 - its tables join Base.metadata
 from core.db import is_sqlite, sync_url
 from core.models import Base
 from core.settings import get_settings

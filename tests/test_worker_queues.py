@@ -51,7 +51,7 @@ async def test_a_worker_polls_every_queue_by_default(
     async with build_workers(every, env.client) as workers:
         assert [w.task_queue for w in workers] == [
             every.media_task_queue, every.storage_task_queue, every.sync_task_queue,
-            every.erp_task_queue,
+            every.erp_task_queue, every.pull_sync_task_queue,
         ]  # fmt: skip
 
 

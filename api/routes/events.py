@@ -7,7 +7,8 @@ instead (short-lived, the rights of the key that made it; see api.link_auth). AP
 travel in URLs.
 
 Topics: `user:{id}` (yours; admins: anyone's), `project:{id}` (projects you own),
-`sync-run:{id}` and `sync-run:*` (admins).
+`sync-run:{id}` and `sync-run:*` (admins), `pull-sync:clients`, `pull-sync:cycles` and
+`pull-sync:*` (admins).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from api.pagination import MAX_DB_INT
 from core.events import SYNC_RUN_PREFIX
 from core.links import stream_token
 from core.models import Event, Project
+from core.pull_store import PULL_SYNC_PREFIX
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -95,12 +97,17 @@ async def _authorize(
         elif f"{kind}:" == SYNC_RUN_PREFIX:
             if not caller.is_admin:
                 raise StreamError(403, f"topic {topic!r}: sync runs are for admins")
+        elif f"{kind}:" == PULL_SYNC_PREFIX:
+            if not caller.is_admin:
+                raise StreamError(403, f"topic {topic!r}: pull-sync is for admins")
         else:
             raise StreamError(
                 422, f"topic {topic!r}: expected user:<id>, project:<id> or sync-run:<id|*>"
             )
-        if topic.endswith("*") and topic != f"{SYNC_RUN_PREFIX}*":
-            raise StreamError(422, f"topic {topic!r}: only sync-run:* may use a wildcard")
+        if topic.endswith("*") and topic not in (f"{SYNC_RUN_PREFIX}*", f"{PULL_SYNC_PREFIX}*"):
+            raise StreamError(
+                422, f"topic {topic!r}: only sync-run:* and pull-sync:* may use a wildcard"
+            )
     return TopicFilter.of(topics)
 
 

@@ -131,7 +131,9 @@ def test_an_exported_empty_value_beats_dotenv_as_it_does_for_the_api(tmp_path: P
 
 def test_with_nothing_set_the_stack_is_the_embedded_default(tmp_path: Path) -> None:
     config = stack_config(user_settings(tmp_path))
-    expected = StackConfig(data_dir=tmp_path / "data", env=dict(WATCHABLE_SYNC))
+    expected = StackConfig(
+        data_dir=tmp_path / "data", env=dict(WATCHABLE_SYNC), pull_client_port=3001
+    )
     assert config == expected
     env = Stack(config).app_env()
     assert env["PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"

@@ -1,0 +1,409 @@
+"""Pull-sync activities (seed 004): plan a cycle, pull a batch of clients, record the cycle,
+clean up.
+
+A pull: GET `{client}/api/client/sync-data` through the guarded fetcher (client URLs must lie in
+PULL_SYNC_ALLOWED_NETWORKS; one deadline for the whole request, a byte cap), validate the answer
+strictly (any fault refuses the whole answer: nothing from it is stored), store the records
+once each (committed), then POST `{client}/api/client/acknowledge` with exactly those ids. A
+lost acknowledge loses nothing: the records come again at the next pull and are absorbed. Every
+failure is the client's own: logged, counted on its row, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any, Literal
+
+import httpx
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from core.models import utcnow
+from core.outbound import OutboundFetcher, OutboundPolicy, OutboundRefused, parse_networks
+from core.pull_contracts import (
+    ACT_BATCH,
+    ACT_CLEANUP,
+    ACT_FINISH,
+    ACT_PLAN,
+    BatchResult,
+    ClientResult,
+    CycleRecord,
+    PullBatch,
+    PullMode,
+    PullPlan,
+)
+from core.pull_models import PullClient, PullCycle
+from core.pull_store import (
+    PulledRecord,
+    PullOutcome,
+    cleanup,
+    mark_healthy,
+    record_cycle,
+    record_pull,
+    store_records,
+)
+from core.settings import Settings
+
+log = logging.getLogger("autosync.pull_sync")
+
+HEARTBEAT_SECONDS = 5.0
+# Batches of one cycle running at once (each pulls `batch_concurrency` clients at a time).
+PARALLEL_BATCHES = 4
+
+
+@dataclass(frozen=True)
+class PullConfig:
+    timeout: float = 15.0
+    max_records: int = 1000
+    max_failures: int = 5
+    batch_size: int = 100
+    batch_concurrency: int = 50
+    inactive_days: float = 7.0
+    history_days: float = 7.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PullConfig:
+        return cls(
+            timeout=settings.pull_sync_timeout_seconds,
+            max_records=settings.pull_sync_max_records,
+            max_failures=settings.pull_sync_max_failures,
+            batch_size=settings.pull_sync_batch_size,
+            batch_concurrency=settings.pull_sync_batch_concurrency,
+            inactive_days=settings.pull_sync_inactive_days,
+            history_days=settings.pull_sync_history_days,
+        )
+
+
+def client_fetcher(settings: Settings) -> OutboundFetcher:
+    """The fetcher for client URLs: PULL_SYNC_ALLOWED_NETWORKS instead of public-only."""
+    return OutboundFetcher(
+        OutboundPolicy(
+            max_redirects=settings.outbound_max_redirects,
+            connect_timeout=min(settings.outbound_connect_timeout_seconds,
+                                settings.pull_sync_timeout_seconds),
+            read_timeout=settings.pull_sync_timeout_seconds,
+            max_bytes=settings.pull_sync_max_response_bytes,
+            allowed_networks=parse_networks(settings.pull_sync_allowed_networks),
+        ),
+        max_connections=max(10, settings.pull_sync_batch_concurrency * PARALLEL_BATCHES),
+    )  # fmt: skip
+
+
+# --- what a client may answer ----------------------------------------------------------------
+
+
+class BadAnswer(Exception):
+    """The client's answer breaks the protocol: nothing from it is used."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(min_length=1, max_length=64)
+    action: Literal["capture", "favorite", "remove"]
+    payload: dict[str, Any] = Field(default_factory=dict)
+    timestamp: AwareDatetime
+
+
+class _SyncData(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    records: list[_Record]
+    pending: int | None = Field(default=None, ge=0)
+
+
+class _Acknowledged(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    acknowledged: list[str]
+
+
+class _Health(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    status: str
+    pending: int | None = Field(default=None, ge=0)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_input=False)[0]
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
+
+
+def parse_sync_data(
+    body: bytes, *, user_id: str, max_records: int
+) -> tuple[list[PulledRecord], int | None]:
+    """The records of a sync-data answer and the pending count it reports; BadAnswer if
+    anything in it is off (not JSON, wrong types, no ids, another user's, too many, twice)."""
+    try:
+        data = _SyncData.model_validate_json(body)
+    except ValidationError as exc:
+        if any(e.get("type") == "json_invalid" for e in exc.errors(include_input=False)):
+            raise BadAnswer("sync-data is not valid JSON") from None
+        raise BadAnswer(f"sync-data has the wrong shape ({_first_error(exc)})") from None
+    if len(data.records) > max_records:
+        raise BadAnswer(f"sync-data sent {len(data.records)} records, more than {max_records}")
+    seen: set[str] = set()
+    records: list[PulledRecord] = []
+    for record in data.records:
+        if record.user_id != user_id:
+            raise BadAnswer(f"record {record.id!r} is for user {record.user_id!r}, not {user_id!r}")
+        if record.id in seen:
+            raise BadAnswer(f"record {record.id!r} appears twice")
+        seen.add(record.id)
+        records.append(
+            PulledRecord(
+                id=record.id, user_id=record.user_id, action=record.action,
+                payload=record.payload, timestamp=record.timestamp.astimezone(UTC),
+            )
+        )  # fmt: skip
+    return records, data.pending
+
+
+def parse_acknowledged(body: bytes, sent: Sequence[str]) -> list[str]:
+    try:
+        acknowledged = _Acknowledged.model_validate_json(body).acknowledged
+    except ValidationError as exc:
+        raise BadAnswer(f"acknowledge answer is not valid ({_first_error(exc)})") from None
+    unknown = set(acknowledged) - set(sent)
+    if unknown:
+        raise BadAnswer(f"acknowledge answered {len(unknown)} ids it was never sent")
+    return acknowledged
+
+
+# --- the activities --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    id: str
+    url: str
+    user_id: str
+
+
+class PullSyncActivities:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        fetcher: OutboundFetcher,
+        config: PullConfig,
+    ) -> None:
+        self._sessions = sessions
+        self._fetcher = fetcher
+        self._config = config
+
+    @activity.defn(name=ACT_PLAN)
+    async def plan(self, mode: str) -> PullPlan:
+        """The clients a cycle visits (active ones; inactive ones for health), in batches."""
+        active = PullMode(mode) is not PullMode.HEALTH
+        async with self._sessions() as session:
+            ids = list(
+                (
+                    await session.scalars(
+                        select(PullClient.id)
+                        .where(PullClient.active.is_(active))
+                        .order_by(PullClient.id)
+                    )
+                ).all()
+            )
+        size = self._config.batch_size
+        return PullPlan(
+            batches=[ids[n : n + size] for n in range(0, len(ids), size)],
+            parallel_batches=PARALLEL_BATCHES,
+        )
+
+    @activity.defn(name=ACT_BATCH)
+    async def pull_batch(self, batch: PullBatch) -> BatchResult:
+        """Pull (or probe) each client of the batch, a bounded number at a time."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(PullClient.id, PullClient.url, PullClient.user_id).where(
+                        PullClient.id.in_(batch.client_ids)
+                    )
+                )
+            ).all()
+        targets = {row.id: _Target(row.id, row.url, row.user_id) for row in rows}
+        gate = asyncio.Semaphore(self._config.batch_concurrency)
+        mode = PullMode(batch.mode)
+
+        async def one(client_id: str) -> ClientResult:
+            target = targets.get(client_id)
+            if target is None:  # unregistered since the plan
+                return ClientResult(client_id=client_id, ok=True, skipped=True)
+            async with gate:
+                if mode is PullMode.HEALTH:
+                    return await self._probe(target)
+                return await self._pull(target, batch.cycle_id, mode)
+
+        async with _heartbeating():
+            results = await asyncio.gather(*(one(c) for c in batch.client_ids))
+        return BatchResult(results=list(results))
+
+    @activity.defn(name=ACT_FINISH)
+    async def finish_cycle(self, cycle: CycleRecord) -> float:
+        """Keep the cycle's figures; returns its lag (now minus when it was due)."""
+        now = utcnow()
+        due = cycle.scheduled_at or cycle.started_at or now
+        if due.tzinfo is None:
+            due = due.replace(tzinfo=UTC)
+        started = cycle.started_at or now
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        lag = max(0.0, (now - due).total_seconds())
+        async with self._sessions() as session, session.begin():
+            await record_cycle(
+                session,
+                PullCycle(
+                    id=cycle.cycle_id, mode=cycle.mode, scheduled_at=cycle.scheduled_at and due,
+                    started_at=started, finished_at=now, clients=cycle.clients, ok=cycle.ok,
+                    failed=cycle.failed, stored=cycle.stored, lag_seconds=lag,
+                ),
+            )  # fmt: skip
+        return lag
+
+    @activity.defn(name=ACT_CLEANUP)
+    async def cleanup(self) -> dict[str, int]:
+        """Remove long-inactive clients and old pull bookkeeping."""
+        async with self._sessions() as session, session.begin():
+            removed = await cleanup(
+                session,
+                inactive_days=self._config.inactive_days,
+                history_days=self._config.history_days,
+            )
+        log.info("pull-sync cleanup: %s", removed)
+        return removed
+
+    # --- one client --------------------------------------------------------------------------
+
+    async def _call(self, url: str, *, method: str = "GET", body: Any = None) -> bytes:
+        """The body of a 2xx answer within the deadline and cap; raises otherwise."""
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"Accept": "application/json"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        async with asyncio.timeout(self._config.timeout):
+            async with self._fetcher.open(
+                url, headers=headers, method=method, content=content
+            ) as got:
+                status = got.response.status_code
+                if not 200 <= status < 300:
+                    raise BadAnswer(f"answered HTTP {status}")
+                chunks = [chunk async for chunk in got.iter_bytes(64 * 1024)]
+        return b"".join(chunks)
+
+    async def _pull(self, target: _Target, cycle_id: str, mode: PullMode) -> ClientResult:
+        base = target.url.rstrip("/")
+        if mode is PullMode.RECENT:
+            try:
+                health = _Health.model_validate_json(await self._call(f"{base}/api/client/health"))
+            except (BadAnswer, ValidationError, OutboundRefused, httpx.HTTPError, TimeoutError):
+                health = None  # it will say what is wrong at the pull itself
+            if health is not None and health.pending == 0:
+                return ClientResult(client_id=target.id, ok=True, skipped=True)
+        outcome = await self._fetch_store_acknowledge(target, base)
+        if not outcome.ok:
+            log.warning("pull of client %s (%s) failed: %s", target.id, target.url, outcome.error)
+        async with self._sessions() as session, session.begin():
+            became = await record_pull(
+                session, outcome, cycle_id=cycle_id, mode=mode.value,
+                max_failures=self._config.max_failures,
+            )  # fmt: skip
+        return ClientResult(
+            client_id=target.id, ok=outcome.ok, fetched=outcome.fetched, stored=outcome.stored,
+            acknowledged=outcome.acknowledged, error=_short(outcome.error), became=became,
+        )  # fmt: skip
+
+    async def _fetch_store_acknowledge(self, target: _Target, base: str) -> PullOutcome:
+        try:
+            body = await self._call(f"{base}/api/client/sync-data?limit={self._config.max_records}")
+            records, pending = parse_sync_data(
+                body, user_id=target.user_id, max_records=self._config.max_records
+            )
+        except Exception as exc:
+            return PullOutcome(target.id, ok=False, error=_reason("sync-data", exc))
+        if not records:
+            return PullOutcome(target.id, ok=True, pending=pending)
+        async with self._sessions() as session, session.begin():
+            stored = await store_records(session, target.id, records)
+        ids = [record.id for record in records]
+        try:
+            acknowledged = parse_acknowledged(
+                await self._call(f"{base}/api/client/acknowledge", method="POST",
+                                 body={"ids": ids}),
+                ids,
+            )  # fmt: skip
+        except Exception as exc:
+            # Stored and committed: the next pull brings them again and the upsert absorbs them.
+            return PullOutcome(
+                target.id, ok=False, fetched=len(records), stored=stored, pending=pending,
+                error=_reason("acknowledge", exc),
+            )  # fmt: skip
+        left = None if pending is None else max(0, pending - len(acknowledged))
+        return PullOutcome(
+            target.id, ok=True, fetched=len(records), stored=stored,
+            acknowledged=len(acknowledged), pending=left,
+        )  # fmt: skip
+
+    async def _probe(self, target: _Target) -> ClientResult:
+        """An inactive client's health: answering `status: ok` makes it active again."""
+        try:
+            health = _Health.model_validate_json(
+                await self._call(f"{target.url.rstrip('/')}/api/client/health")
+            )
+            healthy, error = health.status == "ok", None
+        except Exception as exc:
+            healthy, error = False, _reason("health", exc)
+        async with self._sessions() as session, session.begin():
+            reactivated = await mark_healthy(session, target.id, healthy)
+        return ClientResult(
+            client_id=target.id, ok=healthy, skipped=not reactivated, error=_short(error),
+            became="active" if reactivated else None,
+        )  # fmt: skip
+
+
+def _short(error: str | None) -> str | None:
+    """An error as a cycle's result carries it (the client row keeps it whole)."""
+    return error[:300] if error else None
+
+
+def _reason(step: str, exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"{step}: no complete answer within the timeout"
+    if isinstance(exc, BadAnswer | OutboundRefused):
+        return f"{step}: {exc}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"{step}: {type(exc).__name__} {exc}".strip()
+    return f"{step}: {type(exc).__name__}: {exc}"
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeat while a batch runs, so a dead worker's batch is retried within the timeout."""
+    if not activity.in_activity():
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

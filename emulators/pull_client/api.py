@@ -1,0 +1,148 @@
+"""The client API the backend pulls from, for every identity: `/c/{client_id}/api/client/...`,
+and `/api/client/...` for the `default` identity (the seed's single client)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from emulators.pull_client.deps import EmulatorDep, get_identity
+from emulators.pull_client.problems import ApiProblem
+from emulators.pull_client.state import ACTIONS, ClientIdentity
+
+router = APIRouter()
+
+
+async def _admitted(
+    request: Request, client: Annotated[ClientIdentity, Depends(get_identity)]
+) -> ClientIdentity:
+    """Apply the identity's `down` and `fail_next` switches to any client API request."""
+    faults = client.faults
+    if faults.down:
+        raise ApiProblem(503, "down", "the client is down (injected by the emulator)", empty=True)
+    if faults.fail_next > 0:
+        faults.fail_next -= 1
+        raise ApiProblem(500, "server error", "injected by the emulator (fail_next)")
+    return client
+
+
+ClientDep = Annotated[ClientIdentity, Depends(_admitted)]
+
+
+class AddCapture(BaseModel):
+    """The seed's body; anything else it carries goes into the payload as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    action: str = Field(default="capture", pattern="^(capture|favorite|remove)$")
+    user_id: str | None = Field(default=None, min_length=1, max_length=64)
+    removed: bool = False
+
+
+class Acknowledge(BaseModel):
+    ids: list[str] = Field(max_length=100_000)
+
+
+def _json(body: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def _paths(path: str) -> list[str]:
+    return [f"/api/client{path}", f"/c/{{client_id}}/api/client{path}"]
+
+
+async def health(client: ClientDep, emulator: EmulatorDep) -> Response:
+    client.counters["health"] += 1
+    if client.faults.slow:
+        await asyncio.sleep(emulator.config.slow_seconds)
+    return _json(
+        {"status": "ok", "client_id": client.client_id, "user_id": client.user_id,
+         "pending": len(client.pending)}
+    )  # fmt: skip
+
+
+async def sync_data(
+    client: ClientDep,
+    emulator: EmulatorDep,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    since: datetime | None = None,
+) -> Response:
+    """The oldest pending records, a page at a time; a fault decides how it goes wrong."""
+    client.counters["sync_data"] += 1
+    faults, config = client.faults, emulator.config
+    if faults.slow:
+        await asyncio.sleep(config.slow_seconds)
+    if faults.server_error:
+        raise ApiProblem(500, "server error", "sync-data failed (injected by the emulator)")
+    if faults.malformed_json:
+        return Response(b'{"records": [{"id": "x", ', media_type="application/json")
+    size = min(limit or config.default_page_size, config.max_page_size)
+    pending = client.pending_records(since)
+    page = pending if faults.ignore_limit else pending[:size]
+    records = [record.as_json() for record in page]
+    body: dict[str, Any] = {
+        "client_id": client.client_id,
+        "user_id": client.user_id,
+        "records": records,
+        "count": len(records),
+        "pending": len(client.pending),
+        "has_more": len(pending) > len(page),
+    }
+    if faults.wrong_types:
+        body["records"] = [
+            {**r, "id": n, "timestamp": "yesterday", "payload": "none"}
+            for n, r in enumerate(records)
+        ] or [{"id": 1, "user_id": 2, "action": None, "payload": [], "timestamp": 3}]
+        body["count"] = "many"
+    if faults.missing_ids:
+        body["records"] = [{k: v for k, v in r.items() if k != "id"} for r in records] or [
+            {"user_id": client.user_id, "action": "capture", "payload": {},
+             "timestamp": "2026-01-01T00:00:00+00:00"}
+        ]  # fmt: skip
+    if faults.huge_body:
+        body["padding"] = "x" * config.huge_bytes
+    return _json(body)
+
+
+async def acknowledge(body: Acknowledge, client: ClientDep) -> Response:
+    """Those records are synced; `ack_*` faults make it fail, lie or invent ids."""
+    client.counters["acknowledge"] += 1
+    faults = client.faults
+    if faults.ack_fails:
+        raise ApiProblem(500, "server error", "acknowledge failed (injected by the emulator)")
+    done, unknown = client.acknowledge(body.ids)
+    if faults.ack_lies:
+        raise ApiProblem(500, "server error", "acknowledged, then failed (injected)")
+    if faults.ack_unknown_ids:
+        done = [*done, f"{client.client_id}-never-sent"]
+    return _json({"acknowledged": done, "unknown": unknown})
+
+
+async def stats(client: ClientDep) -> Response:
+    return _json(client.stats())
+
+
+async def add_capture(body: AddCapture, client: ClientDep) -> Response:
+    """A new pending record; `removed: true` with no action makes it a `remove`."""
+    extra = dict(body.model_extra or {})
+    action = "remove" if body.removed and "action" not in body.model_fields_set else body.action
+    assert action in ACTIONS
+    record = client.add(action, extra, user_id=body.user_id)
+    return _json({"record": record.as_json(), "pending": len(client.pending)}, 201)
+
+
+for _path in _paths("/health"):
+    router.add_api_route(_path, health, methods=["GET"])
+for _path in _paths("/sync-data"):
+    router.add_api_route(_path, sync_data, methods=["GET"])
+for _path in _paths("/acknowledge"):
+    router.add_api_route(_path, acknowledge, methods=["POST"])
+for _path in _paths("/stats"):
+    router.add_api_route(_path, stats, methods=["GET"])
+for _path in _paths("/add-capture"):
+    router.add_api_route(_path, add_capture, methods=["POST"])
