@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench-media bench-sync bench-events bench-events-scale bench-recovery bench-scale bench-soak soak-quick install clean
+.PHONY: up test lint bench-media bench-sync bench-events bench-events-scale bench-recovery bench-scale bench-pull bench-soak soak-quick install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-events-scale: $(STAMP)
 ## Scale-out: jobs/s and rows/s at 1, 2, 4 workers behind 2 APIs, then kills; exactly-once ledger (~12 min)
 bench-scale: $(STAMP)
 	$(PY) bench/scale_out.py
+
+## Pull-sync: 1,000 client identities x 50 records at a 30 s cycle; lag, records/s, CPU per cycle (~5 min)
+bench-pull: $(STAMP)
+	$(PY) bench/pull_sync.py
 
 ## Outputs stored before their URLs expire; copy MB/s to S3 and worker RSS per file size (~3 min)
 bench-recovery: $(STAMP)
