@@ -4,24 +4,57 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench-media bench-sync bench-events bench-events-scale bench-recovery bench-scale bench-pull bench-soak soak-quick install clean
+# Dependencies are locked, with hashes, in pip-tools-format requirements files:
+# requirements.lock (runtime: what the image installs) and requirements-dev.lock (runtime + the
+# dev extra: what `make install` installs, so `make up`, `make test` and .ci/run too). One
+# format that plain pip reads with --require-hashes, so neither the image nor a fresh machine
+# needs another tool to install. uv writes them (`make lock`) rather than pip-compile because
+# uv also resolves the lowest versions for `make test-lowest`: one resolver for both.
+# The runtime lock is constrained by the dev lock, so both pin the same versions.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV := $(VENV)/bin/uv
+UV_COMPILE := $(UV) pip compile --quiet pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command "make lock"
 
-$(STAMP): pyproject.toml
+.PHONY: up test test-lowest lint lock bench-media bench-sync bench-events bench-events-scale bench-recovery bench-scale bench-pull bench-soak soak-quick install clean
+
+# `pip check` catches a lock that no longer satisfies pyproject.toml (run `make lock`).
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check || { echo "$(DEV_LOCK) does not satisfy pyproject.toml: run \`make lock\`" >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP)
 
-## Run Temporal dev server + emulator + API + worker until Ctrl-C (state in data/)
+# uv alone, at the dev lock's version: `make lock` must work while the lock is stale, when
+# the full install fails its `pip check`.
+$(UV):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-deps "uv$$(sed -n 's/^uv\(==[^ ]*\).*/\1/p' $(DEV_LOCK))"
+
+## Re-resolve both lock files after a change to pyproject.toml (pins that still fit are kept;
+## `make lock UPGRADE=1` takes the newest versions instead)
+lock: | $(UV)
+	$(UV_COMPILE) --extra dev $(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
+	$(UV_COMPILE) -c $(DEV_LOCK) -o $(LOCK)
+
+## Run Temporal dev server + emulator + API + worker until Ctrl-C (state in data/);
+## `make up DB=postgres`: the app database on a PostgreSQL cluster in data/postgres
 up: $(STAMP)
-	$(PY) -m devstack up
+	$(PY) -m devstack up $(if $(DB),--db $(DB))
 
 ## Install and run the whole test suite, then lint and type-check
 test: $(STAMP)
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory lint
+
+## The unit tests again, on the lowest versions pyproject.toml allows (a throwaway venv; ~4 min)
+test-lowest: $(STAMP)
+	.ci/lowest.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

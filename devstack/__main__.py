@@ -4,16 +4,19 @@ Temporal dev server (SQLite file under data/, web UI on :8233), an emulator for 
 whose key is not set (Replicate: REPLICATE_API_TOKEN, fal.ai: FAL_API_KEY, KIE.ai: KIE_API_KEY),
 the API on :8000 and a worker. Exported variables, then `.env`, win over the stack's defaults
 (devstack/user_settings.py). State lives in data/, so after a restart the jobs that were in
-flight carry on.
+flight carry on. `--db postgres` (`make up DB=postgres`) puts the app database on a PostgreSQL
+cluster kept in data/postgres (devstack/app_database.py) instead of SQLite.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import threading
 
 from core.settings import Settings
+from devstack.app_database import DEFAULT_PORT, start_local_postgres
 from devstack.stack import Stack
 from devstack.supervise import GaveUp, Supervisor, stack_processes
 from devstack.user_settings import (
@@ -28,10 +31,26 @@ from devstack.user_settings import (
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack")
     parser.add_argument("command", choices=["up"])
-    parser.parse_args()
+    parser.add_argument(
+        "--db",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="app database: a SQLite file, or a PostgreSQL cluster kept in data/postgres "
+        "(`make up DB=postgres`)",
+    )
+    args = parser.parse_args()
 
     user = UserSettings.load()
     config = stack_config(user)
+    postgres = None
+    if args.db == "postgres":
+        if config.database_url:
+            parser.error("DATABASE_URL is set and names the database: unset it or drop DB=postgres")
+        print(f"starting PostgreSQL (cluster in {config.data_dir / 'postgres'}) …", flush=True)
+        postgres, database_url = start_local_postgres(
+            config.data_dir, int(user.get("POSTGRES_PORT") or DEFAULT_PORT)
+        )
+        config = dataclasses.replace(config, database_url=database_url)
     stack = Stack(config)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -43,7 +62,12 @@ def main() -> None:
     if warning:
         print(f"\n{warning}\n", flush=True)
     print(f"starting the autosync stack (logs in {stack.log_dir}/) …", flush=True)
-    stack.start()
+    try:
+        stack.start()
+    except BaseException:
+        if postgres is not None:
+            postgres.stop()
+        raise
     api = f"http://localhost:{config.api_port}"
     replicate = f"emulator at {stack.emulator_url}" if stack.emulator_url else "real Replicate"
     fal = f"emulator at {stack.fal_url}" if stack.fal_url else "real fal.ai"
@@ -90,6 +114,8 @@ Ctrl-C stops everything; jobs in flight carry on after the next `make up`.
     finally:
         print("stopping …", flush=True)
         stack.stop()
+        if postgres is not None:
+            postgres.stop()
         print("stopped.", flush=True)
 
 

