@@ -12,17 +12,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-# The lock file, when the repository has one (the glob lets the build go on without it).
-ARG LOCK=requirements.lock
-COPY pyproject.toml ${LOCK}* ./
-# Dependencies get their own layer: a code change does not reinstall them. With the lock:
-# exactly its versions and hashes; without it: pyproject's ranges (no reproducible build).
-RUN if [ -f "${LOCK}" ]; then \
-        pip install --no-cache-dir --require-hashes --no-deps -r "${LOCK}"; \
-    else \
-        python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-        && pip install --no-cache-dir -r /tmp/requirements.txt; \
-    fi
+# Dependencies get their own layer: a code change does not reinstall them. Exactly the runtime
+# lock's versions and hashes (`make lock` writes it; requirements-dev.lock adds the dev tools).
+COPY pyproject.toml requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 # Only the code the API, the worker and the migrations import: no emulators, devstack, tests
 # or benches (pyproject's package discovery takes what is here).
 COPY core core
@@ -41,9 +34,9 @@ RUN pip install --no-cache-dir --no-deps .
 FROM builder AS dev
 COPY emulators emulators
 COPY devstack devstack
-# The dev extras are ranges (test tools), not part of what runs in production.
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[dev]"
+# The dev tools, locked like the rest (not part of what runs in production).
+COPY requirements-dev.lock ./
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements-dev.lock
 RUN groupadd --system --gid 10001 autosync \
     && useradd --system --uid 10001 --gid autosync --home-dir /src --shell /usr/sbin/nologin autosync \
     && mkdir -p /src/data && chown autosync:autosync /src/data

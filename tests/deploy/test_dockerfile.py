@@ -77,10 +77,11 @@ def test_pip_never_keeps_its_cache_and_nothing_is_added_with_add() -> None:
                     assert "--no-cache-dir" in command, f"line {run.line}: {command.strip()}"
 
 
-def test_installs_are_locked_when_a_lock_exists_and_never_editable() -> None:
+def test_installs_are_locked_and_never_editable() -> None:
     builder = by_name()["builder"]
     runs = " ".join(r.args for r in builder.all("RUN"))
-    assert "--require-hashes" in runs and "--no-deps -r" in runs
+    assert "--require-hashes --no-deps -r requirements.lock" in runs
+    assert (ROOT / "requirements.lock").is_file()
     assert " -e " not in runs and "--editable" not in runs
     assert "pip install --no-cache-dir --no-deps ." in runs
 
