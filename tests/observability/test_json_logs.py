@@ -117,6 +117,10 @@ def test_log_format_json_installs_one_json_handler(monkeypatch: pytest.MonkeyPat
     saved, level = list(root.handlers), root.level
     own = [logging.getLogger(name) for name in OWN_HANDLER_LOGGERS]
     saved_own = [(list(logger.handlers), logger.propagate) for logger in own]
+    # An in-process uvicorn of an earlier test (log_level="warning") leaves its loggers' levels.
+    for logger in own:
+        monkeypatch.setattr(logger, "level", logging.NOTSET)
+        monkeypatch.setattr(logger, "disabled", False)
     monkeypatch.setenv("LOG_FORMAT", "json")
     out = io.StringIO()
     try:
