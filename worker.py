@@ -20,13 +20,7 @@ from functools import partial
 import httpx
 from temporalio.client import (
     Client,
-    Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
 )
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -41,6 +35,7 @@ from core import pull_schedules
 from core.db import make_engine, make_sessionmaker
 from core.logs import TEXT_FORMAT, configure_logging
 from core.outbound import OutboundFetcher
+from core.schedules import create_missing, every
 from core.settings import WORKER_QUEUE_NAMES, Settings, get_settings
 from core.tracing import flush_tracing, setup_tracing, temporal_interceptors, traced_transport
 from providers.registry import PROVIDER_NAMES, build_provider
@@ -201,7 +196,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     """Create the housekeeping schedules unless they exist (every worker tries; one wins)."""
     schedules = {
-        PRUNE_SCHEDULE_ID: (
+        PRUNE_SCHEDULE_ID: every(
             ScheduleActionStartWorkflow(
                 PruneEventsWorkflow.run,
                 settings.events_retention_hours,
@@ -210,7 +205,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             ),
             timedelta(hours=1),
         ),
-        RECOVERY_SCHEDULE_ID: (
+        RECOVERY_SCHEDULE_ID: every(
             ScheduleActionStartWorkflow(
                 RecoveryWorkflow.run,
                 False,
@@ -220,20 +215,9 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             timedelta(minutes=settings.recovery_interval_minutes),
         ),
     }
-    for schedule_id, (action, every) in schedules.items():
-        try:
-            await client.create_schedule(
-                schedule_id,
-                Schedule(
-                    action=action,
-                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-                    policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-                ),
-            )
-            log.info("created schedule %s", schedule_id)
-        except ScheduleAlreadyRunningError:
-            pass
-    for schedule_id in await pull_schedules.ensure(client, settings):
+    created = await create_missing(client, schedules)
+    created += await pull_schedules.ensure(client, settings)
+    for schedule_id in created:
         log.info("created schedule %s", schedule_id)
 
 

@@ -15,40 +15,26 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleHandle,
     ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
     ScheduleSpec,
-    ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
 
 from core.pull_contracts import CLEANUP_WORKFLOW, CYCLE_WORKFLOW, PullCycleInput, PullMode
+from core.schedules import RPC_TIMEOUT, create_missing, every
 from core.settings import Settings
 
 CYCLE_SCHEDULE_ID = "pull-sync-cycle"
 HEALTH_SCHEDULE_ID = "pull-sync-health"
 CLEANUP_SCHEDULE_ID = "pull-sync-cleanup"
-RPC_TIMEOUT = timedelta(seconds=10)
-
-
-def _schedule(action: ScheduleActionStartWorkflow, every: timedelta, note: str) -> Schedule:
-    return Schedule(
-        action=action,
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        # A cycle still running when the next is due: the next is skipped, never stacked.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note=note),
-    )
 
 
 def schedules(settings: Settings) -> dict[str, Schedule]:
     queue = settings.pull_sync_task_queue
     return {
-        CYCLE_SCHEDULE_ID: _schedule(
+        CYCLE_SCHEDULE_ID: every(
             ScheduleActionStartWorkflow(
                 CYCLE_WORKFLOW,
                 PullCycleInput(mode=PullMode.ALL.value),
@@ -58,7 +44,7 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
             timedelta(seconds=settings.pull_sync_interval_seconds),
             "pull every active client",
         ),
-        HEALTH_SCHEDULE_ID: _schedule(
+        HEALTH_SCHEDULE_ID: every(
             ScheduleActionStartWorkflow(
                 CYCLE_WORKFLOW,
                 PullCycleInput(mode=PullMode.HEALTH.value),
@@ -68,7 +54,7 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
             timedelta(seconds=settings.pull_sync_health_interval_seconds),
             "probe inactive clients; reactivate the healthy",
         ),
-        CLEANUP_SCHEDULE_ID: _schedule(
+        CLEANUP_SCHEDULE_ID: every(
             ScheduleActionStartWorkflow(
                 CLEANUP_WORKFLOW, id=f"{CLEANUP_SCHEDULE_ID}-run", task_queue=queue
             ),
@@ -79,18 +65,10 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
 
 
 async def ensure(client: Client, settings: Settings, only: str | None = None) -> list[str]:
-    """Create the schedules that don't exist yet (every worker tries; one wins); returns
-    the ids created."""
-    created: list[str] = []
-    for schedule_id, schedule in schedules(settings).items():
-        if only is not None and schedule_id != only:
-            continue
-        try:
-            await client.create_schedule(schedule_id, schedule, rpc_timeout=RPC_TIMEOUT)
-            created.append(schedule_id)
-        except ScheduleAlreadyRunningError:
-            pass
-    return created
+    """Create the pull schedules that don't exist yet (all, or `only` that one); returns the
+    ids created."""
+    wanted = {k: v for k, v in schedules(settings).items() if only is None or k == only}
+    return await create_missing(client, wanted)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""The schedules every worker makes sure of at start: created once, whoever starts first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import ScheduleOverlapPolicy
+from temporalio.testing import WorkflowEnvironment
+
+from core.pull_schedules import CLEANUP_SCHEDULE_ID, CYCLE_SCHEDULE_ID, HEALTH_SCHEDULE_ID
+from core.settings import Settings
+from devstack.processes import temporal_cli_path
+from worker import ensure_schedules
+from workflows.maintenance import PRUNE_SCHEDULE_ID
+from workflows.recovery import RECOVERY_SCHEDULE_ID
+
+EVERY = [PRUNE_SCHEDULE_ID, RECOVERY_SCHEDULE_ID, CYCLE_SCHEDULE_ID, HEALTH_SCHEDULE_ID,
+         CLEANUP_SCHEDULE_ID]  # fmt: skip
+
+
+@pytest.fixture
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    # The wheel's CLI: nothing is downloaded.
+    cli = temporal_cli_path()
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=cli)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def test_every_schedule_is_created_once_and_skips_overlapping_runs(
+    dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite:///{tmp_path / 'app.db'}",
+        secret_key="test-secret-key-0123456789",
+    )
+    client = dev_server.client
+    await ensure_schedules(client, settings)
+    await ensure_schedules(client, settings)  # a second worker starting: nothing changes
+    for schedule_id in EVERY:  # describe raises for a schedule that doesn't exist
+        described = await client.get_schedule_handle(schedule_id).describe()
+        assert described.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+        assert described.schedule.spec.intervals, schedule_id
