@@ -43,13 +43,32 @@ def postgres() -> Iterator[PostgresServer | None]:
         server.stop()
 
 
-@pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on a fresh, migrated SQLite app DB of the test's own."""
-    url = f"sqlite:///{tmp_path / 'app.db'}"
+async def _migrated(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     upgrade(url)
     engine = make_engine(url)
     try:
         yield make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a fresh, migrated SQLite app DB of the test's own."""
+    async for made in _migrated(f"sqlite:///{tmp_path / 'app.db'}"):
+        yield made
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def sessions_each_db(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer | None
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a fresh, migrated app DB: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'app.db'}"
+    else:
+        if postgres is None:
+            pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
+        url = postgres.create_database()
+    async for made in _migrated(url):
+        yield made

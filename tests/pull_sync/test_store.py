@@ -3,16 +3,12 @@ counted to inactive, health reactivating, cleanup."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.db import make_engine, make_sessionmaker
-from core.migrate import upgrade
 from core.models import Event
 from core.pull_models import PullAttempt, PullClient, PullItem, PullRecord
 from core.pull_store import (
@@ -24,27 +20,15 @@ from core.pull_store import (
     register,
     store_records,
 )
-from devstack.postgres import PostgresServer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def sessions(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer | None
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'app.db'}"
-    else:
-        if postgres is None:
-            pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
-        url = postgres.create_database()
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+@pytest.fixture
+def sessions(
+    sessions_each_db: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    return sessions_each_db  # every test here runs on SQLite and on PostgreSQL
 
 
 def rec(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,32 +10,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.db import make_engine, make_sessionmaker
-from core.migrate import upgrade
 from core.models import SyncRun
-from devstack.postgres import PostgresServer
 from sync_modules.registry import all_modules, get_module
 from sync_modules.store import Upserted, upsert_items
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def sessions(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer | None
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'app.db'}"
-    else:
-        if postgres is None:
-            pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
-        url = postgres.create_database()
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+@pytest.fixture
+def sessions(
+    sessions_each_db: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    return sessions_each_db  # every test here runs on SQLite and on PostgreSQL
 
 
 def item(i: int, updated: datetime, amount: str = "10.00") -> dict[str, Any]:
