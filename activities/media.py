@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from sqlalchemy import CursorResult, select, update
@@ -54,6 +54,7 @@ from providers.base import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
+    SendGate,
 )
 from storage.base import Storage
 from storage.copy import SourceGone, SourceRefused, UnsafeKey, copy_output
@@ -64,16 +65,16 @@ ENDED = [status.value for status in TERMINAL_JOB_STATUSES]
 
 @dataclass(frozen=True)
 class SubmitCount:
-    """The submit attempts of a job so far, this one included."""
+    """The submit attempts of a job that went out before this one."""
 
-    attempt: int
+    attempts: int
     refusals: int
     created_at: datetime
 
     @property
     def unconfirmed(self) -> int:
-        """Earlier attempts that may have created a provider job (neither refused nor seen)."""
-        return self.attempt - 1 - self.refusals
+        """Attempts sent that may have created a provider job (neither refused nor seen)."""
+        return self.attempts - self.refusals
 
 
 def made_nothing(exc: BaseException) -> bool:
@@ -85,6 +86,14 @@ def made_nothing(exc: BaseException) -> bool:
     if isinstance(exc, ProviderUnavailable):
         return exc.answered
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def _ended_before_submit(status: str) -> ApplicationError:
+    return ApplicationError(
+        f"the job was {status} before it reached the provider",
+        type=ERR_PROVIDER_REJECTED,
+        non_retryable=True,
+    )
 
 
 @contextmanager
@@ -142,11 +151,12 @@ class MediaActivities:
     async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
         """Create the job's provider job, once; nothing is written after the provider took it.
 
-        Each attempt is counted in the database before the provider is called: if that write
-        fails, no call is made and the attempt is retried. An attempt the provider refused with
-        an answer (a 429, an error status) is counted as refused: it made no provider job. Any
-        other earlier attempt (no answer, a timeout, a worker killed mid-call, which re-runs
-        this local activity from scratch) may have made one whose answer we never saw:
+        Each attempt is counted in the database as its request is about to leave (SendGate):
+        an attempt that never got that far (no connection, a worker killed while connecting)
+        sent nothing and counts for nothing. An attempt the provider refused with an answer
+        (a 429, an error status) is counted as refused: it made no provider job. Any other
+        counted attempt (no answer, a timeout, a worker killed mid-call, which re-runs this
+        local activity from scratch) may have made one whose answer we never saw:
         - where the provider's jobs can be looked up (`Provider.find`), it is adopted rather
           than created again;
         - where they can't (fal, KIE), nothing is created: `SubmitUnconfirmed` tells the
@@ -155,62 +165,94 @@ class MediaActivities:
         failed write there retries the write, not the create.
         """
         provider = self._provider(request.provider)
-        counted = await self._count_submit(request.job_id)
+        earlier = await self._earlier_submits(request.job_id)
         with provider_errors():
-            if counted is None or counted.attempt > 1:
-                if provider.lookup or counted is None:
-                    since = counted.created_at if counted else None
+            if earlier is None or earlier.attempts > 0:
+                if provider.lookup or earlier is None:
+                    since = earlier.created_at if earlier else None
                     found = await provider.find(request, since=since)
                     if found:
                         return await self._adopt_found(provider, request, found)
-                elif counted.unconfirmed:
+                elif earlier.unconfirmed:
                     raise ApplicationError(
                         f"an interrupted submit may have created a {provider.name} job for "
-                        f"this job ({counted.unconfirmed} attempt(s) without an answer) and "
+                        f"this job ({earlier.unconfirmed} attempt(s) without an answer) and "
                         f"{provider.name} has no way to look it up: waiting for its webhook "
                         "rather than paying for a second one",
                         type=ERR_SUBMIT_UNCONFIRMED,
                         non_retryable=True,
                     )
+            gate = None
+            if earlier is not None:
+                seen = earlier.attempts
+                gate = SendGate(lambda: self._count_submit(request.job_id, seen))
             try:
-                return await provider.submit(request)
+                snapshot = await provider.submit(request, gate=gate)
             except Exception as exc:
-                if made_nothing(exc):
+                if gate is not None and gate.fired and made_nothing(exc):
                     await self._count_refusal(request.job_id)
                 raise
+            if gate is not None and not gate.fired:
+                # A transport that doesn't trace (a test's mock): the create went out uncounted.
+                await self._count_submit(request.job_id, seen)
+            return snapshot
 
-    async def _count_submit(self, job_id: str) -> SubmitCount | None:
-        """Count a submit attempt; None for a job without a row (it can't say what earlier
-        attempts did)."""
+    async def _earlier_submits(self, job_id: str) -> SubmitCount | None:
+        """The job's submit attempts so far; None for a job without a row (it can't say what
+        earlier attempts did). A job that ended before its submit (cancelled while queued,
+        with no workflow yet) must never reach a provider."""
 
-        async def write() -> SubmitCount | None:
+        async def read() -> tuple[str, int, int, datetime] | None:
             async with self._sessions() as session:
                 row = (
                     await session.execute(
-                        update(Job)
-                        # A job that ended before its submit (cancelled while queued, with no
-                        # workflow yet) matches nothing: it must never reach a provider.
-                        .where(Job.id == job_id, Job.status.not_in(ENDED))
-                        .values(submit_attempts=Job.submit_attempts + 1)
-                        .returning(Job.submit_attempts, Job.submit_refusals, Job.created_at)
-                        .execution_options(synchronize_session=False)
+                        select(
+                            Job.status, Job.submit_attempts, Job.submit_refusals, Job.created_at
+                        ).where(Job.id == job_id)
                     )
                 ).one_or_none()
-                ended = None
-                if row is None:
-                    ended = await session.scalar(select(Job.status).where(Job.id == job_id))
-                await session.commit()
-            if ended is not None:
-                raise ApplicationError(
-                    f"the job was {ended} before it reached the provider",
-                    type=ERR_PROVIDER_REJECTED,
-                    non_retryable=True,
-                )
-            if row is None:
-                return None
-            return SubmitCount(attempt=int(row[0]), refusals=int(row[1]), created_at=row[2])
+            return None if row is None else (row[0], int(row[1]), int(row[2]), row[3])
 
-        return await uninterrupted(write())
+        row = await uninterrupted(read())
+        if row is None:
+            return None
+        status, attempts, refusals, created_at = row
+        if status in ENDED:
+            raise _ended_before_submit(status)
+        return SubmitCount(attempts=attempts, refusals=refusals, created_at=created_at)
+
+    async def _count_submit(self, job_id: str, seen: int) -> None:
+        """Count the attempt about to be sent. Only if no other attempt was counted since this
+        one read the count (two runs of one submit: a local activity re-run while the first is
+        still alive), and only while the job has not ended: otherwise this one is not sent."""
+
+        async def write() -> str | None:
+            async with self._sessions() as session:
+                counted = await session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == job_id,
+                        Job.status.not_in(ENDED),
+                        Job.submit_attempts == seen,
+                    )
+                    .values(submit_attempts=Job.submit_attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                status = None
+                if cast(CursorResult[Any], counted).rowcount == 0:
+                    status = await session.scalar(select(Job.status).where(Job.id == job_id))
+                await session.commit()
+            return None if cast(CursorResult[Any], counted).rowcount else (status or "gone")
+
+        refused = await uninterrupted(write())
+        if refused is None:
+            return
+        if refused in ENDED:
+            raise _ended_before_submit(refused)
+        raise ApplicationError(
+            "another submit attempt of this job was sent meanwhile; this one was not",
+            type="SubmitRaced",
+        )
 
     async def _count_refusal(self, job_id: str) -> None:
         """Note an attempt that made no provider job. Best effort: if the write fails, the

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.contracts import ProviderRef, ProviderSnapshot, SubmitRequest
 
@@ -51,13 +51,48 @@ class WebhookUnavailable(Exception):
     """A webhook that can't be checked right now (answered 503, so the provider sends it again)."""
 
 
+class SendGate:
+    """Runs `on_send` once, just before a request's first byte leaves for the provider.
+
+    A create is counted in the database as it is sent, not before the call: the connection,
+    the TLS handshake and a wait for a pooled connection all come first, so a worker killed
+    during any of them leaves no counted attempt (nothing was sent: the retry simply sends).
+    Only a kill in the instant between the count and the write leaves an attempt that is
+    counted but was never sent. If `on_send` raises, nothing is sent and the error is the
+    request's. httpcore awaits its `trace` extension inline, which is what makes this exact;
+    a transport without that hook (a test's mock) never opens the gate: `fired` stays False.
+    """
+
+    def __init__(self, on_send: Callable[[], Awaitable[None]]) -> None:
+        self._on_send = on_send
+        self.fired = False
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"trace": self._trace}
+
+    async def _trace(self, event: str, info: dict[str, Any]) -> None:
+        # http11.send_request_headers.started, http2.send_request_headers.started
+        if not self.fired and event.endswith(".send_request_headers.started"):
+            await self._on_send()
+            self.fired = True
+
+
+def gate_extensions(gate: SendGate | None) -> dict[str, Any] | None:
+    return gate.extensions if gate is not None else None
+
+
 class Provider(Protocol):
     name: str
     # Whether `find` can look up the provider jobs an earlier submit created (Replicate lists
     # them). Without it (fal, KIE) a submit whose answer was lost can't be retried safely.
     lookup: bool
 
-    async def submit(self, request: SubmitRequest) -> ProviderSnapshot: ...
+    async def submit(
+        self, request: SubmitRequest, *, gate: SendGate | None = None
+    ) -> ProviderSnapshot:
+        """Create the provider job; the create request carries `gate` (see SendGate)."""
+        ...
 
     async def find(
         self, request: SubmitRequest, *, since: datetime | None = None

@@ -37,7 +37,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
-from providers.base import ProviderRejected, ProviderUnavailable, WebhookRejected
+from providers.base import (
+    ProviderRejected,
+    ProviderUnavailable,
+    SendGate,
+    WebhookRejected,
+    gate_extensions,
+)
 from providers.http_errors import raise_for_status
 from providers.inputs import MODEL_SEGMENT, RequiredInput, missing_input
 
@@ -206,13 +212,16 @@ class FalProvider:
     def _request_url(self, model: str, request_id: str) -> str:
         return f"{self._base}/{_model_path(app_id(model))}/requests/{quote(request_id, safe='')}"
 
-    async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
+    async def submit(
+        self, request: SubmitRequest, *, gate: SendGate | None = None
+    ) -> ProviderSnapshot:
         params = {"fal_webhook": request.webhook_url} if request.webhook_url else None
         response = await self._http.post(
             f"{self._base}/{_model_path(request.model)}",
             json=dict(request.input),
             params=params,
             headers=self._headers,
+            extensions=gate_extensions(gate),
         )
         body = raise_for_status(response)
         request_id = body.get("request_id") if isinstance(body, dict) else None

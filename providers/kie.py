@@ -43,8 +43,10 @@ from providers.base import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
+    SendGate,
     WebhookRejected,
     WebhookUnavailable,
+    gate_extensions,
 )
 from providers.http_errors import raise_for_status, retry_after_seconds
 from providers.inputs import RequiredInput, missing_input
@@ -223,14 +225,19 @@ class KieProvider:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"}
 
-    async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
+    async def submit(
+        self, request: SubmitRequest, *, gate: SendGate | None = None
+    ) -> ProviderSnapshot:
         if request.kind == JobKind.TRAINING:
             raise ProviderRejected(NO_TRAINING)
         body: dict[str, Any] = {"model": request.model, "input": dict(request.input)}
         if request.webhook_url:
             body["callBackUrl"] = request.webhook_url
         response = await self._http.post(
-            f"{self._base}{CREATE_PATH}", json=body, headers=self._headers
+            f"{self._base}{CREATE_PATH}",
+            json=body,
+            headers=self._headers,
+            extensions=gate_extensions(gate),
         )
         data = unwrap(response)
         task_id = task_id_of(data) if isinstance(data, Mapping) else None

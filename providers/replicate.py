@@ -18,7 +18,13 @@ import httpx
 
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
 from providers import standard_webhooks
-from providers.base import ProviderRejected, ProviderUnavailable, WebhookRejected
+from providers.base import (
+    ProviderRejected,
+    ProviderUnavailable,
+    SendGate,
+    WebhookRejected,
+    gate_extensions,
+)
 from providers.http_errors import raise_for_status
 from providers.inputs import MODEL_SEGMENT, RequiredInput, missing_input
 
@@ -184,13 +190,25 @@ class ReplicateProvider:
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_token}"}
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        gate: SendGate | None = None,
+    ) -> Any:
         response = await self._http.request(
-            method, f"{self._base}{path}", json=body, headers=self._headers
+            method,
+            f"{self._base}{path}",
+            json=body,
+            headers=self._headers,
+            extensions=gate_extensions(gate),
         )
         return raise_for_status(response)
 
-    async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
+    async def submit(
+        self, request: SubmitRequest, *, gate: SendGate | None = None
+    ) -> ProviderSnapshot:
         body: dict[str, Any] = {"input": dict(request.input)}
         if request.webhook_url:
             body["webhook"] = request.webhook_url
@@ -216,7 +234,7 @@ class ReplicateProvider:
             raise ProviderRejected(
                 f"model {model!r} is not 'owner/name', 'owner/name:version' or a version id"
             )
-        return snapshot_from(await self._call("POST", path, body), request.kind)
+        return snapshot_from(await self._call("POST", path, body, gate), request.kind)
 
     async def find(
         self, request: SubmitRequest, *, since: datetime | None = None

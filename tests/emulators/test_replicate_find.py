@@ -209,7 +209,8 @@ async def test_a_retried_submit_adopts_the_prediction_whose_answer_was_lost(
     assert [j["id"] for j in jobs] == [snapshot.provider_job_id]
     async with sessions() as session:
         job = await session.scalar(select(Job).where(Job.id == job_id))
-    assert job is not None and job.submit_attempts == 2
+    # One create went out: the retry adopted its prediction without sending another.
+    assert job is not None and job.submit_attempts == 1
     # media.submit writes nothing after the create: the workflow records SUBMITTED.
     assert job.status == JobStatus.QUEUED.value and job.provider_job_id is None
 

@@ -1,5 +1,6 @@
 """Submit exactly once where the provider's jobs can't be looked up (fal, KIE).
 
+A create is counted as its request leaves (an attempt that never connected counts for nothing).
 A create that the provider refused with an answer (a 429, an error status) made nothing and is
 simply tried again. One left without an answer (a timeout, a worker killed mid-call) may have
 made a job that only its webhook will ever name: `media.submit` then creates nothing and raises
@@ -28,6 +29,7 @@ from providers.base import (
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
+    SendGate,
 )
 from providers.fal import FalProvider
 from providers.kie import KieProvider
@@ -214,3 +216,92 @@ def test_a_gateway_timeout_is_no_answer(status: int, answered: bool) -> None:
     with pytest.raises(ProviderUnavailable) as err:
         raise_for_status(_answer(status))
     assert err.value.answered is answered
+
+
+async def test_an_attempt_that_never_connected_is_not_counted(
+    sessions: async_sessionmaker[AsyncSession], side: tuple[Provider, httpx.Client]
+) -> None:
+    """Counting happens as the request leaves, not before the call: an attempt that failed
+    (or whose worker was killed) while connecting sent nothing, so the next one just sends."""
+    provider, api = side
+    job_id = uuid.uuid4().hex
+    await add_job(sessions, job_id, provider.name)
+    async with httpx.AsyncClient(timeout=2, trust_env=False) as http:
+        nowhere: Provider = (
+            FalProvider(http, base_url="http://127.0.0.1:9", api_key=FAL_KEY)
+            if provider.name == "fal"
+            else KieProvider(http, base_url="http://127.0.0.1:9", api_key=KIE_KEY)
+        )
+        with pytest.raises(httpx.ConnectError):
+            await ActivityEnvironment().run(
+                activities(sessions, nowhere).submit, request_for(provider.name, job_id)
+            )
+    assert await counts(sessions, job_id) == (0, 0)
+    snapshot = await ActivityEnvironment().run(
+        activities(sessions, provider).submit, request_for(provider.name, job_id)
+    )
+    assert [j["id"] for j in provider_jobs(api, job_id)] == [snapshot.provider_job_id]
+    assert await counts(sessions, job_id) == (1, 0)
+
+
+async def test_a_gate_that_refuses_sends_nothing(
+    http: httpx.AsyncClient, side: tuple[Provider, httpx.Client]
+) -> None:
+    """If the count can't be written (or another attempt went out meanwhile), not one byte of
+    the create reaches the provider."""
+    provider, api = side
+    job_id = uuid.uuid4().hex
+
+    async def refuse() -> None:
+        raise RuntimeError("count not written")
+
+    gate = SendGate(refuse)
+    with pytest.raises(RuntimeError, match="count not written"):
+        await provider.submit(request_for(provider.name, job_id), gate=gate)
+    assert not gate.fired
+    assert provider_jobs(api, job_id) == []
+
+
+async def test_two_runs_of_one_submit_send_once(
+    sessions: async_sessionmaker[AsyncSession], side: tuple[Provider, httpx.Client]
+) -> None:
+    """A local activity re-run while the first run is still alive: the run whose count was
+    overtaken by the other's does not send, and its retry waits for the webhook."""
+    provider, api = side
+    job_id = uuid.uuid4().hex
+    await add_job(sessions, job_id, provider.name)
+    media = activities(sessions, provider)
+    first = await media._earlier_submits(job_id)
+    assert first is not None and first.attempts == 0
+    snapshot = await ActivityEnvironment().run(media.submit, request_for(provider.name, job_id))
+    with pytest.raises(ApplicationError) as raced:
+        await media._count_submit(job_id, first.attempts)  # the slower run's count
+    assert raced.value.type == "SubmitRaced" and not raced.value.non_retryable
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(media.submit, request_for(provider.name, job_id))
+    assert err.value.type == ERR_SUBMIT_UNCONFIRMED
+    assert [j["id"] for j in provider_jobs(api, job_id)] == [snapshot.provider_job_id]
+
+
+async def test_a_job_ended_before_its_submit_reaches_no_provider(
+    sessions: async_sessionmaker[AsyncSession], side: tuple[Provider, httpx.Client]
+) -> None:
+    provider, api = side
+    job_id = uuid.uuid4().hex
+    await add_job(sessions, job_id, provider.name)
+    media = activities(sessions, provider)
+    earlier = await media._earlier_submits(job_id)
+    assert earlier is not None
+    async with sessions() as session:
+        job = await session.get(Job, job_id)
+        assert job is not None
+        job.status = JobStatus.CANCELED.value
+        await session.commit()
+    with pytest.raises(ApplicationError) as err:  # cancelled between the read and the send
+        await media._count_submit(job_id, earlier.attempts)
+    assert (
+        err.value.non_retryable and "canceled before it reached the provider" in err.value.message
+    )
+    with pytest.raises(ApplicationError):
+        await ActivityEnvironment().run(media.submit, request_for(provider.name, job_id))
+    assert provider_jobs(api, job_id) == []
