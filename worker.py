@@ -1,4 +1,13 @@
-"""The worker: runs MediaJobWorkflow and its activities. `python worker.py` (settings from env)."""
+"""The worker: every workflow and activity of autosync, one Worker per task queue.
+
+`python worker.py` (settings from env). Five task queues, split by what limits them (see
+`build_workers`), named here as WORKER_QUEUES names them: `media` (MediaJobWorkflow,
+RecoveryWorkflow and their activities), `storage` (output copies), `sync` (SyncRunWorkflow,
+PruneEventsWorkflow and their record activities), `erp` (the rate-limited sync page
+activities) and `pull-sync` (PullSyncCycleWorkflow, PullSyncCleanupWorkflow and their
+activities). WORKER_QUEUES picks the queues this process polls; every worker process also
+creates the Temporal Schedules that are missing.
+"""
 
 from __future__ import annotations
 

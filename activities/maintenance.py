@@ -8,6 +8,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from core.contracts import EVENTS_PRUNE
 from core.events import prune_events
 from core.models import IdempotencyKey, utcnow
 from core.webhook_receipts import prune_receipts
@@ -20,7 +21,7 @@ class MaintenanceActivities:
         self._sessions = sessions
         self._idempotency_ttl = timedelta(hours=idempotency_ttl_hours)
 
-    @activity.defn(name="events.prune")
+    @activity.defn(name=EVENTS_PRUNE)
     async def prune_events(self, retention_hours: float) -> int:
         """Delete events older than `retention_hours`, webhook receipts older than a day and
         idempotency keys past their TTL; returns how many rows went."""

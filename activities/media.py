@@ -31,6 +31,11 @@ from core.contracts import (
     ERR_PROVIDER_RATE_LIMITED,
     ERR_PROVIDER_REJECTED,
     ERR_SUBMIT_UNCONFIRMED,
+    MEDIA_CANCEL,
+    MEDIA_POLL,
+    MEDIA_RECORD,
+    MEDIA_STORE_OUTPUTS,
+    MEDIA_SUBMIT,
     STORAGE_CONTEXT,
     TERMINAL_JOB_STATUSES,
     TERMINAL_PHASES,
@@ -147,7 +152,7 @@ class MediaActivities:
 
         await uninterrupted(write())
 
-    @activity.defn(name="media.submit")
+    @activity.defn(name=MEDIA_SUBMIT)
     async def submit(self, request: SubmitRequest) -> ProviderSnapshot:
         """Create the job's provider job, once; nothing is written after the provider took it.
 
@@ -302,17 +307,17 @@ class MediaActivities:
                 activity.logger.warning("could not cancel %s: %s", extra.provider_job_id, exc)
         return adopted
 
-    @activity.defn(name="media.poll")
+    @activity.defn(name=MEDIA_POLL)
     async def poll(self, ref: ProviderRef) -> ProviderSnapshot:
         with provider_errors():
             return await self._provider(ref.provider).get(ref)
 
-    @activity.defn(name="media.cancel")
+    @activity.defn(name=MEDIA_CANCEL)
     async def cancel(self, ref: ProviderRef) -> ProviderSnapshot:
         with provider_errors():
             return await self._provider(ref.provider).cancel(ref)
 
-    @activity.defn(name="media.record")
+    @activity.defn(name=MEDIA_RECORD)
     async def record(self, progress: JobProgress) -> None:
         fields: dict[str, Any] = {
             "webhook_count": progress.webhook_count,
@@ -327,7 +332,7 @@ class MediaActivities:
             fields["started_at"] = utcnow()
         await self._advance(progress.job_id, progress.status, **fields)
 
-    @activity.defn(name="media.store_outputs")
+    @activity.defn(name=MEDIA_STORE_OUTPUTS)
     async def store_outputs(self, request: StoreRequest) -> StoreResult:
         """Copy every output to storage, then (and only then) record the job `succeeded`.
 

@@ -42,7 +42,7 @@ from core.job_start import (
 from core.job_store import RESTORING, advance_job
 from core.models import Job, RecoveryAttempt, utcnow
 from core.outbound import OutboundFetcher, OutboundRefused
-from core.recovery import RecoveryItem, RecoveryReport
+from core.recovery import RECOVERY_SWEEP, RecoveryItem, RecoveryReport
 from core.settings import Settings
 from core.starts import StartOutcome, StartResult, start_resolved, workflow_status
 from providers.base import Provider, ProviderError
@@ -432,6 +432,6 @@ class RecoveryActivities:
     def __init__(self, sweeper: RecoverySweeper) -> None:
         self._sweeper = sweeper
 
-    @activity.defn(name="recovery.sweep")
+    @activity.defn(name=RECOVERY_SWEEP)
     async def sweep(self, dry_run: bool) -> RecoveryReport:
         return await self._sweeper.sweep(dry_run)

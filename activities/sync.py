@@ -27,6 +27,10 @@ from activities.heartbeat import heartbeating
 from core.contracts import (
     ERR_PROVIDER_RATE_LIMITED,
     ERR_PROVIDER_REJECTED,
+    SYNC_FETCH_PAGES,
+    SYNC_OPEN_RUN,
+    SYNC_RECORD,
+    SYNC_UPDATED_SINCE,
     TERMINAL_SYNC_STATUSES,
     ModuleProgress,
     ModuleStatus,
@@ -88,7 +92,7 @@ class SyncActivities:
         return row
 
     # The wire name predates `max_pages`; kept so recorded and running histories stay valid.
-    @activity.defn(name="sync.fetch_page")
+    @activity.defn(name=SYNC_FETCH_PAGES)
     async def fetch_pages(self, request: PageRequest) -> ModuleProgress:
         """Fetch and store up to `request.max_pages` pages of a module, each committed alone.
 
@@ -258,7 +262,7 @@ class SyncActivities:
             count += 1
         return count
 
-    @activity.defn(name="sync.open_run")
+    @activity.defn(name=SYNC_OPEN_RUN)
     async def open_run(self, run: SyncRunInput) -> str | None:
         """Create the record of a scheduled run; the id of the company's active run if busy."""
         fields: dict[str, Any] = {
@@ -298,7 +302,7 @@ class SyncActivities:
             await session.commit()
             return busy or "unknown"
 
-    @activity.defn(name="sync.updated_since")
+    @activity.defn(name=SYNC_UPDATED_SINCE)
     async def updated_since(self, company_id: str, modules: list[str]) -> dict[str, str]:
         """Where each module's incremental run starts: its cursor, or 30 days back."""
         default = (datetime.now(UTC) - timedelta(days=FIRST_INCREMENTAL_DAYS)).isoformat()
@@ -313,7 +317,7 @@ class SyncActivities:
         found = {row.module: row.updated_since.isoformat() for row in rows}
         return {name: found.get(name, default) for name in modules}
 
-    @activity.defn(name="sync.record")
+    @activity.defn(name=SYNC_RECORD)
     async def record(self, record: RunRecord) -> None:
         await uninterrupted(self._record(record))
 

@@ -276,6 +276,16 @@ class MediaJobResult:
     error: str | None = None
 
 
+# Activity names of the media job. Workflows call activities by these names only (never by
+# method reference, which would import the activity code into the workflow sandbox), and the
+# activities are defined with them. A name is recorded in every history that scheduled the
+# activity: renaming one breaks the replay of running jobs.
+MEDIA_SUBMIT = "media.submit"
+MEDIA_POLL = "media.poll"
+MEDIA_CANCEL = "media.cancel"
+MEDIA_RECORD = "media.record"
+MEDIA_STORE_OUTPUTS = "media.store_outputs"
+
 # ApplicationError types raised by activities and matched by workflows.
 ERR_PROVIDER_REJECTED = "ProviderRejected"
 ERR_PROVIDER_RATE_LIMITED = "ProviderRateLimited"
@@ -415,6 +425,14 @@ class RunRecord:
     log_metadata: dict[str, Any] = field(default_factory=dict)
 
 
+# Activity names of the sync run (see the media job's names above). `sync.fetch_page` is the
+# name recorded in histories from before the activity fetched several pages.
+SYNC_FETCH_PAGES = "sync.fetch_page"
+SYNC_OPEN_RUN = "sync.open_run"
+SYNC_UPDATED_SINCE = "sync.updated_since"
+SYNC_RECORD = "sync.record"
+
+
 @dataclass
 class SyncRunState:
     run_id: str
@@ -424,3 +442,9 @@ class SyncRunState:
     modules: dict[str, ModuleProgress]
     cancel_requested: bool = False
     error_message: str | None = None
+
+
+# --- Housekeeping --------------------------------------------------------------------------
+
+# PruneEventsWorkflow's activity: (retention hours: float) -> rows deleted (int).
+EVENTS_PRUNE = "events.prune"

@@ -64,6 +64,10 @@ class RecoveryItem:
     result: str | None = None
 
 
+# RecoveryWorkflow's activity: (dry_run: bool) -> RecoveryReport. Workflows call it by name.
+RECOVERY_SWEEP = "recovery.sweep"
+
+
 @dataclass
 class RecoveryReport:
     dry_run: bool

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,14 +12,32 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts import (
+    EVENTS_PRUNE,
+    MEDIA_CANCEL,
+    MEDIA_POLL,
+    MEDIA_RECORD,
+    MEDIA_STORE_OUTPUTS,
+    MEDIA_SUBMIT,
+    SYNC_FETCH_PAGES,
+    SYNC_OPEN_RUN,
+    SYNC_RECORD,
+    SYNC_UPDATED_SINCE,
+)
+from core.pull_contracts import ACT_BATCH, ACT_CLEANUP, ACT_FINISH, ACT_PLAN
+from core.recovery import RECOVERY_SWEEP
 from core.settings import Settings
 from worker import build_workers
+
+HISTORIES = Path(__file__).parent / "workflows" / "histories"
 
 
 def settings(tmp_path: Path, **values: Any) -> Settings:
     # Queues of their own: a worker registers with the (session's) client as it is made.
     tag = uuid.uuid4().hex[:8]
-    queues = {f"{q}_task_queue": f"{q}-{tag}" for q in ("media", "storage", "sync", "erp")}
+    queues = {
+        f"{q}_task_queue": f"{q}-{tag}" for q in ("media", "storage", "sync", "erp", "pull_sync")
+    }
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         secret_key="test-secret-key-0123456789",
@@ -64,3 +84,38 @@ async def test_a_worker_polls_only_the_chosen_queues(
     )  # fmt: skip
     async with build_workers(chosen, env.client) as workers:
         assert [w.task_queue for w in workers] == ["copies", "pages"]
+
+
+def recorded_activity_names() -> set[str]:
+    """Every activity type the recorded histories scheduled, local activities included."""
+    names: set[str] = set()
+    for path in HISTORIES.rglob("*.json"):
+        for event in json.loads(path.read_text())["events"]:
+            if scheduled := event.get("activityTaskScheduledEventAttributes"):
+                names.add(scheduled["activityType"]["name"])
+            if marker := event.get("markerRecordedEventAttributes"):
+                for payload in marker["details"].get("data", {}).get("payloads", []):
+                    names.add(json.loads(base64.b64decode(payload["data"]))["activity_type"])
+    return names
+
+
+async def test_the_worker_registers_every_activity_name_workflows_call(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    # Workflows call activities by these names (core/*contracts.py, core/recovery.py) and
+    # recorded histories name them too: a renamed activity would leave both unanswered.
+    called = {
+        MEDIA_SUBMIT, MEDIA_POLL, MEDIA_CANCEL, MEDIA_RECORD, MEDIA_STORE_OUTPUTS,
+        SYNC_FETCH_PAGES, SYNC_OPEN_RUN, SYNC_UPDATED_SINCE, SYNC_RECORD, EVENTS_PRUNE,
+        RECOVERY_SWEEP, ACT_PLAN, ACT_BATCH, ACT_FINISH, ACT_CLEANUP,
+    }  # fmt: skip
+    recorded = recorded_activity_names()
+    assert {"media.submit", "media.record", "sync.fetch_page", "recovery.sweep"} <= recorded
+    async with build_workers(settings(tmp_path), env.client) as workers:
+        registered = {
+            getattr(fn, "__temporal_activity_definition").name
+            for worker in workers
+            for fn in worker.config().get("activities", [])
+        }
+    assert registered == called
+    assert recorded <= registered

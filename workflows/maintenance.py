@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.maintenance import MaintenanceActivities
+    from core.contracts import EVENTS_PRUNE
+    from workflows.policies import PRUNE_RETRY
 
 PRUNE_SCHEDULE_ID = "autosync-prune-events"
 
@@ -17,9 +17,11 @@ PRUNE_SCHEDULE_ID = "autosync-prune-events"
 class PruneEventsWorkflow:
     @workflow.run
     async def run(self, retention_hours: float) -> int:
-        return await workflow.execute_activity_method(
-            MaintenanceActivities.prune_events,
+        pruned: int = await workflow.execute_activity(
+            EVENTS_PRUNE,
             retention_hours,
+            result_type=int,
             start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=5),
+            retry_policy=PRUNE_RETRY,
         )
+        return pruned

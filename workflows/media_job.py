@@ -30,15 +30,19 @@ import builtins
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
 
+# Contracts and pure helpers only: activities are called by name (see core.contracts).
 with workflow.unsafe.imports_passed_through():
-    from activities.media import MediaActivities
     from core.contracts import (
         ERR_PROVIDER_REJECTED,
         ERR_SUBMIT_UNCONFIRMED,
+        MEDIA_CANCEL,
         MEDIA_JOB_WORKFLOW,
+        MEDIA_POLL,
+        MEDIA_RECORD,
+        MEDIA_STORE_OUTPUTS,
+        MEDIA_SUBMIT,
         PHASE_RANK,
         SA_STATUS,
         TERMINAL_PHASES,
@@ -55,30 +59,20 @@ with workflow.unsafe.imports_passed_through():
         ProviderSnapshot,
         StoredOutput,
         StoreRequest,
+        StoreResult,
         SubmitRequest,
     )
+    from workflows.policies import (
+        CANCEL_RETRY,
+        POLL_RETRY,
+        PROVIDER_RETRY,
+        RECORD_RETRY,
+        STORE_RETRY,
+        describe_failure,
+        error_type,
+    )
 
-# Provider calls: 5xx and network errors back off; 429 waits the provider's retry_after (the
-# activity sets next_retry_delay); 4xx input errors are non-retryable.
-PROVIDER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-)
-# A storage outage is waited out; an expired output URL is non-retryable.
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-)
 STORE_HEARTBEAT_TIMEOUT = timedelta(seconds=90)
-CANCEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
-# A failed poll is simply tried again at the next poll: no retries of its own.
-POLL_RETRY = RetryPolicy(maximum_attempts=1)
-# A database outage is waited out rather than failing the job.
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
-)
 SA_STATUS_MOVES = frozenset(
     {JobStatus.PROCESSING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
 )
@@ -103,26 +97,6 @@ def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
     late = max(0.0, elapsed_seconds - policy.backoff_after_seconds)
     delay = policy.interval_seconds + late * (policy.backoff - 1.0)
     return timedelta(seconds=min(policy.max_seconds, max(policy.interval_seconds, delay)))
-
-
-def error_type(error: BaseException) -> str | None:
-    """The ApplicationError type of an activity failure (a local activity's may come unwrapped)."""
-    cause: BaseException | None = error
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    return cause.type if isinstance(cause, ApplicationError) else None
-
-
-def describe_failure(error: BaseException) -> str:
-    """The most useful message of an activity failure (the provider's own, when it has one)."""
-    cause: BaseException | None = error
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, TimeoutError):
-        return f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})"
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    return str(cause) if cause is not None else "unknown error"
 
 
 @workflow.defn(name=MEDIA_JOB_WORKFLOW)
@@ -194,8 +168,8 @@ class MediaJobWorkflow:
         wait_unconfirmed = workflow.patched(WAIT_UNCONFIRMED_PATCH)
         try:
             # A local activity: the submit and the first timer share one workflow task.
-            submitted = await workflow.execute_local_activity_method(
-                MediaActivities.submit,
+            submitted: ProviderSnapshot = await workflow.execute_local_activity(
+                MEDIA_SUBMIT,
                 SubmitRequest(
                     job_id=job.job_id,
                     kind=job.kind,
@@ -205,6 +179,7 @@ class MediaJobWorkflow:
                     webhook_url=job.webhook_url,
                     webhook_events=job.webhook_events,
                 ),
+                result_type=ProviderSnapshot,
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(hours=1),
                 retry_policy=PROVIDER_RETRY,
@@ -334,9 +309,10 @@ class MediaJobWorkflow:
     async def _poll(self) -> None:
         self._polls += 1
         try:
-            snapshot = await workflow.execute_local_activity_method(
-                MediaActivities.poll,
+            snapshot: ProviderSnapshot = await workflow.execute_local_activity(
+                MEDIA_POLL,
                 self._ref(),
+                result_type=ProviderSnapshot,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=POLL_RETRY,
             )
@@ -355,9 +331,9 @@ class MediaJobWorkflow:
         self._recorded_status = JobStatus.STORING  # media.store_outputs writes it first
         self._mark(JobStatus.STORING)
         self._publish_status()
-        store = asyncio.ensure_future(
-            workflow.execute_activity_method(
-                MediaActivities.store_outputs,
+        store: asyncio.Future[StoreResult] = asyncio.ensure_future(
+            workflow.execute_activity(
+                MEDIA_STORE_OUTPUTS,
                 StoreRequest(
                     job_id=self._job.job_id,
                     user_id=self._job.user_id,
@@ -366,6 +342,7 @@ class MediaJobWorkflow:
                     webhook_count=self._webhooks,
                     poll_count=self._polls,
                 ),
+                result_type=StoreResult,
                 task_queue=self._store_queue,
                 start_to_close_timeout=timedelta(minutes=30),
                 schedule_to_close_timeout=timedelta(hours=6),
@@ -405,9 +382,10 @@ class MediaJobWorkflow:
         if snapshot is None or snapshot.phase in TERMINAL_PHASES:
             return
         try:
-            canceled = await workflow.execute_activity_method(
-                MediaActivities.cancel,
+            canceled: ProviderSnapshot = await workflow.execute_activity(
+                MEDIA_CANCEL,
                 self._ref(),
+                result_type=ProviderSnapshot,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=CANCEL_RETRY,
                 summary=f"cancel at {self._job.provider}",
@@ -482,8 +460,8 @@ class MediaJobWorkflow:
 
     async def _record(self, status: JobStatus, error: str | None = None) -> None:
         snapshot = self._snapshot
-        await workflow.execute_local_activity_method(
-            MediaActivities.record,
+        await workflow.execute_local_activity(
+            MEDIA_RECORD,
             JobProgress(
                 job_id=self._job.job_id,
                 status=status,

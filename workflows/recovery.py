@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.recovery import RecoveryActivities
-    from core.recovery import RecoveryReport
+    from core.recovery import RECOVERY_SWEEP, RecoveryReport
+    from workflows.policies import SWEEP_RETRY
 
 RECOVERY_SCHEDULE_ID = "autosync-recovery"
 
@@ -18,11 +17,12 @@ RECOVERY_SCHEDULE_ID = "autosync-recovery"
 class RecoveryWorkflow:
     @workflow.run
     async def run(self, dry_run: bool) -> RecoveryReport:
-        report = await workflow.execute_activity_method(
-            RecoveryActivities.sweep,
+        report: RecoveryReport = await workflow.execute_activity(
+            RECOVERY_SWEEP,
             dry_run,
+            result_type=RecoveryReport,
             start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=RetryPolicy(maximum_attempts=3),
+            retry_policy=SWEEP_RETRY,
             summary="check" if dry_run else "sweep",
         )
         acted = ", ".join(f"{n} {action}" for action, n in sorted(report.counts.items()))

@@ -1,9 +1,9 @@
 """SyncRunWorkflow: one run of a company's sync, module by module, page by page.
 
-Pages are fetched by `SyncActivities.fetch_pages` activities, a few pages each, on the rate-limited ERP
+Pages are fetched by `sync.fetch_page` activities, a few pages each, on the rate-limited ERP
 task queue, so the upstream limit holds for every run and worker together and a crash loses
-nothing: the next attempt resumes at the page after the last one committed. A failing module is recorded and
-the others go on; `cancel` stops the running module before its next page.
+nothing: the next attempt resumes at the page after the last one committed. A failing module
+is recorded and the others go on; `cancel` stops the running module before its next page.
 
 A long run (thousands of pages) continues as new when its history grows too long: the
 modules stop before their next page and the next execution picks them up where they were.
@@ -19,17 +19,19 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.workflow import ActivityCancellationType
 
+# Contracts and pure helpers only: activities are called by name (see core.contracts).
 with workflow.unsafe.imports_passed_through():
-    from activities.sync import SyncActivities
     from core.contracts import (
         ERR_PROVIDER_RATE_LIMITED,
-        ERR_PROVIDER_REJECTED,
         SA_MODULE,
         SA_STATUS,
+        SYNC_FETCH_PAGES,
+        SYNC_OPEN_RUN,
+        SYNC_RECORD,
+        SYNC_UPDATED_SINCE,
         ModuleProgress,
         ModuleStatus,
         PageRequest,
@@ -40,11 +42,8 @@ with workflow.unsafe.imports_passed_through():
         SyncRunState,
         SyncStatus,
     )
-    from workflows.media_job import describe_failure
+    from workflows.policies import RECORD_RETRY, describe_failure, page_retry
 
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
-)
 # Incremental cursors overlap the previous run a little: upserts make the overlap harmless.
 CURSOR_OVERLAP = timedelta(minutes=1)
 DEFAULT_RETRY_AFTER = 1.0
@@ -161,9 +160,11 @@ class SyncRunWorkflow:
             # Started by a schedule: the run has no id nor record yet.
             run = replace(run, run_id=workflow.uuid4().hex)
             self._run = run
-            busy = await workflow.execute_local_activity_method(
-                SyncActivities.open_run,
+            busy: str | None = await workflow.execute_local_activity(
+                SYNC_OPEN_RUN,
                 run,
+                # The busy run's id or None: JSON gives it back as it is, no result_type needed
+                # (and `str | None` is no `type` to mypy).
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RECORD_RETRY,
             )
@@ -189,9 +190,10 @@ class SyncRunWorkflow:
         )
         since: dict[str, str] = {}
         if run.mode == SyncMode.INCREMENTAL:
-            since = await workflow.execute_local_activity_method(
-                SyncActivities.updated_since,
+            since = await workflow.execute_local_activity(
+                SYNC_UPDATED_SINCE,
                 args=[run.company_id, run.modules],
+                result_type=dict[str, str],
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RECORD_RETRY,
             )
@@ -294,20 +296,16 @@ class SyncRunWorkflow:
             )
             enriched_before = progress.enriched
             try:
-                fetching = workflow.start_activity_method(
-                    SyncActivities.fetch_pages,
+                fetching: workflow.ActivityHandle[ModuleProgress] = workflow.start_activity(
+                    SYNC_FETCH_PAGES,
                     request,
+                    result_type=ModuleProgress,
                     task_queue=run.task_queue,
                     # Heartbeats after every page find a killed worker; pages may wait long
                     # for their turn at a strict rate limit, hence the generous total.
                     start_to_close_timeout=timedelta(seconds=120 + 60 * request.max_pages),
                     heartbeat_timeout=timedelta(seconds=10),
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(seconds=1),
-                        maximum_interval=timedelta(seconds=30),
-                        maximum_attempts=max(1, run.max_retries),
-                        non_retryable_error_types=[ERR_PROVIDER_REJECTED],
-                    ),
+                    retry_policy=page_retry(run.max_retries),
                     summary=f"{name} from page {progress.pages + 1}",
                     # A cancel waits for the activity's answer: the pages it committed.
                     cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -358,8 +356,8 @@ class SyncRunWorkflow:
         )  # fmt: skip
 
     async def _record(self, record: RunRecord) -> None:
-        await workflow.execute_local_activity_method(
-            SyncActivities.record,
+        await workflow.execute_local_activity(
+            SYNC_RECORD,
             record,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RECORD_RETRY,

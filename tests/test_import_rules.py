@@ -1,0 +1,99 @@
+"""The dependency rules of shared/DESIGN.md, checked: workflows import contracts only, core/
+imports nothing above it, and the jobs routes don't drag the media activities in.
+
+Each import is checked in a fresh interpreter: in this one, other tests have loaded everything.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW_MODULES = sorted(
+    f"workflows.{path.stem}"
+    for path in (ROOT / "workflows").glob("*.py")
+    if path.stem != "__init__"
+)
+# I/O libraries and the packages that use them: none belongs in the workflow sandbox.
+IO_PACKAGES = ("httpx", "sqlalchemy", "PIL", "boto3", "storage", "providers", "activities")
+
+
+def loaded_by(module: str) -> set[str]:
+    """Every module in sys.modules after importing `module` in a new interpreter."""
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    names: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return set(names)
+
+
+def under(names: set[str], packages: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if n.split(".")[0] in packages)
+
+
+def test_every_workflow_module_is_checked() -> None:
+    assert {"workflows.media_job", "workflows.sync_run"} <= set(WORKFLOW_MODULES)
+
+
+@pytest.mark.parametrize("module", WORKFLOW_MODULES)
+def test_a_workflow_module_loads_no_io_code(module: str) -> None:
+    assert under(loaded_by(module), IO_PACKAGES) == []
+
+
+def test_the_check_sees_io_code_when_it_is_loaded() -> None:
+    # The worker imports the activities: the same check must catch them there.
+    found = under(loaded_by("worker"), IO_PACKAGES)
+    assert {"PIL", "activities.media", "httpx", "sqlalchemy", "storage.copy"} <= set(found)
+
+
+def test_the_sync_workflow_does_not_load_the_media_workflow() -> None:
+    assert "workflows.media_job" not in loaded_by("workflows.sync_run")
+
+
+def test_the_jobs_routes_load_neither_pillow_nor_activities() -> None:
+    assert under(loaded_by("api.routes.jobs"), ("PIL", "activities")) == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module a file imports, wherever in the file (functions included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            # `from workflows import media_job` names the package only
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_core_imports_neither_workflows_nor_api() -> None:
+    files = sorted((ROOT / "core").rglob("*.py"))
+    assert files
+    upward = {
+        str(path.relative_to(ROOT)): sorted(
+            m for m in imported_modules(path) if m.split(".")[0] in ("workflows", "api")
+        )
+        for path in files
+    }
+    assert {path: names for path, names in upward.items() if names} == {}
+
+
+def test_the_static_check_sees_an_upward_import(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from core.contracts import JobKind\n"
+        "def later():\n"
+        "    from workflows import media_job\n"
+        "    import api.routes.jobs\n"
+    )
+    names = imported_modules(sample)
+    assert {"workflows", "workflows.media_job", "api.routes.jobs", "core.contracts"} <= names
