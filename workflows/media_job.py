@@ -341,6 +341,7 @@ class MediaJobWorkflow:
                     snapshot=snapshot,
                     webhook_count=self._webhooks,
                     poll_count=self._polls,
+                    provider=self._job.provider,
                 ),
                 result_type=StoreResult,
                 task_queue=self._store_queue,

@@ -86,6 +86,8 @@ async def test_webhook_finishes_the_job_without_polling(media) -> None:
     assert result.status == JobStatus.SUCCEEDED
     assert [o.key for o in result.outputs] == [f"generated/u1/{handle.id[10:]}_0.png"]
     assert fake.polls == 0 and fake.submits == 1 and len(fake.stores) == 1
+    # The copy knows whose outputs these are, so PROVIDER_OUTPUT_HOSTS can hold it to them.
+    assert fake.stores[0].provider == job().provider != ""
     state = await handle.query(MediaJobWorkflow.state)
     assert state.webhook_count == 1 and state.poll_count == 0
 
