@@ -65,6 +65,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from bench.common import UNTHROTTLED_ENV, bounded, log, rounded
+from bench.front import TcpFront
 from bench.procs import CpuMeter, busy_seconds, machine
 from bench.soak import (
     COMPANIES,
@@ -242,6 +243,7 @@ class ScaleOut:
         self.api_ports: list[int] = []
         self.workers: list[ManagedProcess] = []  # alive or killed, in start order
         self.killed: list[str] = []
+        self.front: TcpFront | None = None
         self.engine: Engine | None = None
 
     @property
@@ -291,6 +293,9 @@ class ScaleOut:
         self.stack.start_emulators()
         self.api_ports = [free_port(), free_port()]
         self.apis = [self._start_api(i) for i in range(2)]
+        # PUBLIC_BASE_URL (the webhooks' address) is the stack's API port: a front there sends
+        # each connection to a live API, as a deployment's load balancer does.
+        self.front = TcpFront(self.stack.config.api_port, self.api_ports).start()
         self.engine = create_engine(sync_url(database_url), pool_size=4)
 
     def _start_api(self, index: int) -> ManagedProcess:
@@ -339,6 +344,8 @@ class ScaleOut:
     def stop(self) -> None:
         if self.engine is not None:
             self.engine.dispose()
+        if self.front is not None:
+            self.front.stop()
         for proc in [*self.workers, *self.apis]:
             proc.stop(timeout=15)
         if self.stack is not None:
@@ -631,6 +638,10 @@ async def run_kill(h: ScaleOut, pusher: Pusher, temporal: Client) -> dict[str, A
         "workers_before": workers,
         "killed": list(h.killed),
         "killed_after_s": round(killed_at[0] - t0, 1) if killed_at else None,
+        # Webhook connections through the front, and those a dead API refused (sent on).
+        "front": {"connections": front.connections, "skipped_dead_api": front.skipped}
+        if (front := h.front)
+        else None,
         "restarted": ["api-2"],
         "jobs": len(load.job_ids),
         "sync_runs": len(load.run_ids),
@@ -686,6 +697,9 @@ async def exactly_once(
         "jobs": len(jobs),
         "jobs_by_status": dict(Counter(j.status for j in jobs)),
         "failed_reasons": dict(Counter((j.error or "")[:120] for j in jobs if j.error)),
+        # How each job heard its provider's answer: a webhook, or only the poll fallback.
+        "jobs_heard_by_webhook": sum(1 for j in jobs if j.webhook_count),
+        "jobs_by_polling_only": sum(1 for j in jobs if not j.webhook_count),
         "runs": len(runs),
         "runs_by_status": dict(Counter(r.status for r in runs)),
         "provider_jobs": {k: v[:10] if isinstance(v, list) else v for k, v in providers.items()},
