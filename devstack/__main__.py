@@ -27,6 +27,7 @@ from devstack.user_settings import (
     stack_config,
     webhook_warning,
 )
+from providers import registry
 
 
 def main() -> None:
@@ -42,6 +43,9 @@ def main() -> None:
     args = parser.parse_args()
 
     user = UserSettings.load()
+    # The providers the API and the worker will know (PROVIDER_MODULES too), as they read
+    # them (env, then .env): an unknown DEFAULT_PROVIDER stops here, before anything starts.
+    registry.configure(Settings())
     config = stack_config(user)
     postgres = None
     if args.db == "postgres":

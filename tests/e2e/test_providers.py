@@ -390,7 +390,7 @@ async def test_provider_choice_is_checked_at_the_api(e2e: E2E) -> None:
             ({"kind": "training", "provider": "fal", "input": {"destination": "a/b"}},
              "input.images_data_url"),
             ({"kind": "generation", "provider": "acme", "input": {"prompt": "x"}},
-             "replicate, fal, kie"),
+             "fal, kie, replicate"),
         ]  # fmt: skip
         for body, hint in cases:
             response = await api.post("/v1/jobs", json=body)
