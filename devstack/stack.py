@@ -13,6 +13,7 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,7 +22,7 @@ from core.migrate import upgrade
 from core.settings import Settings
 from devstack.processes import ManagedProcess, free_port, temporal_cli_path
 from providers import registry
-from providers.spec import EmulatorSpec
+from providers.spec import ProviderSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,13 +49,15 @@ WORKER_READY = "worker polling task queue"
 ERP_COMPANY_TOKENS = {"acme": "erp-dev-token", "globex": "erp-globex-token"}
 
 
-def provider_emulators() -> dict[str, EmulatorSpec]:
-    """The emulator of every provider that has one, by provider name."""
-    return {name: spec.emulator for name, spec in registry.specs().items() if spec.emulator}
+def provider_emulators() -> dict[str, ProviderSpec[Any]]:
+    """Every provider that has an emulator, by name."""
+    return {name: spec for name, spec in registry.specs().items() if spec.emulator}
 
 
 def default_provider_ports() -> dict[str, int | None]:
-    return {name: emulator.port for name, emulator in provider_emulators().items()}
+    return {
+        name: spec.emulator.port for name, spec in provider_emulators().items() if spec.emulator
+    }
 
 
 @dataclass
@@ -121,10 +124,11 @@ class Stack:
         port = self.config.provider_ports.get(provider)
         return f"http://127.0.0.1:{port}" if port else None
 
-    def emulated_providers(self) -> dict[str, EmulatorSpec]:
+    def emulated_providers(self) -> dict[str, ProviderSpec[Any]]:
         """The providers this stack runs an emulator for, by name."""
-        emulators = provider_emulators()
-        return {name: emulators[name] for name in emulators if self.provider_url(name)}
+        return {
+            name: spec for name, spec in provider_emulators().items() if self.provider_url(name)
+        }
 
     @property
     def erp_url(self) -> str | None:
@@ -177,12 +181,12 @@ class Stack:
             env.setdefault("AWS_ACCESS_KEY_ID", "testing")
             env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         served: list[str] = []
-        for name, emulator in self.emulated_providers().items():
+        for name, spec in self.emulated_providers().items():
             url = self.provider_url(name)
             assert url is not None
-            env.update(emulator.app_env(url))
+            env.update(spec.emulator_app_env(url))
             # An exported value of these is the user's (`make up` hands them over as well).
-            env.update({k: os.environ[k] for k in emulator.user_first if k in os.environ})
+            env.update({k: os.environ[k] for k in spec.user_first_env() if k in os.environ})
             served.append(url)
         if served:
             # The emulators serve the output files on loopback over http: the outbound fetcher
@@ -264,13 +268,13 @@ class Stack:
     def _spawn_provider(self, provider: str) -> ManagedProcess:
         """Start a provider's emulator as its spec says (not waiting); it serves its output
         files at its own URL (`{NAME}_EMULATOR_PUBLIC_URL`)."""
-        emulator = provider_emulators()[provider]
+        spec = provider_emulators()[provider]
         url = self.provider_url(provider)
-        assert url is not None
-        env = {**emulator.env(self.data_dir), f"{provider.upper()}_EMULATOR_PUBLIC_URL": url}
+        assert url is not None and spec.emulator is not None
+        env = spec.emulator_env(url, self.data_dir)
         return self._start_emulator(
             f"{provider}-emulator",
-            emulator.module,
+            spec.emulator.module,
             provider,
             self.config.provider_ports[provider],
             env,

@@ -49,7 +49,7 @@ USER_FIRST = (
     "SECRET_KEY",
     "TEMPORAL_UI_URL",
     "OUTBOUND_ALLOWED_ORIGINS",
-    *(name for emulator in provider_emulators().values() for name in emulator.user_first),
+    *(name for spec in provider_emulators().values() for name in spec.user_first_env()),
     "WORKER_METRICS_URLS",
     "WORKER_GRACEFUL_SHUTDOWN_SECONDS",  # devstack waits that long for a stopping worker
     *WATCHABLE_SYNC,
@@ -130,8 +130,9 @@ def stack_config(user: UserSettings) -> StackConfig:
         ui_port=port("TEMPORAL_UI_PORT", 8233),
         api_port=port("API_PORT", 8000),
         provider_ports={
-            name: None if name in real else port(emulator.port_var, emulator.port)
-            for name, emulator in provider_emulators().items()
+            name: None if name in real else port(spec.emulator.port_var, spec.emulator.port)
+            for name, spec in provider_emulators().items()
+            if spec.emulator
         },
         erp_port=None if user.get("ERP_BASE_URL") else port("ERP_EMULATOR_PORT", 8200),
         pull_client_port=port("PULL_CLIENT_EMULATOR_PORT", 3001) or None,

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -553,19 +552,6 @@ EMULATOR_KEY = "fal-emulator-key"
 EMULATOR_USER_ID = "autosync-dev-user"
 
 
-def _emulator_app_env(url: str) -> dict[str, str]:
-    return {
-        "FAL_BASE_URL": url,
-        "FAL_API_KEY": EMULATOR_KEY,
-        "FAL_JWKS_URL": f"{url}/.well-known/jwks.json",
-        "FAL_USER_ID": EMULATOR_USER_ID,
-    }
-
-
-def _emulator_env(data_dir: Path) -> dict[str, str]:
-    return {"FAL_EMULATOR_API_KEY": EMULATOR_KEY, "FAL_EMULATOR_USER_ID": EMULATOR_USER_ID}
-
-
 SPEC = ProviderSpec(
     name=NAME,
     label="fal.ai",
@@ -581,7 +567,12 @@ SPEC = ProviderSpec(
         module="emulators.fal",
         port=8110,
         port_var="FAL_EMULATOR_PORT",
-        app_env=_emulator_app_env,
-        env=_emulator_env,
+        settings=lambda url: {
+            "base_url": url,
+            "api_key": EMULATOR_KEY,
+            "jwks_url": f"{url}/.well-known/jwks.json",
+            "user_id": EMULATOR_USER_ID,
+        },
+        own=lambda data_dir: {"api_key": EMULATOR_KEY, "user_id": EMULATOR_USER_ID},
     ),
 )

@@ -33,7 +33,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -478,21 +477,6 @@ EMULATOR_KEY = "kie-emulator-key"
 EMULATOR_HMAC_KEY = "autosync-dev-kie-webhook-hmac-key"
 
 
-def _emulator_app_env(url: str) -> dict[str, str]:
-    return {
-        "KIE_BASE_URL": url,
-        "KIE_API_KEY": EMULATOR_KEY,
-        "KIE_WEBHOOK_HMAC_KEY": EMULATOR_HMAC_KEY,
-    }
-
-
-def _emulator_env(data_dir: Path) -> dict[str, str]:
-    return {
-        "KIE_EMULATOR_API_KEY": EMULATOR_KEY,
-        "KIE_EMULATOR_WEBHOOK_HMAC_KEY": EMULATOR_HMAC_KEY,
-    }
-
-
 SPEC = ProviderSpec(
     name=NAME,
     label="KIE.ai",
@@ -508,7 +492,11 @@ SPEC = ProviderSpec(
         module="emulators.kie",
         port=8120,
         port_var="KIE_EMULATOR_PORT",
-        app_env=_emulator_app_env,
-        env=_emulator_env,
+        settings=lambda url: {
+            "base_url": url,
+            "api_key": EMULATOR_KEY,
+            "webhook_hmac_key": EMULATOR_HMAC_KEY,
+        },
+        own=lambda data_dir: {"api_key": EMULATOR_KEY, "webhook_hmac_key": EMULATOR_HMAC_KEY},
     ),
 )

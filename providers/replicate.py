@@ -11,7 +11,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -425,24 +424,6 @@ EMULATOR_WEBHOOK_SECRET = "whsec_YXV0b3N5bmMtZGV2LXdlYmhvb2stc2VjcmV0LTMyYnk="
 EMULATOR_TRAINING_OWNER = "autosync"
 
 
-def _emulator_app_env(url: str) -> dict[str, str]:
-    return {
-        "REPLICATE_BASE_URL": url,
-        "REPLICATE_API_TOKEN": EMULATOR_TOKEN,
-        "REPLICATE_WEBHOOK_SECRET": EMULATOR_WEBHOOK_SECRET,
-        # Trainings push into models of this (emulated) account only.
-        "REPLICATE_TRAINING_OWNER": EMULATOR_TRAINING_OWNER,
-    }
-
-
-def _emulator_env(data_dir: Path) -> dict[str, str]:
-    return {
-        "REPLICATE_EMULATOR_WEBHOOK_SECRET": EMULATOR_WEBHOOK_SECRET,
-        "REPLICATE_EMULATOR_API_TOKEN": EMULATOR_TOKEN,
-        "REPLICATE_EMULATOR_STATE_FILE": str(data_dir / "emulator-state.json"),
-    }
-
-
 SPEC = ProviderSpec(
     name=NAME,
     label="Replicate",
@@ -459,8 +440,18 @@ SPEC = ProviderSpec(
         module="emulators.replicate",
         port=8100,
         port_var="EMULATOR_PORT",
-        app_env=_emulator_app_env,
-        env=_emulator_env,
-        user_first=("REPLICATE_TRAINING_OWNER",),
+        settings=lambda url: {
+            "base_url": url,
+            "api_token": EMULATOR_TOKEN,
+            "webhook_secret": EMULATOR_WEBHOOK_SECRET,
+            # Trainings push into models of this (emulated) account only.
+            "training_owner": EMULATOR_TRAINING_OWNER,
+        },
+        own=lambda data_dir: {
+            "webhook_secret": EMULATOR_WEBHOOK_SECRET,
+            "api_token": EMULATOR_TOKEN,
+            "state_file": str(data_dir / "emulator-state.json"),
+        },
+        user_first=("training_owner",),
     ),
 )

@@ -23,7 +23,7 @@ from providers.base import Provider, WebhookVerifier
 S = TypeVar("S", bound=ProviderSettings)
 
 
-def _no_env(data_dir: Path) -> Mapping[str, str]:
+def _nothing(data_dir: Path) -> Mapping[str, str]:
     return {}
 
 
@@ -31,20 +31,21 @@ def _no_env(data_dir: Path) -> Mapping[str, str]:
 class EmulatorSpec:
     """How devstack runs the provider's emulator and points the API and the worker at it.
 
-    The emulator is `python -m {module} --host … --port …`; devstack also hands it
-    `{NAME}_EMULATOR_PUBLIC_URL` (where it serves its output files) and the stack's own
-    `{NAME}_EMULATOR_*` variables.
+    The emulator is `python -m {module} --host … --port …`, its settings `{NAME}_EMULATOR_*`
+    (`own`, plus `public_url`: where it serves its output files).
     """
 
     module: str
     # The port `make up` gives it, and the variable that moves it.
     port: int
     port_var: str
-    # The settings of the API and the worker that make them use the emulator at `url`.
-    app_env: Callable[[str], Mapping[str, str]]
-    # The emulator's own settings (keys and secrets it shares with `app_env`), given the data dir.
-    env: Callable[[Path], Mapping[str, str]] = _no_env
-    # Variables of `app_env` a user's own value replaces (the rest is wiring to the emulator).
+    # The provider's settings (field → value) that point the API and the worker at the
+    # emulator listening at `url`.
+    settings: Callable[[str], Mapping[str, str]]
+    # The emulator's own settings (field → value: the keys and secrets it shares with
+    # `settings`), given the stack's data dir.
+    own: Callable[[Path], Mapping[str, str]] = _nothing
+    # Fields of `settings` a user's own value replaces (the rest is wiring to the emulator).
     user_first: tuple[str, ...] = ()
 
 
@@ -100,6 +101,27 @@ class ProviderSpec(Generic[S]):
     @property
     def key_env(self) -> str:
         return self.settings.env_name(self.key)
+
+    def emulator_app_env(self, url: str) -> dict[str, str]:
+        """The variables that point the API and the worker at this provider's emulator."""
+        assert self.emulator is not None
+        wiring = self.emulator.settings(url)
+        return {self.settings.env_name(field): value for field, value in wiring.items()}
+
+    def emulator_env(self, url: str, data_dir: Path) -> dict[str, str]:
+        """The emulator's own variables (`{NAME}_EMULATOR_*`)."""
+        assert self.emulator is not None
+        own = {**self.emulator.own(data_dir), "public_url": url}
+        return {f"{self.emulator_prefix}{field.upper()}": value for field, value in own.items()}
+
+    @property
+    def emulator_prefix(self) -> str:
+        return f"{self.name.upper()}_EMULATOR_"
+
+    def user_first_env(self) -> list[str]:
+        """Variables of the emulator's wiring a user's own value replaces."""
+        fields = self.emulator.user_first if self.emulator else ()
+        return [self.settings.env_name(field) for field in fields]
 
     def statuses_of(self, phase: ProviderPhase) -> list[str]:
         """The raw statuses that mean `phase`."""

@@ -13,7 +13,7 @@ from providers import fal, kie, registry
 def test_every_provider_with_an_emulator_gets_one() -> None:
     emulated = {name for name, spec in registry.specs().items() if spec.emulator}
     assert {"replicate", "fal", "kie"} <= emulated == set(provider_emulators())
-    ports = [e.port for e in provider_emulators().values()]
+    ports = [s.emulator.port for s in provider_emulators().values() if s.emulator]
     assert len(set(ports)) == len(ports)  # `make up`'s fixed ports don't collide
 
 
