@@ -47,7 +47,7 @@ from core.outbound import OutboundFetcher
 from core.schedules import create_missing, every
 from core.settings import WORKER_QUEUE_NAMES, Settings, get_settings
 from core.tracing import flush_tracing, setup_tracing, temporal_interceptors, traced_transport
-from providers.registry import PROVIDER_NAMES, build_provider
+from providers import registry
 from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
 from workflows.maintenance import PRUNE_SCHEDULE_ID, PruneEventsWorkflow
@@ -68,6 +68,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
     page activities, whose queue carries the upstream rate limit, enforced by the server for
     every worker together. WORKER_QUEUES picks which of them this process polls (all: empty).
     """
+    registry.configure(settings)  # PROVIDER_MODULES; stops here on an unknown DEFAULT_PROVIDER
     chosen = set(settings.worker_queues or WORKER_QUEUE_NAMES)
     engine = make_engine(settings.database_url, pool_size=20)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
@@ -84,7 +85,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
     ):
         sessions = make_sessionmaker(engine)
         storage = build_storage(settings)
-        providers = {name: build_provider(name, settings, http) for name in PROVIDER_NAMES}
+        providers = registry.build_providers(settings, http)
         activities = MediaActivities(
             sessions=sessions,
             storage=storage,

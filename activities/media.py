@@ -326,6 +326,8 @@ class MediaActivities:
         for name in ("provider_status", "provider_job_id", "error"):
             if getattr(progress, name) is not None:
                 fields[name] = getattr(progress, name)
+        if progress.provider_phase is not None:
+            fields["provider_phase"] = progress.provider_phase.value
         if progress.output_data:
             fields["output_data"] = progress.output_data
         if progress.status == JobStatus.PROCESSING:
@@ -348,6 +350,7 @@ class MediaActivities:
             request.job_id,
             JobStatus.STORING,
             provider_status=snapshot.provider_status,
+            provider_phase=snapshot.phase.value,
             webhook_count=request.webhook_count,
             poll_count=request.poll_count,
         )
@@ -455,6 +458,7 @@ class MediaActivities:
                     operation_type=request.kind.value,
                     storage_context=STORAGE_CONTEXT.get(request.kind),
                     provider_status=snapshot.provider_status,
+                    provider_phase=snapshot.phase.value,
                     webhook_count=request.webhook_count,
                     poll_count=request.poll_count,
                     error=None,

@@ -13,8 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, and_, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 
@@ -45,6 +46,7 @@ from core.outbound import OutboundFetcher, OutboundRefused
 from core.recovery import RECOVERY_SWEEP, RecoveryItem, RecoveryReport
 from core.settings import Settings
 from core.starts import StartOutcome, StartResult, start_resolved, workflow_status
+from providers import registry
 from providers.base import Provider, ProviderError
 from storage.base import Storage
 
@@ -59,6 +61,20 @@ class Suspect:
     problem: str
     # the job's workflow when it was looked at (unfinished jobs): None, it never had one
     workflow: WorkflowExecutionStatus | None = None
+
+
+def provider_said(phase: ProviderPhase) -> ColumnElement[bool]:
+    """Jobs whose provider last said `phase`: by the recorded phase, or for rows recorded
+    before it, by what their provider's spec says their raw status means."""
+    unphased = [
+        and_(Job.provider == name, Job.provider_status.in_(statuses))
+        for name, statuses in registry.statuses_of(phase).items()
+        if statuses
+    ]
+    return or_(
+        Job.provider_phase == phase.value,
+        and_(Job.provider_phase.is_(None), or_(false(), *unphased)),
+    )
 
 
 def rowcount(result: Any) -> int:
@@ -112,7 +128,7 @@ class RecoverySweeper:
                     .where(
                         Job.status == JobStatus.FAILED.value,
                         Job.created_at >= since,
-                        Job.provider_status.in_(("succeeded", "COMPLETED", "success", "OK")),
+                        provider_said(ProviderPhase.SUCCEEDED),
                         # a restore that ended without success is looked at again
                         or_(Job.recovery_state.is_(None), Job.recovery_state == RESTORING),
                     )

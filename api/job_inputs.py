@@ -1,6 +1,7 @@
 """Checks of a job's input that depend on who asks, and the input as the provider gets it.
 
-- A Replicate training pushes a model version into our account: only into models of
+- A provider may check an input against who asks (its spec's `caller_error`): a Replicate
+  training pushes a model version into our account, so only into models of
   REPLICATE_TRAINING_OWNER, and a user's own (`{user_id}-…`) unless an admin asks.
 - An input URL naming one of our stored outputs (`{PUBLIC_BASE_URL}/v1/jobs/{id}/outputs/{n}`,
   what the dashboard sends to upscale or edit a result) opens only with the owner's key; the
@@ -20,7 +21,8 @@ from api.auth import Caller
 from core.contracts import JobKind
 from core.job_start import InputRefused, signed_input
 from core.settings import Settings
-from providers.replicate import destination_error
+from providers import registry
+from providers.spec import CallerCheck
 
 
 def invalid(field: str, message: str, value: Any = None) -> RequestValidationError:
@@ -30,21 +32,19 @@ def invalid(field: str, message: str, value: Any = None) -> RequestValidationErr
                                     "input": value}])  # fmt: skip
 
 
-def check_training(
+def check_for_caller(
     caller: Caller, settings: Settings, provider: str, kind: JobKind, payload: Mapping[str, Any]
 ) -> None:
-    """422 unless a Replicate training's destination is one this caller may push into."""
-    if provider != "replicate" or kind != JobKind.TRAINING:
+    """422 when the provider refuses this input from this caller (a known provider)."""
+    spec = registry.get(provider)
+    if spec.caller_error is None:
         return
-    destination = str(payload.get("destination", ""))
-    problem = destination_error(
-        destination,
-        owner=settings.replicate_training_owner,
-        user_id=caller.user_id,
-        is_admin=caller.is_admin,
+    found = spec.caller_error(
+        spec.config(settings), CallerCheck(caller.user_id, caller.is_admin), kind, payload
     )
-    if problem is not None:
-        raise invalid("input.destination", problem, destination)
+    if found is not None:
+        field, problem = found
+        raise invalid(field, problem, payload.get(field.removeprefix("input.")))
 
 
 async def provider_input(

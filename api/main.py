@@ -43,7 +43,7 @@ from core.tracing import (
     traced_transport,
     tracing_enabled,
 )
-from providers.registry import PROVIDER_NAMES, build_provider, build_webhook_verifier
+from providers import registry
 from storage.factory import build_storage
 
 
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.signing_secret()  # refuse to start without SECRET_KEY, with the reason
+        registry.configure(settings)  # PROVIDER_MODULES, and a DEFAULT_PROVIDER among them
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         listed = await ensure_keys(sessions, settings.bootstrap_keys())
@@ -73,12 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 lazy=True,
                 interceptors=temporal_interceptors(),
             )
-            app.state.providers = {
-                name: build_provider(name, settings, http) for name in PROVIDER_NAMES
-            }
-            app.state.webhook_verifiers = {
-                name: build_webhook_verifier(name, settings, http) for name in PROVIDER_NAMES
-            }
+            app.state.providers = registry.build_providers(settings, http)
+            app.state.webhook_verifiers = registry.build_webhook_verifiers(settings, http)
             app.state.event_hub = hub = EventHub(
                 sessions,
                 listen_dsn=libpq_dsn(settings.database_url),

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contracts import JobKind, JobStatus
-from providers.registry import PROVIDER_NAMES
+from core.contracts import JobKind, JobStatus, ProviderPhase
+from providers import registry
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -33,7 +33,9 @@ class JobCreate(BaseModel):
     kind: JobKind
     input: dict[str, Any] = Field(description="model input, e.g. {'prompt': '…'}")
     provider: str | None = Field(
-        None, description=f"one of: {', '.join(PROVIDER_NAMES)}; default: DEFAULT_PROVIDER"
+        None,
+        description="a provider's name (GET /v1/me lists them, e.g. replicate, fal, kie); "
+        "default: DEFAULT_PROVIDER",
     )
     model: str | None = Field(
         None,
@@ -48,11 +50,8 @@ class JobCreate(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> JobCreate:
-        if self.provider is not None and self.provider not in PROVIDER_NAMES:
-            raise ValueError(
-                f"provider {self.provider!r} is not supported; use one of: "
-                + ", ".join(PROVIDER_NAMES)
-            )
+        if self.provider is not None and self.provider not in registry.specs():
+            raise ValueError(registry.unsupported(self.provider))
         return self
 
 
@@ -85,7 +84,10 @@ class JobPublic(BaseModel):
     status: JobStatus
     user_id: str
     provider: str
-    provider_status: str | None
+    provider_status: str | None = Field(description="the provider's own word for the job's state")
+    provider_phase: ProviderPhase | None = Field(
+        None, description="provider_status normalised (null on jobs recorded before it)"
+    )
     provider_job_id: str | None
     model: str
     input: dict[str, Any]

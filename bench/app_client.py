@@ -78,14 +78,15 @@ class CompletionLag:
 
 class AppClient:
     def __init__(self, stack: Stack, api_key: str, *, http_connections: int = 100) -> None:
-        assert stack.emulator_url is not None, "the benches need the emulator"
+        emulator_url = stack.provider_url("replicate")
+        assert emulator_url is not None, "the benches need the Replicate emulator"
         self._api = httpx.AsyncClient(
             base_url=stack.api_url,
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=httpx.Timeout(60.0, connect=10.0),
             limits=httpx.Limits(max_connections=http_connections),
         )
-        self._emulator = httpx.AsyncClient(base_url=stack.emulator_url, timeout=30.0)
+        self._emulator = httpx.AsyncClient(base_url=emulator_url, timeout=30.0)
         database = make_url(stack.database_url)
         if database.get_backend_name() != "sqlite" or not database.database:
             raise ValueError(f"the benches read a SQLite app DB, not {stack.database_url}")

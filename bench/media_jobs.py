@@ -124,7 +124,7 @@ def stack_pids(stack: Stack) -> dict[str, int]:
         "temporal": stack.temporal,
         "worker": stack.worker,
         "api": stack.api,
-        "emulator": stack.emulator,
+        "emulator": stack.emulators.get("replicate"),
     }
     return {name: proc.pid for name, proc in procs.items() if proc is not None}
 

@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         kw["database_url"] = postgres.create_database()
     config = StackConfig.ephemeral(
         tmp,
-        emulator_port=None, fal_port=None, kie_port=None, erp_port=None,
+        provider_ports={}, erp_port=None,
         worker_metrics_port=None, pull_client_port=free_port(),
         api_keys=f"{ADMIN}=root:admin",
         env={**UNTHROTTLED_ENV, "PULL_SYNC_INTERVAL_SECONDS": str(args.interval),

@@ -77,9 +77,10 @@ from core.models import Event, Job, SyncRun, SyncRunModule
 from devstack.postgres import PostgresServer
 from devstack.processes import ManagedProcess, free_port
 from devstack.s3 import S3Server
-from devstack.stack import EMULATOR_TOKEN, ERP_COMPANY_TOKENS, ROOT, Stack, StackConfig
+from devstack.stack import ERP_COMPANY_TOKENS, ROOT, Stack, StackConfig
 from devstack.tcp_proxy import TcpProxy
 from emulators.replicate.models import Faults as ReplicateFaults
+from providers.replicate import EMULATOR_TOKEN
 from sync_modules.registry import all_modules
 
 BUCKET = "autosync-soak"
@@ -886,7 +887,7 @@ async def provider_jobs(
 ) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[str]]:
     """Per provider: our job id -> the provider jobs carrying it; and notes on what's unknown."""
     stack = soak.stack_
-    urls = {"replicate": stack.emulator_url, "fal": stack.fal_url, "kie": stack.kie_url}
+    urls = {name: stack.provider_url(name) for name in PROVIDERS}
     found: dict[str, dict[str, list[dict[str, Any]]]] = {}
     notes: list[str] = []
     async with httpx.AsyncClient(timeout=60.0) as http:

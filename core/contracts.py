@@ -132,6 +132,8 @@ class MediaJobInput:
     model: str
     input: dict[str, Any]
     webhook_url: str | None = None
+    # Recorded in histories; unused since each provider's client asks for the webhook events
+    # its own settings name (REPLICATE_WEBHOOK_EVENTS).
     webhook_events: list[str] = field(default_factory=lambda: ["completed"])
     poll: PollPolicy = field(default_factory=PollPolicy)
     project_id: str | None = None
@@ -176,6 +178,7 @@ class SubmitRequest:
     model: str
     input: dict[str, Any]
     webhook_url: str | None
+    # The job's (MediaJobInput.webhook_events); a client configured with its own asks for those.
     webhook_events: list[str]
 
 
@@ -243,6 +246,8 @@ class JobProgress:
     job_id: str
     status: JobStatus
     provider_status: str | None = None
+    # The provider's status normalised (None: not known, as in histories recorded before it).
+    provider_phase: ProviderPhase | None = None
     provider_job_id: str | None = None
     error: str | None = None
     webhook_count: int = 0

@@ -136,7 +136,6 @@ def workflow_input(job: Job, settings: Settings, sent: dict[str, Any]) -> MediaJ
         model=job.model,
         input=sent,
         webhook_url=webhook_url(settings, job.provider, job.id),
-        webhook_events=settings.replicate_webhook_events,
         poll=poll_policy(settings, kind),
         project_id=job.project_id,
         node_id=job.node_id,

@@ -110,6 +110,9 @@ class Job(Base):
     input: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16))
     provider_status: Mapped[str | None] = mapped_column(String(32))
+    # `provider_status` normalised (a ProviderPhase), so nothing outside a provider's module
+    # reads its raw statuses; None on rows recorded before it (their provider's spec reads them).
+    provider_phase: Mapped[str | None] = mapped_column(String(16))
     provider_job_id: Mapped[str | None] = mapped_column(String(128), index=True)
     project_id: Mapped[str | None] = mapped_column(String(64))
     node_id: Mapped[str | None] = mapped_column(String(64))

@@ -7,35 +7,10 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-# The model a job runs when it names none, per provider and kind. A kind missing here is one
-# the provider can't do (KIE has no training API): such jobs are refused at the API.
-DEFAULT_MODELS: dict[str, dict[str, str]] = {
-    "replicate": {
-        "generation": "black-forest-labs/flux-schnell",
-        "edit": "black-forest-labs/flux-kontext-pro",
-        "upscale": "nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
-        "video": "minimax/video-01",
-        "training": "ostris/flux-dev-lora-trainer:e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497",
-    },
-    "fal": {
-        "generation": "fal-ai/flux/dev",
-        "edit": "fal-ai/flux-pro/kontext",
-        "upscale": "fal-ai/esrgan",
-        "video": "fal-ai/kling-video/v2/master/text-to-video",
-        "training": "fal-ai/flux-lora-fast-training",
-    },
-    "kie": {
-        "generation": "google/nano-banana",
-        "edit": "google/nano-banana-edit",
-        "upscale": "topaz/image-upscale",
-        "video": "kling/v2-1-master-text-to-video",
-    },
-}
 
 # How long a job may stay unfinished before /v1/health counts it as stuck, per kind.
 DEFAULT_JOB_DEADLINE_MINUTES = {
@@ -50,8 +25,40 @@ DEFAULT_JOB_DEADLINE_MINUTES = {
 WORKER_QUEUE_NAMES = ("media", "storage", "sync", "erp", "pull-sync")
 
 
+class ProviderSettings(BaseSettings):
+    """Base of a provider's own settings: a subclass in the provider's module sets its
+    `env_prefix` (`REPLICATE_`) and declares its fields (`api_token` → REPLICATE_API_TOKEN).
+    Read from the same sources as `Settings`: the environment, then `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    @classmethod
+    def env_prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix", "")).upper()
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The variable a field is read from: `api_token` → `REPLICATE_API_TOKEN`."""
+        if field not in cls.model_fields:
+            raise KeyError(f"{cls.__name__} has no setting {field!r}")
+        return f"{cls.env_prefix()}{field.upper()}"
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        return [cls.env_name(field) for field in cls.model_fields]
+
+    @classmethod
+    def default_of(cls, field: str) -> Any:
+        return cls.model_fields[field].get_default(call_default_factory=True)
+
+
+P = TypeVar("P", bound=ProviderSettings)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # Each provider's own settings, once read (`provider`).
+    _providers: dict[type[ProviderSettings], ProviderSettings] = PrivateAttr(default_factory=dict)
 
     # Temporal
     temporal_address: str = "localhost:7233"
@@ -85,27 +92,13 @@ class Settings(BaseSettings):
     # How providers reach us: webhook URLs and permanent output URLs are built from this
     public_base_url: str = "http://localhost:8000"
 
-    # Replicate
-    replicate_api_token: str = ""
-    replicate_base_url: str = "https://api.replicate.com"
-    replicate_webhook_secret: str = ""
-    replicate_webhook_events: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["completed"]
-    )
-
-    # fal.ai (queue API; webhooks signed with Ed25519, keys from the JWKS, cached this long)
-    fal_api_key: str = ""
-    fal_base_url: str = "https://queue.fal.run"
-    fal_jwks_url: str = "https://rest.fal.ai/.well-known/jwks.json"
-    fal_jwks_ttl_seconds: float = Field(default=3600.0, gt=0, le=86400)
-
-    # KIE.ai (market tasks; callbacks signed with the account's webhookHmacKey when it has one)
-    kie_api_key: str = ""
-    kie_base_url: str = "https://api.kie.ai"
-    kie_webhook_hmac_key: str = ""
-
-    # The provider of jobs that name none: replicate, fal or kie
+    # The provider of jobs that name none (a provider's name: `GET /v1/me` lists them). Each
+    # provider's own settings (REPLICATE_*, FAL_*, KIE_* …) are declared in its module under
+    # providers/ (a ProviderSettings below) and read through `Settings.provider`.
     default_provider: str = "replicate"
+    # Modules of providers beyond providers/, comma separated (each exports a `SPEC`), e.g.
+    # `acme.providers.magic`: loaded by the API and the worker at start.
+    provider_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Webhook bridge
     webhook_tolerance_seconds: int = 300
@@ -189,12 +182,6 @@ class Settings(BaseSettings):
     # Optional: per provider, the only hosts its output URLs may come from, as JSON, e.g.
     # {"replicate": ["replicate.delivery", "*.replicate.delivery"]}. Unlisted: any public host.
     provider_output_hosts: dict[str, list[str]] = Field(default_factory=dict)
-    # fal signs every customer's webhooks with one key: only events for this fal user count.
-    fal_user_id: str = ""
-    # KIE callbacks without a valid signature are refused unless this is set explicitly.
-    kie_allow_unsigned_callbacks: bool = False
-    # Replicate trainings push versions only into models of this owner (empty: no trainings).
-    replicate_training_owner: str = ""
     # Idempotency-Key answers are kept this long.
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
     # Largest request body on any route but the webhooks (413 past it).
@@ -249,7 +236,7 @@ class Settings(BaseSettings):
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator(
-        "replicate_webhook_events",
+        "provider_modules",
         "worker_metrics_urls",
         "outbound_allowed_origins",
         "worker_queues",
@@ -292,16 +279,21 @@ class Settings(BaseSettings):
         """Minutes a job of `kind` may run before it counts as stuck."""
         return self.job_deadline_minutes.get(kind, DEFAULT_JOB_DEADLINE_MINUTES.get(kind, 60))
 
-    @field_validator("default_provider")
-    @classmethod
-    def _known_provider(cls, value: str) -> str:
-        if value not in DEFAULT_MODELS:
-            raise ValueError(f"DEFAULT_PROVIDER must be one of: {', '.join(DEFAULT_MODELS)}")
-        return value
+    def provider(self, cls: type[P]) -> P:
+        """A provider's own settings (`cls`: its env prefix and fields), read at first use from
+        the environment and `.env` like these, then kept with them."""
+        found = self._providers.get(cls)
+        if found is None:
+            found = self._providers[cls] = cls()
+        assert isinstance(found, cls)
+        return found
 
-    def default_model(self, kind: str, provider: str = "replicate") -> str | None:
-        """The model of a `kind` job at `provider` that names none (None: it can't do `kind`)."""
-        return DEFAULT_MODELS.get(provider, {}).get(kind)
+    def using(self, *configs: ProviderSettings) -> Settings:
+        """These settings with providers' settings given rather than read (tests, embedding):
+        `Settings(...).using(ReplicateSettings(base_url=...))`."""
+        for config in configs:
+            self._providers[type(config)] = config
+        return self
 
     def signing_secret(self) -> bytes:
         """SECRET_KEY as bytes; a clear error when it is missing or too short to be a secret."""

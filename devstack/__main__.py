@@ -1,8 +1,8 @@
 """`python -m devstack up` (what `make up` runs): the whole stack on this machine, until Ctrl-C.
 
 Temporal dev server (SQLite file under data/, web UI on :8233), an emulator for each provider
-whose key is not set (Replicate: REPLICATE_API_TOKEN, fal.ai: FAL_API_KEY, KIE.ai: KIE_API_KEY),
-the API on :8000 and a worker. Exported variables, then `.env`, win over the stack's defaults
+whose key is not set (Replicate: REPLICATE_API_TOKEN, fal.ai: FAL_API_KEY, KIE.ai: KIE_API_KEY;
+each provider's spec names its key and its emulator), the API on :8000 and a worker. Exported variables, then `.env`, win over the stack's defaults
 (devstack/user_settings.py). State lives in data/, so after a restart the jobs that were in
 flight carry on. `--db postgres` (`make up DB=postgres`) puts the app database on a PostgreSQL
 cluster kept in data/postgres (devstack/app_database.py) instead of SQLite.
@@ -21,11 +21,13 @@ from devstack.stack import Stack
 from devstack.supervise import GaveUp, Supervisor, stack_processes
 from devstack.user_settings import (
     UserSettings,
+    providers,
     settings_block,
     shown_value,
     stack_config,
     webhook_warning,
 )
+from providers import registry
 
 
 def main() -> None:
@@ -41,6 +43,9 @@ def main() -> None:
     args = parser.parse_args()
 
     user = UserSettings.load()
+    # The providers the API and the worker will know (PROVIDER_MODULES too), as they read
+    # them (env, then .env): an unknown DEFAULT_PROVIDER stops here, before anything starts.
+    registry.configure(Settings())
     config = stack_config(user)
     postgres = None
     if args.db == "postgres":
@@ -69,9 +74,12 @@ def main() -> None:
             postgres.stop()
         raise
     api = f"http://localhost:{config.api_port}"
-    replicate = f"emulator at {stack.emulator_url}" if stack.emulator_url else "real Replicate"
-    fal = f"emulator at {stack.fal_url}" if stack.fal_url else "real fal.ai"
-    kie = f"emulator at {stack.kie_url}" if stack.kie_url else "real KIE.ai"
+    known = providers()
+    provider_lines = "\n".join(
+        f"  {p.label:<14}"
+        + (f"emulator at {url}" if (url := stack.provider_url(p.name)) else f"real {p.label}")
+        for p in known
+    )
     default_provider = Settings().default_provider  # as the API reads it (env, then .env)
     keys = (
         "dev-key        (admin; try the README's curl examples)"
@@ -89,10 +97,8 @@ autosync is up
   API           {api}          (OpenAPI docs: {api}/docs)
   Temporal UI   {stack.ui_url}
   Temporal      {stack.temporal_address}
-  Replicate     {replicate}
-  fal.ai        {fal}
-  KIE.ai        {kie}
-  providers     replicate, fal, kie   (per job: "provider"; default: {default_provider})
+{provider_lines}
+  providers     {", ".join(p.name for p in known)}   (per job: "provider"; default: {default_provider})
   ERP           {stack.erp_url or user.get("ERP_BASE_URL")}   (companies: acme, globex)
   pull client   {stack.pull_client_url or "none"}   (registered for user_1; pulled every 30 s)
   database      {shown_value("DATABASE_URL", stack.database_url)}

@@ -1,7 +1,8 @@
 """The whole stack as child processes: Temporal dev server, provider emulators, API, worker.
 
 One way to start it, used by `make up` (fixed, documented ports), by the end-to-end tests and by
-the benches (free ports, temp dirs). Every process is stopped by its PID.
+the benches (free ports, temp dirs). Every process is stopped by its PID. The provider emulators
+are the ones the provider specs declare (`providers.spec.EmulatorSpec`): nothing here names one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,6 +21,8 @@ from core.contracts import SEARCH_ATTRIBUTES
 from core.migrate import upgrade
 from core.settings import Settings
 from devstack.processes import ManagedProcess, free_port, temporal_cli_path
+from providers import registry
+from providers.spec import ProviderSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,18 +44,20 @@ DEV_SERVER_TUNING = [
     "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
 ]  # fmt: skip
 
-EMULATOR_WEBHOOK_SECRET = "whsec_YXV0b3N5bmMtZGV2LXdlYmhvb2stc2VjcmV0LTMyYnk="
-EMULATOR_TOKEN = "emulator-token"
-EMULATOR_TRAINING_OWNER = "autosync"
-FAL_EMULATOR_KEY = "fal-emulator-key"
-# The fal account the emulator signs webhooks as; the API refuses other accounts' webhooks.
-FAL_EMULATOR_USER_ID = "autosync-dev-user"
-KIE_EMULATOR_KEY = "kie-emulator-key"
-# The KIE emulator signs callbacks with this key, as KIE does once an account has created one.
-KIE_EMULATOR_HMAC_KEY = "autosync-dev-kie-webhook-hmac-key"
 WORKER_READY = "worker polling task queue"
 # Companies of the ERP emulator and their tokens (the same map on both sides).
 ERP_COMPANY_TOKENS = {"acme": "erp-dev-token", "globex": "erp-globex-token"}
+
+
+def provider_emulators() -> dict[str, ProviderSpec[Any]]:
+    """Every provider that has an emulator, by name."""
+    return {name: spec for name, spec in registry.specs().items() if spec.emulator}
+
+
+def default_provider_ports() -> dict[str, int | None]:
+    return {
+        name: spec.emulator.port for name, spec in provider_emulators().items() if spec.emulator
+    }
 
 
 @dataclass
@@ -60,9 +66,9 @@ class StackConfig:
     temporal_port: int = 7233
     ui_port: int | None = 8233  # None: headless
     api_port: int = 8000
-    emulator_port: int | None = 8100  # None: talk to the real Replicate
-    fal_port: int | None = 8110  # None: talk to the real fal.ai
-    kie_port: int | None = 8120  # None: talk to the real KIE.ai
+    # Per provider: its emulator's port. A provider left out (or None) is the real one, set up
+    # by the environment (its key, its base URL).
+    provider_ports: dict[str, int | None] = field(default_factory=default_provider_ports)
     erp_port: int | None = 8200  # None: talk to the ERP at ERP_BASE_URL
     # A pull-sync client (seed 004) with a few records, registered at start (None: none).
     pull_client_port: int | None = None
@@ -82,9 +88,7 @@ class StackConfig:
             "temporal_port": free_port(),
             "ui_port": None,
             "api_port": free_port(),
-            "emulator_port": free_port(),
-            "fal_port": free_port(),
-            "kie_port": free_port(),
+            "provider_ports": {name: free_port() for name in provider_emulators()},
             "erp_port": free_port(),
             "worker_metrics_port": free_port(),
         }
@@ -97,9 +101,8 @@ class Stack:
         self.data_dir = config.data_dir.resolve()
         self.log_dir = (config.log_dir or self.data_dir / "logs").resolve()
         self.temporal: ManagedProcess | None = None
-        self.emulator: ManagedProcess | None = None
-        self.fal: ManagedProcess | None = None
-        self.kie: ManagedProcess | None = None
+        # Provider emulators by provider name.
+        self.emulators: dict[str, ManagedProcess] = {}
         self.erp: ManagedProcess | None = None
         self.pull_client: ManagedProcess | None = None
         self.api: ManagedProcess | None = None
@@ -116,20 +119,16 @@ class Stack:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.config.api_port}"
 
-    @property
-    def emulator_url(self) -> str | None:
-        port = self.config.emulator_port
+    def provider_url(self, provider: str) -> str | None:
+        """Where `provider`'s emulator listens (None: the stack talks to the real one)."""
+        port = self.config.provider_ports.get(provider)
         return f"http://127.0.0.1:{port}" if port else None
 
-    @property
-    def fal_url(self) -> str | None:
-        port = self.config.fal_port
-        return f"http://127.0.0.1:{port}" if port else None
-
-    @property
-    def kie_url(self) -> str | None:
-        port = self.config.kie_port
-        return f"http://127.0.0.1:{port}" if port else None
+    def emulated_providers(self) -> dict[str, ProviderSpec[Any]]:
+        """The providers this stack runs an emulator for, by name."""
+        return {
+            name: spec for name, spec in provider_emulators().items() if self.provider_url(name)
+        }
 
     @property
     def erp_url(self) -> str | None:
@@ -181,24 +180,15 @@ class Stack:
             env["S3_ENDPOINT_URL"] = self.config.s3_endpoint_url
             env.setdefault("AWS_ACCESS_KEY_ID", "testing")
             env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-        if self.emulator_url:
-            env["REPLICATE_BASE_URL"] = self.emulator_url
-            env["REPLICATE_API_TOKEN"] = EMULATOR_TOKEN
-            env["REPLICATE_WEBHOOK_SECRET"] = EMULATOR_WEBHOOK_SECRET
-            # Trainings push into models of this (emulated) account only.
-            env["REPLICATE_TRAINING_OWNER"] = os.environ.get(
-                "REPLICATE_TRAINING_OWNER", EMULATOR_TRAINING_OWNER
-            )
-        if self.fal_url:
-            env["FAL_BASE_URL"] = self.fal_url
-            env["FAL_API_KEY"] = FAL_EMULATOR_KEY
-            env["FAL_JWKS_URL"] = f"{self.fal_url}/.well-known/jwks.json"
-            env["FAL_USER_ID"] = FAL_EMULATOR_USER_ID
-        if self.kie_url:
-            env["KIE_BASE_URL"] = self.kie_url
-            env["KIE_API_KEY"] = KIE_EMULATOR_KEY
-            env["KIE_WEBHOOK_HMAC_KEY"] = KIE_EMULATOR_HMAC_KEY
-        if served := [url for url in (self.emulator_url, self.fal_url, self.kie_url) if url]:
+        served: list[str] = []
+        for name, spec in self.emulated_providers().items():
+            url = self.provider_url(name)
+            assert url is not None
+            env.update(spec.emulator_app_env(url))
+            # An exported value of these is the user's (`make up` hands them over as well).
+            env.update({k: os.environ[k] for k in spec.user_first_env() if k in os.environ})
+            served.append(url)
+        if served:
             # The emulators serve the output files on loopback over http: the outbound fetcher
             # may fetch from exactly these origins, and from no other local address.
             env["OUTBOUND_ALLOWED_ORIGINS"] = os.environ.get(
@@ -251,76 +241,66 @@ class Stack:
 
     def start_emulators(self) -> None:
         """Every configured emulator, started at once, then waited for (`/_emulator/health`)."""
-        if self.config.emulator_port:
-            self.emulator = self._spawn("replicate")
-        if self.config.fal_port:
-            self.fal = self._spawn("fal")
-        if self.config.kie_port:
-            self.kie = self._spawn("kie")
+        for name in self.emulated_providers():
+            self.emulators[name] = self._spawn_provider(name)
         if self.config.erp_port:
             self.erp = self._spawn("erp")
         if self.config.pull_client_port:
             self.pull_client = self._spawn("pull_client")
         for proc, url in (
-            (self.emulator, self.emulator_url),
-            (self.fal, self.fal_url),
-            (self.kie, self.kie_url),
+            *((self.emulators[name], self.provider_url(name)) for name in self.emulators),
             (self.erp, self.erp_url),
             (self.pull_client, self.pull_client_url),
         ):
             if proc is not None:
                 proc.wait_http(f"{url}/_emulator/health")
 
-    def start_emulator(self) -> None:
-        """The Replicate emulator alone."""
-        self.emulator = self._spawn("replicate")
-        self.emulator.wait_http(f"{self.emulator_url}/_emulator/health")
+    def start_emulator(self, provider: str) -> None:
+        """One provider's emulator alone."""
+        self.emulators[provider] = self._spawn_provider(provider)
+        self.emulators[provider].wait_http(f"{self.provider_url(provider)}/_emulator/health")
 
     def start_erp(self) -> None:
         """The ERP emulator alone (the sync bench restarts it between phases)."""
         self.erp = self._spawn("erp")
         self.erp.wait_http(f"{self.erp_url}/_emulator/health")
 
+    def _spawn_provider(self, provider: str) -> ManagedProcess:
+        """Start a provider's emulator as its spec says (not waiting); it serves its output
+        files at its own URL (`{NAME}_EMULATOR_PUBLIC_URL`)."""
+        spec = provider_emulators()[provider]
+        url = self.provider_url(provider)
+        assert url is not None and spec.emulator is not None
+        env = spec.emulator_env(url, self.data_dir)
+        return self._start_emulator(
+            f"{provider}-emulator",
+            spec.emulator.module,
+            provider,
+            self.config.provider_ports[provider],
+            env,
+        )
+
     def _spawn(self, module: str) -> ManagedProcess:
-        """Start `python -m emulators.<module>` (not waiting); `<MODULE>_EMULATOR_*` of the
-        config's env apply on top of the stack's own settings."""
-        ports = {
-            "replicate": self.config.emulator_port,
-            "fal": self.config.fal_port,
-            "kie": self.config.kie_port,
-            "erp": self.config.erp_port,
-            "pull_client": self.config.pull_client_port,
-        }
-        port = ports[module]
-        assert port is not None
+        """Start `python -m emulators.<module>` for the ERP or the pull client (not waiting)."""
+        port = {"erp": self.config.erp_port, "pull_client": self.config.pull_client_port}[module]
         env = {
-            "replicate": {
-                "REPLICATE_EMULATOR_WEBHOOK_SECRET": EMULATOR_WEBHOOK_SECRET,
-                "REPLICATE_EMULATOR_API_TOKEN": EMULATOR_TOKEN,
-                "REPLICATE_EMULATOR_STATE_FILE": str(self.data_dir / "emulator-state.json"),
-            },
-            "fal": {
-                "FAL_EMULATOR_API_KEY": FAL_EMULATOR_KEY,
-                "FAL_EMULATOR_USER_ID": FAL_EMULATOR_USER_ID,
-            },
-            "kie": {
-                "KIE_EMULATOR_API_KEY": KIE_EMULATOR_KEY,
-                "KIE_EMULATOR_WEBHOOK_HMAC_KEY": KIE_EMULATOR_HMAC_KEY,
-            },
             "erp": {
                 "ERP_EMULATOR_TOKENS": json.dumps({t: c for c, t in ERP_COMPANY_TOKENS.items()})
             },
             "pull_client": {"PULL_CLIENT_EMULATOR_SEED_RECORDS": "5"},
         }[module]
-        prefix = f"{module.upper()}_EMULATOR_"
-        if module not in ("erp", "pull_client"):  # where clients find the files the emulator serves
-            env[f"{prefix}PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-        env.update({k: v for k, v in self.config.env.items() if k.startswith(prefix)})
-        args = [sys.executable, "-m", f"emulators.{module}", "--host", "127.0.0.1",
-                "--port", str(port)]  # fmt: skip
-        name = {"replicate": "emulator", "erp": "erp", "pull_client": "pull-client"}.get(
-            module, f"{module}-emulator"
-        )
+        name = {"erp": "erp", "pull_client": "pull-client"}[module]
+        return self._start_emulator(name, f"emulators.{module}", module, port, env)
+
+    def _start_emulator(
+        self, name: str, module: str, prefix: str, port: int | None, env: dict[str, str]
+    ) -> ManagedProcess:
+        """`python -m <module>` on `port`; `<PREFIX>_EMULATOR_*` of the config's env apply on
+        top of `env`."""
+        assert port is not None
+        own = f"{prefix.upper()}_EMULATOR_"
+        env = {**env, **{k: v for k, v in self.config.env.items() if k.startswith(own)}}
+        args = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)]
         return ManagedProcess(name, args, log_dir=self.log_dir, env=env, cwd=ROOT).start()
 
     def start_api(self) -> None:
@@ -386,9 +366,7 @@ class Stack:
             self.api,
             self.erp,
             self.pull_client,
-            self.kie,
-            self.fal,
-            self.emulator,
+            *reversed(self.emulators.values()),
             self.temporal,
         ):
             if proc is None:

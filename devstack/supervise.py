@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from devstack.processes import ManagedProcess
 from devstack.stack import Stack
@@ -129,9 +130,10 @@ def stack_processes(stack: Stack) -> list[Watched]:
         )
     ]
     emulators: list[tuple[str, Callable[[], ManagedProcess | None], str | None]] = [
-        ("replicate emulator", lambda: stack.emulator, stack.emulator_url),
-        ("fal emulator", lambda: stack.fal, stack.fal_url),
-        ("kie emulator", lambda: stack.kie, stack.kie_url),
+        *(
+            (f"{name} emulator", partial(stack.emulators.get, name), stack.provider_url(name))
+            for name in stack.emulated_providers()
+        ),
         ("erp emulator", lambda: stack.erp, stack.erp_url),
         ("pull client emulator", lambda: stack.pull_client, stack.pull_client_url),
     ]

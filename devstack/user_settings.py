@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from core.outbound import non_public_reason
-from core.settings import Settings
-from devstack.stack import ROOT, Stack, StackConfig
+from devstack.stack import ROOT, Stack, StackConfig, provider_emulators
+from providers import registry
 
 ENV, DOTENV, DEFAULT = "env", ".env", "default"
 
@@ -49,7 +49,7 @@ USER_FIRST = (
     "SECRET_KEY",
     "TEMPORAL_UI_URL",
     "OUTBOUND_ALLOWED_ORIGINS",
-    "REPLICATE_TRAINING_OWNER",
+    *(name for spec in provider_emulators().values() for name in spec.user_first_env()),
     "WORKER_METRICS_URLS",
     "WORKER_GRACEFUL_SHUTDOWN_SECONDS",  # devstack waits that long for a stopping worker
     *WATCHABLE_SYNC,
@@ -61,14 +61,25 @@ class Provider:
     name: str
     label: str
     key_var: str  # set: the real provider, no emulator
-    base_url_var: str
+    base_url_var: str | None  # None: its settings have no `base_url`
+    base_url: str  # its default: the real provider's API
 
 
-PROVIDERS = (
-    Provider("replicate", "Replicate", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL"),
-    Provider("fal", "fal.ai", "FAL_API_KEY", "FAL_BASE_URL"),
-    Provider("kie", "KIE.ai", "KIE_API_KEY", "KIE_BASE_URL"),
-)
+def providers() -> list[Provider]:
+    """Every provider, as its spec declares it."""
+    found = []
+    for spec in registry.specs().values():
+        has_base = "base_url" in spec.settings.model_fields
+        found.append(
+            Provider(
+                spec.name,
+                spec.label,
+                spec.key_env,
+                spec.settings.env_name("base_url") if has_base else None,
+                str(spec.settings.default_of("base_url")) if has_base else "its default",
+            )
+        )
+    return found
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -102,7 +113,7 @@ class UserSettings:
         return {name: value for name in names if (value := self.get(name)) is not None}
 
     def real_providers(self) -> list[Provider]:
-        return [p for p in PROVIDERS if self.get(p.key_var)]
+        return [p for p in providers() if self.get(p.key_var)]
 
 
 def stack_config(user: UserSettings) -> StackConfig:
@@ -111,19 +122,18 @@ def stack_config(user: UserSettings) -> StackConfig:
     def port(name: str, default: int) -> int:
         return int(user.get(name) or default)
 
-    def emulator(provider: str, name: str, default: int) -> int | None:
-        key = next(p.key_var for p in PROVIDERS if p.name == provider)
-        return None if user.get(key) else port(name, default)
-
+    real = {p.name for p in user.real_providers()}
     metrics = user.get("WORKER_METRICS_PORT")
     return StackConfig(
         data_dir=Path(user.get("AUTOSYNC_DATA_DIR") or ROOT / "data"),
         temporal_port=port("TEMPORAL_PORT", 7233),
         ui_port=port("TEMPORAL_UI_PORT", 8233),
         api_port=port("API_PORT", 8000),
-        emulator_port=emulator("replicate", "EMULATOR_PORT", 8100),
-        fal_port=emulator("fal", "FAL_EMULATOR_PORT", 8110),
-        kie_port=emulator("kie", "KIE_EMULATOR_PORT", 8120),
+        provider_ports={
+            name: None if name in real else port(spec.emulator.port_var, spec.emulator.port)
+            for name, spec in provider_emulators().items()
+            if spec.emulator
+        },
         erp_port=None if user.get("ERP_BASE_URL") else port("ERP_EMULATOR_PORT", 8200),
         pull_client_port=port("PULL_CLIENT_EMULATOR_PORT", 3001) or None,
         worker_metrics_port=(int(metrics) or None) if metrics else 9464,
@@ -158,7 +168,6 @@ def shown_value(name: str, value: str) -> str:
 def settings_block(stack: Stack, user: UserSettings) -> str:
     """What the stack runs with, each value with where it came from."""
     env = stack.app_env()
-    defaults = Settings.model_fields
     rows: list[tuple[str, str, str]] = []
 
     def row(name: str, value: str | None, source: str, note: str = "", plain: bool = False) -> None:
@@ -186,15 +195,13 @@ def settings_block(stack: Stack, user: UserSettings) -> str:
     if secret_source == DEFAULT:
         secret_source = f"{DEFAULT} ({stack.data_dir / 'secret_key'})"
     row("SECRET_KEY", env["SECRET_KEY"], secret_source)
-    emulators = {"replicate": stack.emulator_url, "fal": stack.fal_url, "kie": stack.kie_url}
-    for provider in PROVIDERS:
-        if (url := emulators[provider.name]) is not None:
+    for provider in providers():
+        if (url := stack.provider_url(provider.name)) is not None:
             note = f"→ {provider.label} emulator at {url}"
             row(provider.key_var, "(the emulator's)", DEFAULT, note, plain=True)
             continue
-        base = user.get(provider.base_url_var) or str(
-            defaults[provider.base_url_var.lower()].default
-        )
+        chosen = user.get(provider.base_url_var) if provider.base_url_var else None
+        base = chosen or provider.base_url
         row(
             provider.key_var,
             user.get(provider.key_var),

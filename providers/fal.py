@@ -35,8 +35,11 @@ from urllib.parse import quote
 import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
+from core.settings import ProviderSettings, Settings
 from providers.base import (
     ProviderRejected,
     ProviderUnavailable,
@@ -46,10 +49,25 @@ from providers.base import (
 )
 from providers.http_errors import raise_for_status
 from providers.inputs import MODEL_SEGMENT, RequiredInput, missing_input
+from providers.spec import EmulatorSpec, ProviderSpec
 
 NAME = "fal"
 DEFAULT_BASE_URL = "https://queue.fal.run"
 DEFAULT_JWKS_URL = "https://rest.fal.ai/.well-known/jwks.json"
+
+
+class FalSettings(ProviderSettings):
+    """FAL_*: the queue API, and the keys of its Ed25519-signed webhooks (cached this long)."""
+
+    model_config = SettingsConfigDict(env_prefix="FAL_")
+
+    api_key: str = ""
+    base_url: str = DEFAULT_BASE_URL
+    jwks_url: str = DEFAULT_JWKS_URL
+    jwks_ttl_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # fal signs every customer's webhooks with one key: only events for this fal user count.
+    user_id: str = ""
+
 
 IN_QUEUE = "IN_QUEUE"
 IN_PROGRESS = "IN_PROGRESS"
@@ -492,3 +510,69 @@ def _body_request_id(body: bytes) -> str | None:
         return None
     value = data.get("request_id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
+
+
+# --- the spec -------------------------------------------------------------------------------
+
+DEFAULT_MODELS = {
+    JobKind.GENERATION: "fal-ai/flux/dev",
+    JobKind.EDIT: "fal-ai/flux-pro/kontext",
+    JobKind.UPSCALE: "fal-ai/esrgan",
+    JobKind.VIDEO: "fal-ai/kling-video/v2/master/text-to-video",
+    JobKind.TRAINING: "fal-ai/flux-lora-fast-training",
+}
+
+# Raw statuses as job rows record them. COMPLETED ends a success, a failure and a cancel
+# alike: read as success, so a failed job that says it is looked at again (the sweep asks fal).
+# A cancel's answer (OK, CANCELLATION_REQUESTED) is recorded as the status of a cancelled job.
+RECORDED_PHASES: dict[str, ProviderPhase] = {
+    **PHASES,
+    COMPLETED: ProviderPhase.SUCCEEDED,
+    **dict.fromkeys(CANCEL_ACCEPTED, ProviderPhase.CANCELED),
+}
+
+
+def _client(config: FalSettings, _: Settings, http: httpx.AsyncClient) -> FalProvider:
+    return FalProvider(http, base_url=config.base_url, api_key=config.api_key)
+
+
+def _verifier(config: FalSettings, settings: Settings, http: httpx.AsyncClient) -> FalWebhooks:
+    return FalWebhooks(
+        http,
+        jwks_url=config.jwks_url,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+        jwks_ttl_seconds=config.jwks_ttl_seconds,
+        user_id=config.user_id or None,
+    )
+
+
+# The emulator (emulators/fal) as devstack runs it, and what it shares with the stack.
+EMULATOR_KEY = "fal-emulator-key"
+# The fal account the emulator signs webhooks as; the API refuses other accounts' webhooks.
+EMULATOR_USER_ID = "autosync-dev-user"
+
+
+SPEC = ProviderSpec(
+    name=NAME,
+    label="fal.ai",
+    settings=FalSettings,
+    key="api_key",
+    default_models=DEFAULT_MODELS,
+    phases=RECORDED_PHASES,
+    client=_client,
+    verifier=_verifier,
+    input_error=input_error,
+    model_error=model_reference_error,
+    emulator=EmulatorSpec(
+        module="emulators.fal",
+        port=8110,
+        port_var="FAL_EMULATOR_PORT",
+        settings=lambda url: {
+            "base_url": url,
+            "api_key": EMULATOR_KEY,
+            "jwks_url": f"{url}/.well-known/jwks.json",
+            "user_id": EMULATOR_USER_ID,
+        },
+        own=lambda data_dir: {"api_key": EMULATOR_KEY, "user_id": EMULATOR_USER_ID},
+    ),
+)

@@ -36,8 +36,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from pydantic_settings import SettingsConfigDict
 
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
+from core.settings import ProviderSettings, Settings
 from providers.base import (
     ProviderError,
     ProviderRateLimited,
@@ -50,9 +52,24 @@ from providers.base import (
 )
 from providers.http_errors import raise_for_status, retry_after_seconds
 from providers.inputs import RequiredInput, missing_input
+from providers.spec import EmulatorSpec, ProviderSpec
 
 NAME = "kie"
 DEFAULT_BASE_URL = "https://api.kie.ai"
+
+
+class KieSettings(ProviderSettings):
+    """KIE_*: market tasks; callbacks signed with the account's webhookHmacKey when it has one."""
+
+    model_config = SettingsConfigDict(env_prefix="KIE_")
+
+    api_key: str = ""
+    base_url: str = DEFAULT_BASE_URL
+    webhook_hmac_key: str = ""
+    # Callbacks without a valid signature are refused unless this is set explicitly.
+    allow_unsigned_callbacks: bool = False
+
+
 CREATE_PATH = "/api/v1/jobs/createTask"
 RECORD_PATH = "/api/v1/jobs/recordInfo"
 
@@ -425,3 +442,61 @@ def _warn_if_body_disagrees(body: bytes, confirmed: ProviderSnapshot) -> None:
 
 def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+# --- the spec -------------------------------------------------------------------------------
+
+# No training: a kind missing here is refused at the API.
+DEFAULT_MODELS = {
+    JobKind.GENERATION: "google/nano-banana",
+    JobKind.EDIT: "google/nano-banana-edit",
+    JobKind.UPSCALE: "topaz/image-upscale",
+    JobKind.VIDEO: "kling/v2-1-master-text-to-video",
+}
+
+
+def _client(config: KieSettings, _: Settings, http: httpx.AsyncClient) -> KieProvider:
+    return KieProvider(http, base_url=config.base_url, api_key=config.api_key)
+
+
+def _verifier(config: KieSettings, settings: Settings, http: httpx.AsyncClient) -> KieWebhooks:
+    # Unsigned callbacks only when allowed explicitly: each one costs a recordInfo call.
+    return KieWebhooks(
+        http,
+        base_url=config.base_url,
+        api_key=config.api_key,
+        hmac_key=config.webhook_hmac_key or None,
+        allow_unsigned=config.allow_unsigned_callbacks,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+    )
+
+
+# The emulator (emulators/kie) as devstack runs it, and what it shares with the stack.
+EMULATOR_KEY = "kie-emulator-key"
+# The emulator signs callbacks with this key, as KIE does once an account has created one.
+EMULATOR_HMAC_KEY = "autosync-dev-kie-webhook-hmac-key"
+
+
+SPEC = ProviderSpec(
+    name=NAME,
+    label="KIE.ai",
+    settings=KieSettings,
+    key="api_key",
+    default_models=DEFAULT_MODELS,
+    phases=PHASES,
+    client=_client,
+    verifier=_verifier,
+    input_error=input_error,
+    model_error=model_reference_error,
+    emulator=EmulatorSpec(
+        module="emulators.kie",
+        port=8120,
+        port_var="KIE_EMULATOR_PORT",
+        settings=lambda url: {
+            "base_url": url,
+            "api_key": EMULATOR_KEY,
+            "webhook_hmac_key": EMULATOR_HMAC_KEY,
+        },
+        own=lambda data_dir: {"api_key": EMULATOR_KEY, "webhook_hmac_key": EMULATOR_HMAC_KEY},
+    ),
+)

@@ -1,97 +1,137 @@
-"""Providers by name. Adding a provider: one module beside this one and one entry below."""
+"""Providers by name: every module of this package that exports a `SPEC`, plus the modules
+named in PROVIDER_MODULES (loaded by the API and the worker at start: `configure`).
+
+Adding a provider is one module beside this one (CONTRIBUTING.md); nothing here names one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
+import pkgutil
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
-from core.contracts import JobKind
+import providers
+from core.contracts import JobKind, ProviderPhase
 from core.settings import Settings
-from providers import fal, kie, replicate
 from providers.base import Provider, WebhookVerifier
-from providers.fal import FalProvider, FalWebhooks
 from providers.inputs import input_limits_error
-from providers.kie import KieProvider, KieWebhooks
-from providers.replicate import ReplicateProvider, ReplicateWebhooks
+from providers.spec import ProviderSpec
 
-PROVIDER_NAMES = ("replicate", "fal", "kie")
-
-# API-edge checks of each provider: (model, kind) -> problem, (kind, input) -> problem.
-_MODEL_CHECKS: dict[str, Callable[[str, JobKind], str | None]] = {
-    "replicate": replicate.model_reference_error,
-    "fal": fal.model_reference_error,
-    "kie": kie.model_reference_error,
-}
-_INPUT_CHECKS: dict[str, Callable[[JobKind, Mapping[str, Any]], str | None]] = {
-    "replicate": replicate.input_error,
-    "fal": fal.input_error,
-    "kie": kie.input_error,
-}
+_SPECS: dict[str, ProviderSpec[Any]] = {}
+# Modules whose spec is in: this package's name once its own modules are, then each extra one.
+_LOADED: set[str] = set()
 
 
-def _unknown(name: str) -> KeyError:
-    return KeyError(f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}")
+def _register(spec: Any, module: str) -> None:
+    if not isinstance(spec, ProviderSpec):
+        raise TypeError(f"{module}.SPEC is not a ProviderSpec")
+    known = _SPECS.get(spec.name)
+    if known is not None and known is not spec:
+        raise ValueError(f"provider {spec.name!r} is declared twice (again in {module})")
+    _SPECS[spec.name] = spec
+
+
+def _built_in() -> None:
+    """The specs of this package's modules, in the order of their names."""
+    if _LOADED:
+        return
+    _LOADED.add(providers.__name__)
+    for info in sorted(pkgutil.iter_modules(providers.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{providers.__name__}.{info.name}")
+        if hasattr(module, "SPEC"):
+            _register(module.SPEC, module.__name__)
+
+
+def load(modules: Iterable[str]) -> None:
+    """Add the spec of each module (`acme.providers.magic`); loading one twice is
+    harmless. A module without a `SPEC` is an error: it was named to declare one."""
+    _built_in()
+    for name in modules:
+        if name in _LOADED:
+            continue
+        module = importlib.import_module(name)
+        if not hasattr(module, "SPEC"):
+            raise ValueError(f"PROVIDER_MODULES: {name} has no SPEC")
+        _register(module.SPEC, name)
+        _LOADED.add(name)
+
+
+def configure(settings: Settings) -> None:
+    """Load PROVIDER_MODULES and check DEFAULT_PROVIDER names a provider (the API and the
+    worker call it at start, so a typo stops them with the reason)."""
+    load(settings.provider_modules)
+    if settings.default_provider not in _SPECS:
+        raise ValueError(f"DEFAULT_PROVIDER must be one of: {', '.join(names())}")
+
+
+def specs() -> dict[str, ProviderSpec[Any]]:
+    _built_in()
+    return dict(_SPECS)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(specs())
+
+
+def get(name: str) -> ProviderSpec[Any]:
+    found = specs().get(name)
+    if found is None:
+        raise KeyError(f"unknown provider {name!r}; known: {', '.join(names())}")
+    return found
+
+
+def unsupported(provider: str) -> str:
+    return f"provider {provider!r} is not supported; use one of: {', '.join(names())}"
+
+
+def default_model(provider: str, kind: JobKind) -> str | None:
+    """The model of a `kind` job at `provider` that names none (None: it can't do `kind`, or
+    the provider is unknown)."""
+    spec = specs().get(provider)
+    return spec.default_models.get(kind) if spec is not None else None
 
 
 def job_request_error(
     provider: str, kind: JobKind, model: str | None, payload: Mapping[str, Any]
 ) -> str | None:
     """Why `provider` can't run this job (`model` None: it has no default for `kind`), or None."""
-    if provider not in PROVIDER_NAMES:
-        return f"provider {provider!r} is not supported; use one of: {', '.join(PROVIDER_NAMES)}"
-    problem = input_limits_error(payload) or _INPUT_CHECKS[provider](kind, payload)
+    spec = specs().get(provider)
+    if spec is None:
+        return unsupported(provider)
+    problem = input_limits_error(payload) or spec.input_error(kind, payload)
     if problem is None and model is None:
         return f"{provider} has no default model for {kind.value} jobs; name one in 'model'"
-    return problem or _MODEL_CHECKS[provider](model or "", kind)
+    return problem or spec.model_error(model or "", kind)
 
 
 def model_error(provider: str, model: str, kind: JobKind) -> str | None:
     """Why `provider` can't run `model` for `kind` (a known provider), or None."""
-    return _MODEL_CHECKS[provider](model, kind)
+    return get(provider).model_error(model, kind)
 
 
 def build_provider(name: str, settings: Settings, http: httpx.AsyncClient) -> Provider:
-    if name == "replicate":
-        return ReplicateProvider(
-            http, base_url=settings.replicate_base_url, api_token=settings.replicate_api_token
-        )
-    if name == "fal":
-        return FalProvider(http, base_url=settings.fal_base_url, api_key=settings.fal_api_key)
-    if name == "kie":
-        return KieProvider(http, base_url=settings.kie_base_url, api_key=settings.kie_api_key)
-    raise _unknown(name)
+    return get(name).build_client(settings, http)
 
 
 def build_webhook_verifier(
     name: str, settings: Settings, http: httpx.AsyncClient
 ) -> WebhookVerifier:
-    if name == "replicate":
-        client = ReplicateProvider(
-            http, base_url=settings.replicate_base_url, api_token=settings.replicate_api_token
-        )
-        return ReplicateWebhooks(
-            settings.replicate_webhook_secret,
-            tolerance_seconds=settings.webhook_tolerance_seconds,
-            fetch_secret=client.webhook_secret,
-        )
-    if name == "fal":
-        return FalWebhooks(
-            http,
-            jwks_url=settings.fal_jwks_url,
-            tolerance_seconds=settings.webhook_tolerance_seconds,
-            jwks_ttl_seconds=settings.fal_jwks_ttl_seconds,
-            user_id=settings.fal_user_id or None,
-        )
-    if name == "kie":
-        # Unsigned callbacks only when allowed explicitly: each one costs a recordInfo call.
-        return KieWebhooks(
-            http,
-            base_url=settings.kie_base_url,
-            api_key=settings.kie_api_key,
-            hmac_key=settings.kie_webhook_hmac_key or None,
-            allow_unsigned=settings.kie_allow_unsigned_callbacks,
-            tolerance_seconds=settings.webhook_tolerance_seconds,
-        )
-    raise _unknown(name)
+    return get(name).build_verifier(settings, http)
+
+
+def build_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, Provider]:
+    return {name: spec.build_client(settings, http) for name, spec in specs().items()}
+
+
+def build_webhook_verifiers(
+    settings: Settings, http: httpx.AsyncClient
+) -> dict[str, WebhookVerifier]:
+    return {name: spec.build_verifier(settings, http) for name, spec in specs().items()}
+
+
+def statuses_of(phase: ProviderPhase) -> dict[str, list[str]]:
+    """Per provider, the raw statuses that mean `phase` (for job rows without a phase)."""
+    return {name: spec.statuses_of(phase) for name, spec in specs().items()}

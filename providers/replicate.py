@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
+from core.settings import ProviderSettings, Settings
 from providers import standard_webhooks
 from providers.base import (
     ProviderRejected,
@@ -27,8 +30,32 @@ from providers.base import (
 )
 from providers.http_errors import raise_for_status
 from providers.inputs import MODEL_SEGMENT, RequiredInput, missing_input
+from providers.spec import CallerCheck, EmulatorSpec, ProviderSpec
 
 NAME = "replicate"
+
+
+class ReplicateSettings(ProviderSettings):
+    """REPLICATE_*: the account, where its API is, and its webhooks and trainings."""
+
+    model_config = SettingsConfigDict(env_prefix="REPLICATE_")
+
+    api_token: str = ""
+    base_url: str = "https://api.replicate.com"
+    # whsec_…; empty: fetched from the API at the first webhook
+    webhook_secret: str = ""
+    # The webhook events asked for (start, output, logs, completed): each one signals the job.
+    webhook_events: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["completed"])
+    # Trainings push versions only into models of this owner (empty: no trainings).
+    training_owner: str = ""
+
+    @field_validator("webhook_events", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
 
 PHASES: dict[str, ProviderPhase] = {
     "starting": ProviderPhase.QUEUED,
@@ -185,10 +212,19 @@ class ReplicateProvider:
     name = NAME
     lookup = True  # predictions and trainings are listed
 
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_token: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_token: str,
+        webhook_events: Sequence[str] | None = None,
+    ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_token}"}
+        # The events asked for (REPLICATE_WEBHOOK_EVENTS); None: the request's own.
+        self._webhook_events = list(webhook_events) if webhook_events is not None else None
 
     async def _call(
         self,
@@ -212,7 +248,10 @@ class ReplicateProvider:
         body: dict[str, Any] = {"input": dict(request.input)}
         if request.webhook_url:
             body["webhook"] = request.webhook_url
-            body["webhook_events_filter"] = list(request.webhook_events)
+            events = self._webhook_events
+            body["webhook_events_filter"] = list(
+                request.webhook_events if events is None else events
+            )
         model = request.model
         if request.kind == JobKind.TRAINING:
             match = _MODEL_VERSION.match(model)
@@ -333,3 +372,86 @@ class ReplicateWebhooks:
         if not isinstance(data, dict):
             raise WebhookRejected("body is not a JSON object")
         return snapshot_from(data, JobKind.TRAINING if "destination" in data else None)
+
+
+# --- the spec -------------------------------------------------------------------------------
+
+DEFAULT_MODELS = {
+    JobKind.GENERATION: "black-forest-labs/flux-schnell",
+    JobKind.EDIT: "black-forest-labs/flux-kontext-pro",
+    JobKind.UPSCALE: "nightmareai/real-esrgan:f121d640bd286e1fdc67f9799164c1d5be36ff74576ee11c803ae5b665dd46aa",
+    JobKind.VIDEO: "minimax/video-01",
+    JobKind.TRAINING: "ostris/flux-dev-lora-trainer:e440909d3512c31646ee2e0c7d6f6f4923224863a6a10c494606e79fb5844497",
+}
+
+
+def _client(config: ReplicateSettings, _: Settings, http: httpx.AsyncClient) -> ReplicateProvider:
+    return ReplicateProvider(
+        http,
+        base_url=config.base_url,
+        api_token=config.api_token,
+        webhook_events=config.webhook_events,
+    )
+
+
+def _verifier(
+    config: ReplicateSettings, settings: Settings, http: httpx.AsyncClient
+) -> ReplicateWebhooks:
+    return ReplicateWebhooks(
+        config.webhook_secret,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+        fetch_secret=_client(config, settings, http).webhook_secret,
+    )
+
+
+def _caller_error(
+    config: ReplicateSettings, caller: CallerCheck, kind: JobKind, payload: Mapping[str, Any]
+) -> tuple[str, str] | None:
+    if kind != JobKind.TRAINING:
+        return None
+    problem = destination_error(
+        str(payload.get("destination", "")),
+        owner=config.training_owner,
+        user_id=caller.user_id,
+        is_admin=caller.is_admin,
+    )
+    return ("input.destination", problem) if problem is not None else None
+
+
+# The emulator (emulators/replicate) as devstack runs it, and what it shares with the stack.
+EMULATOR_TOKEN = "emulator-token"
+EMULATOR_WEBHOOK_SECRET = "whsec_YXV0b3N5bmMtZGV2LXdlYmhvb2stc2VjcmV0LTMyYnk="
+EMULATOR_TRAINING_OWNER = "autosync"
+
+
+SPEC = ProviderSpec(
+    name=NAME,
+    label="Replicate",
+    settings=ReplicateSettings,
+    key="api_token",
+    default_models=DEFAULT_MODELS,
+    phases=PHASES,
+    client=_client,
+    verifier=_verifier,
+    input_error=input_error,
+    model_error=model_reference_error,
+    caller_error=_caller_error,
+    emulator=EmulatorSpec(
+        module="emulators.replicate",
+        port=8100,
+        port_var="EMULATOR_PORT",
+        settings=lambda url: {
+            "base_url": url,
+            "api_token": EMULATOR_TOKEN,
+            "webhook_secret": EMULATOR_WEBHOOK_SECRET,
+            # Trainings push into models of this (emulated) account only.
+            "training_owner": EMULATOR_TRAINING_OWNER,
+        },
+        own=lambda data_dir: {
+            "webhook_secret": EMULATOR_WEBHOOK_SECRET,
+            "api_token": EMULATOR_TOKEN,
+            "state_file": str(data_dir / "emulator-state.json"),
+        },
+        user_first=("training_owner",),
+    ),
+)

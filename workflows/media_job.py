@@ -467,6 +467,7 @@ class MediaJobWorkflow:
                 job_id=self._job.job_id,
                 status=status,
                 provider_status=snapshot.provider_status if snapshot else None,
+                provider_phase=snapshot.phase if snapshot else None,
                 provider_job_id=snapshot.provider_job_id if snapshot else None,
                 error=error,
                 webhook_count=self._webhooks,

@@ -25,7 +25,7 @@ from api.deps import (
 )
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import Claim, IdempotencyKeyHeader
-from api.job_inputs import check_training, invalid, provider_input
+from api.job_inputs import check_for_caller, invalid, provider_input
 from api.link_auth import link_or_key
 from api.pagination import decode_cursor, encode_cursor
 from api.routes.metrics import MetricsDep
@@ -34,6 +34,7 @@ from core.contracts import (
     TERMINAL_JOB_STATUSES,
     JobKind,
     JobStatus,
+    ProviderPhase,
     media_job_workflow_id,
 )
 from core.events import append_event, job_payload, user_topic
@@ -49,7 +50,7 @@ from core.starts import (
     is_temporal_error,
     start_resolved,
 )
-from providers.registry import job_request_error
+from providers import registry
 from storage.base import Storage
 from workflows.media_job import MediaJobWorkflow
 
@@ -75,6 +76,7 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
         user_id=job.user_id,
         provider=job.provider,
         provider_status=job.provider_status,
+        provider_phase=ProviderPhase(job.provider_phase) if job.provider_phase else None,
         provider_job_id=job.provider_job_id,
         model=job.model,
         input=job.input,
@@ -183,13 +185,13 @@ async def create_job(
     if claim is not None and (made := await claim.resource(session)) is not None:
         return await job_made_before(session, temporal, settings, caller, response, made)
     provider = body.provider or settings.default_provider
-    model = body.model or settings.default_model(body.kind.value, provider)
-    problem = job_request_error(provider, body.kind, model, body.input)
+    model = body.model or registry.default_model(provider, body.kind)
+    problem = registry.job_request_error(provider, body.kind, model, body.input)
     if problem is not None:
         # The shape of the schema's own 422s: the provider is only known here.
         raise invalid("", problem, body.input)
     assert model is not None  # job_request_error refuses a kind the provider has no model for
-    check_training(caller, settings, provider, body.kind, body.input)
+    check_for_caller(caller, settings, provider, body.kind, body.input)
     job_id = uuid.uuid4().hex
     job = Job(
         id=job_id,

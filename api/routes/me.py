@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentCaller, SettingsDep
-from providers.registry import PROVIDER_NAMES
+from providers import registry
 from sync_modules.registry import all_modules
 
 router = APIRouter(prefix="/v1", tags=["me"])
@@ -19,7 +19,7 @@ class MePublic(BaseModel):
     temporal_ui_url: str | None = Field(description="the Temporal web UI, for workflow links")
     temporal_namespace: str
     public_base_url: str = Field(description="where output URLs point")
-    providers: list[str]
+    providers: list[str] = Field(description="the providers a job may name, the default first")
     companies: list[str] = Field(description="companies a sync run can start for (admins)")
     sync_modules: list[str] = Field(description="the modules of a sync run (admins)")
 
@@ -34,7 +34,7 @@ async def read_me(caller: CurrentCaller, settings: SettingsDep) -> MePublic:
         temporal_ui_url=settings.temporal_ui_url.rstrip("/") or None,
         temporal_namespace=settings.temporal_namespace,
         public_base_url=settings.public_base_url.rstrip("/"),
-        providers=list(PROVIDER_NAMES),
+        providers=sorted(registry.names(), key=lambda name: name != settings.default_provider),
         companies=sorted(settings.erp_tokens) if caller.is_admin else [],
         sync_modules=list(all_modules()) if caller.is_admin else [],
     )

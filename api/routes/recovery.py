@@ -30,8 +30,8 @@ from core.job_start import poll_policy, start_job_workflow, webhook_url
 from core.models import Job, RecoveryAttempt
 from core.recovery import RecoveryReport, legacy_kind
 from core.starts import RETRY_AFTER_SECONDS, is_temporal_error
+from providers import registry
 from providers.base import Provider, ProviderError, ProviderRateLimited, ProviderRejected
-from providers.registry import PROVIDER_NAMES, model_error
 from workflows.recovery import RecoveryWorkflow
 
 REPORT_WAIT_SECONDS = 60.0
@@ -90,7 +90,7 @@ class AdoptRequest(BaseModel):
         json_schema_extra={"examples": [{"provider": "replicate", "provider_job_id": "abc123"}]},
     )
 
-    provider: str = Field(description=f"one of: {', '.join(PROVIDER_NAMES)}")
+    provider: str = Field(description="a provider's name (GET /v1/me lists them)")
     # Never dots alone: the id becomes a URL path segment at the provider.
     provider_job_id: str = Field(
         min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*$"
@@ -156,11 +156,11 @@ async def adopt(
         )
     prompt = body.prompt
     kind = body.kind or legacy_kind(prompt)
-    model = body.model or settings.default_model(kind.value, body.provider)
+    model = body.model or registry.default_model(body.provider, kind)
     problem = (
         f"{body.provider} has no default model for {kind.value} jobs; name one in 'model'"
         if model is None
-        else model_error(body.provider, model, kind)
+        else registry.model_error(body.provider, model, kind)
     )
     if problem is not None:
         raise invalid("model", problem, body.model)

@@ -284,3 +284,32 @@ async def test_a_job_created_while_temporal_was_down_is_started_by_the_sweep(
         assert (item.action, item.result) == ("start", "started")
         described = await temporal.get_workflow_handle(media_job_workflow_id(job.id)).describe()
         assert described.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_store_failure_is_found_by_the_recorded_phase_or_by_the_providers_own_status(
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+    settings: Settings,
+    fetcher: OutboundFetcher,
+) -> None:
+    """A failed job whose provider succeeded is a suspect: by `provider_phase`, or on rows
+    from before it, by what the job's own provider's spec says its raw status means."""
+    failed = {"status": JobStatus.FAILED.value, "provider_job_id": "p-1"}
+    expected = [
+        await add_job(sessions, **failed, provider_phase="succeeded", provider_status="new-word"),
+        await add_job(sessions, **failed, provider_status="succeeded"),  # replicate, no phase
+        await add_job(sessions, **failed, provider="kie", provider_status="success"),
+        await add_job(sessions, **failed, provider="fal", provider_status="COMPLETED"),
+    ]
+    ignored = [
+        # another provider's success word means nothing for this one
+        await add_job(sessions, **failed, provider="kie", provider_status="succeeded"),
+        # the phase, once recorded, is what counts
+        await add_job(sessions, **failed, provider="fal", provider_status="COMPLETED",
+                      provider_phase="failed"),
+        await add_job(sessions, **failed, provider_status="failed"),
+    ]  # fmt: skip
+    _, suspects = await sweeper(sessions, temporal, settings, fetcher)._suspects()
+    found = {s.job.id for s in suspects if s.problem == "store_failed"}
+    assert found == {job.id for job in expected}
+    assert not found & {job.id for job in ignored}

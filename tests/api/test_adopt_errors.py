@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from api.main import create_app
 from core.migrate import upgrade
 from core.settings import Settings
-from providers.replicate import ReplicateProvider
+from providers.replicate import ReplicateProvider, ReplicateSettings
 from tests.errors import error_message, error_of
 
 ADOPT = {"provider": "replicate", "provider_job_id": "p-123"}
@@ -37,11 +37,9 @@ async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
         database_url=url,
         secret_key="test-secret-key-0123456789",
         bootstrap_api_keys="admin-key=root:admin,alice-key=alice",
-        replicate_base_url=nowhere,
-        replicate_api_token="t",
         temporal_address=f"127.0.0.1:{closed_port()}",
         storage_dir=str(tmp_path / "storage"),
-    )
+    ).using(ReplicateSettings(_env_file=None, base_url=nowhere, api_token="t"))  # type: ignore[call-arg]
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application

@@ -17,6 +17,7 @@ from core.migrate import upgrade
 from core.models import Job, SyncRun
 from core.settings import Settings
 from devstack.processes import free_port
+from providers.replicate import ReplicateSettings
 from tests.errors import error_of
 
 JOB = {"kind": "generation", "provider": "replicate", "input": {"prompt": "a fox"}}
@@ -30,12 +31,11 @@ def settings_for(tmp_path: Path, temporal_address: str) -> Settings:
         database_url=url,
         secret_key="test-secret-key-0123456789",
         bootstrap_api_keys="admin-key=root:admin,alice-key=alice",
-        replicate_api_token="t",
         erp_tokens={"acme": "t"},
         temporal_address=temporal_address,
         storage_dir=str(tmp_path / "storage"),
         public_base_url="http://api.test",
-    )
+    ).using(ReplicateSettings(_env_file=None, api_token="t"))  # type: ignore[call-arg]
 
 
 @pytest.fixture

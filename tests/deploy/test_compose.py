@@ -20,6 +20,7 @@ import pytest
 
 from core.contracts import SEARCH_ATTRIBUTES
 from core.settings import Settings
+from providers import registry
 from tests.deploy.compose_file import (
     APP_ENV_EXAMPLE,
     COMPOSE_ENV_EXAMPLE,
@@ -115,6 +116,33 @@ def test_every_variable_is_documented_in_the_compose_env_example() -> None:
     assert required_variables() <= set_lines
 
 
+def settings_read() -> set[str]:
+    """Every variable the settings read: the shared ones and each provider's own."""
+    shared = {name.upper() for name in Settings.model_fields}
+    return shared | {name for spec in registry.specs().values() for name in spec.env_names()}
+
+
+@pytest.mark.parametrize("provider", registry.names())
+def test_every_provider_setting_is_documented_and_its_account_values_reach_the_app(
+    provider: str,
+) -> None:
+    """A provider's variables (its spec's settings) are all in .env.example; those without a
+    usable default (empty: a key, a secret, an account id) are passed through to the API and
+    the worker, hence also documented in deploy/compose.env.example."""
+    spec = registry.get(provider)
+    assert not set(spec.env_names()) - documented_names(APP_ENV_EXAMPLE)
+    account = {
+        spec.settings.env_name(field)
+        for field in spec.settings.model_fields
+        if spec.settings.default_of(field) == ""
+    }
+    assert spec.key_env in account
+    for service in APP_SERVICES:
+        passed = {k for k, v in services()[service]["environment"].items() if v is None}
+        assert not account - passed, f"{service}: not passed through: {account - passed}"
+    assert not account - documented_names(COMPOSE_ENV_EXAMPLE)
+
+
 def app_env(service: str) -> dict[str, str]:
     env = services()[service]["environment"]
     return {k: str(v) for k, v in env.items() if v is not None}
@@ -150,7 +178,7 @@ def test_every_setting_is_set_in_compose_or_documented_with_its_default(service:
         k for k, v in services()[service]["environment"].items() if v is None
     }
     documented = documented_names(APP_ENV_EXAMPLE)
-    read = {name.upper() for name in Settings.model_fields} | runtime_environment_reads()
+    read = settings_read() | runtime_environment_reads()
     unaccounted = read - set_here - documented
     assert not unaccounted, (
         f"read by the code, neither set in compose nor in .env.example: {unaccounted}"
@@ -161,7 +189,7 @@ def test_every_setting_is_set_in_compose_or_documented_with_its_default(service:
 def test_the_app_environment_makes_valid_settings(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in {n.upper() for n in Settings.model_fields}:
+    for name in settings_read():
         monkeypatch.delenv(name, raising=False)
     for name, value in app_env(service).items():
         monkeypatch.setenv(name, value)

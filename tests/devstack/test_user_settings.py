@@ -18,9 +18,9 @@ from devstack import stack as stack_module
 from devstack.stack import Stack, StackConfig
 from devstack.supervise import stack_processes
 from devstack.user_settings import (
-    PROVIDERS,
     WATCHABLE_SYNC,
     UserSettings,
+    providers,
     read_dotenv,
     settings_block,
     stack_config,
@@ -126,7 +126,8 @@ def test_exported_beats_dotenv_which_beats_the_stack_default(
 def test_an_exported_empty_value_beats_dotenv_as_it_does_for_the_api(tmp_path: Path) -> None:
     user = user_settings(tmp_path, f"REPLICATE_API_TOKEN={TOKEN}\n", REPLICATE_API_TOKEN="")
     assert user.get("REPLICATE_API_TOKEN") is None
-    assert stack_config(user).emulator_port == 8100  # so the emulator, as the API would see it
+    # so the emulator, as the API would see it
+    assert stack_config(user).provider_ports["replicate"] == 8100
 
 
 def test_with_nothing_set_the_stack_is_the_embedded_default(tmp_path: Path) -> None:
@@ -164,7 +165,7 @@ def test_a_provider_token_in_dotenv_starts_no_emulator_for_that_provider(
     stack = Stack(stack_config(user))
     procs = start_processes(stack)
 
-    assert "emulator" not in procs  # the Replicate emulator's process name
+    assert "replicate-emulator" not in procs
     assert {"fal-emulator", "kie-emulator", "erp", "api", "worker-1"} <= set(procs)
     watched = [w.name for w in stack_processes(stack)]
     assert "replicate emulator" not in watched and "fal emulator" in watched
@@ -172,7 +173,8 @@ def test_a_provider_token_in_dotenv_starts_no_emulator_for_that_provider(
     # URL) from .env itself.
     api_env = procs["api"].env
     assert not {k for k in api_env if k.startswith("REPLICATE_")}
-    assert stack.app_env()["OUTBOUND_ALLOWED_ORIGINS"].split(",") == [stack.fal_url, stack.kie_url]
+    allowed = stack.app_env()["OUTBOUND_ALLOWED_ORIGINS"].split(",")
+    assert allowed == [stack.provider_url("fal"), stack.provider_url("kie")]
     assert [p.name for p in user.real_providers()] == ["replicate"]
 
     block = settings_block(stack, user)
@@ -188,8 +190,7 @@ def test_an_exported_provider_key_starts_no_emulator_for_that_provider(
     tmp_path: Path, exported: dict[str, str], key: str
 ) -> None:
     config = stack_config(user_settings(tmp_path, **exported))
-    ports = {"replicate": config.emulator_port, "fal": config.fal_port, "kie": config.kie_port}
-    assert [name for name, port in ports.items() if port is None] == [key]
+    assert [name for name, port in config.provider_ports.items() if port is None] == [key]
 
 
 def test_metrics_port_and_sync_tuning_are_the_users_when_set(tmp_path: Path) -> None:
@@ -231,7 +232,7 @@ def test_a_base_url_a_provider_cannot_reach_is_named(url: str) -> None:
 @pytest.mark.parametrize("url", ["https://autosync.example.com", "https://abcd.ngrok.app/x"])
 def test_a_public_https_base_url_is_not_warned_about(url: str) -> None:
     assert unreachable_reason(url) is None
-    assert webhook_warning(url, list(PROVIDERS)) is None
+    assert webhook_warning(url, providers()) is None
 
 
 def test_a_real_provider_with_a_local_base_url_gets_one_loud_line(tmp_path: Path) -> None:

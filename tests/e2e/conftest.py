@@ -27,8 +27,9 @@ from temporalio.client import Client
 
 from devstack.postgres import PostgresServer
 from devstack.s3 import S3Server
-from devstack.stack import FAL_EMULATOR_KEY, KIE_EMULATOR_KEY, Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 from devstack.tcp_proxy import TcpProxy
+from providers import fal, kie
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -87,15 +88,14 @@ class E2E:
         )
 
     def emulator(self) -> httpx.AsyncClient:
-        assert self.stack.emulator_url is not None
-        return httpx.AsyncClient(base_url=self.stack.emulator_url, timeout=30.0)
+        url = self.stack.provider_url("replicate")
+        assert url is not None
+        return httpx.AsyncClient(base_url=url, timeout=30.0)
 
     def provider_emulator(self, provider: str) -> httpx.AsyncClient:
         """The fal or KIE emulator, with its API key (its `/_emulator/*` routes need none)."""
-        if provider == "fal":
-            url, auth = self.stack.fal_url, f"Key {FAL_EMULATOR_KEY}"
-        else:
-            url, auth = self.stack.kie_url, f"Bearer {KIE_EMULATOR_KEY}"
+        url = self.stack.provider_url(provider)
+        auth = f"Key {fal.EMULATOR_KEY}" if provider == "fal" else f"Bearer {kie.EMULATOR_KEY}"
         assert url is not None
         return httpx.AsyncClient(base_url=url, headers={"Authorization": auth}, timeout=30.0)
 

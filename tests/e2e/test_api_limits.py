@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from core.contracts import media_job_workflow_id
-from devstack.stack import EMULATOR_TRAINING_OWNER
+from providers.replicate import EMULATOR_TRAINING_OWNER
 from sync_modules.registry import all_modules
 from tests.e2e.conftest import E2E, LOCAL_ONLY
 from tests.e2e.test_media_jobs import all_predictions, create, prediction, wait_job

@@ -75,8 +75,9 @@ async def test_an_output_on_the_metadata_service_is_refused(e2e: E2E, url: str) 
 async def test_an_allowed_file_host_that_redirects_inward_is_refused(e2e: E2E) -> None:
     """The emulator's origin is allowed (it serves the outputs); where it redirects is not."""
     inward = f"{e2e.stack.api_url}/v1/jobs"
-    assert e2e.stack.emulator_url is not None
-    url = f"{e2e.stack.emulator_url}/_emulator/redirect?to={quote(inward, safe='')}"
+    emulator_url = e2e.stack.provider_url("replicate")
+    assert emulator_url is not None
+    url = f"{emulator_url}/_emulator/redirect?to={quote(inward, safe='')}"
     done = await run_hostile(e2e, {"output_url": url})
     assert done["error"] == "output 0 refused: 127.0.0.1 is not a public address"
 

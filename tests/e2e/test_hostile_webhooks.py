@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from core.tokens import webhook_token
-from devstack.stack import FAL_EMULATOR_USER_ID
 from emulators.fal.config import DEFAULT_SIGNING_SEED
 from emulators.fal.signing import SigningKey
 from providers import kie
+from providers.fal import EMULATOR_USER_ID as FAL_EMULATOR_USER_ID
 from tests.e2e.conftest import E2E, LOCAL_ONLY
 from tests.e2e.test_media_jobs import create, wait_job
 from tests.e2e.webhook_urls import hook_url

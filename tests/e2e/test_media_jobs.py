@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from core.contracts import media_job_workflow_id
-from devstack.stack import EMULATOR_TOKEN, EMULATOR_WEBHOOK_SECRET
 from providers import standard_webhooks
+from providers.replicate import EMULATOR_TOKEN, EMULATOR_WEBHOOK_SECRET
 from tests.e2e.conftest import E2E, wait_for_status
 from tests.e2e.webhook_urls import hook_url
 

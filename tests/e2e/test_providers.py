@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.stack import FAL_EMULATOR_USER_ID
 from emulators.fal.config import DEFAULT_SIGNING_SEED
 from emulators.fal.signing import SigningKey
 from providers import kie
+from providers.fal import EMULATOR_USER_ID as FAL_EMULATOR_USER_ID
 from tests.e2e.conftest import E2E, LOCAL_ONLY
 from tests.e2e.test_media_jobs import TERMINAL, create, wait_job
 from tests.e2e.webhook_urls import hook_url
@@ -390,7 +390,7 @@ async def test_provider_choice_is_checked_at_the_api(e2e: E2E) -> None:
             ({"kind": "training", "provider": "fal", "input": {"destination": "a/b"}},
              "input.images_data_url"),
             ({"kind": "generation", "provider": "acme", "input": {"prompt": "x"}},
-             "replicate, fal, kie"),
+             "fal, kie, replicate"),
         ]  # fmt: skip
         for body, hint in cases:
             response = await api.post("/v1/jobs", json=body)

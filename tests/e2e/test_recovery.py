@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from core.contracts import media_job_workflow_id
-from devstack.stack import EMULATOR_TOKEN
+from providers.replicate import EMULATOR_TOKEN
 from tests.e2e.conftest import E2E
 from tests.e2e.test_media_jobs import create, wait_job
 

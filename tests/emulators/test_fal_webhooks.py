@@ -12,8 +12,8 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from devstack.stack import FAL_EMULATOR_USER_ID
 from providers.base import WebhookRejected
+from providers.fal import EMULATOR_USER_ID as FAL_EMULATOR_USER_ID
 from tests.emulators.fal_support import (
     FAL_RETRY_DELAYS,
     submit,

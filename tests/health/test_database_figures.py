@@ -24,6 +24,7 @@ from core.models import Job, SyncRun
 from core.settings import Settings
 from devstack.postgres import PostgresServer
 from devstack.processes import free_port
+from providers.replicate import ReplicateSettings
 
 
 def no_env_settings(**values: Any) -> Settings:
@@ -212,7 +213,11 @@ async def test_health_and_metrics_when_temporal_does_not_answer(tmp_path: Path) 
         database_url=url,
         temporal_address=f"127.0.0.1:{free_port()}",
         bootstrap_api_keys="secret-key=alice",
-        replicate_webhook_secret="whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
+    ).using(
+        ReplicateSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            webhook_secret="whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
+        )
     )
     app = create_app(settings)
     async with (

@@ -31,9 +31,9 @@ from core.migrate import upgrade
 from core.settings import Settings
 from core.tracing import setup_tracing, shutdown_tracing, temporal_interceptors
 from devstack.processes import free_port, temporal_cli_path
-from devstack.stack import EMULATOR_TOKEN, EMULATOR_WEBHOOK_SECRET
 from emulators.replicate.app import create_app as create_emulator
 from emulators.replicate.config import EmulatorConfig
+from providers.replicate import EMULATOR_TOKEN, EMULATOR_WEBHOOK_SECRET, ReplicateSettings
 from worker import build_workers
 
 KEY = "alice-key"
@@ -112,12 +112,16 @@ async def test_one_trace_from_the_rest_call_to_the_provider_call(
             worker_queues=["media", "storage"],
             storage_dir=str(tmp_path / "storage"),
             public_base_url=f"http://127.0.0.1:{api_port}",
-            replicate_api_token=EMULATOR_TOKEN,
-            replicate_base_url=emulator_url,
-            replicate_webhook_secret=EMULATOR_WEBHOOK_SECRET,
             outbound_allowed_origins=[emulator_url],
             poll_interval_seconds=0.5,
             api_rate_limit_per_second=0,
+        ).using(
+            ReplicateSettings(
+                _env_file=None,  # type: ignore[call-arg]
+                api_token=EMULATOR_TOKEN,
+                base_url=emulator_url,
+                webhook_secret=EMULATOR_WEBHOOK_SECRET,
+            )
         )
         client = await Client.connect(target, interceptors=temporal_interceptors())
         app = create_app(settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from core.contracts import JobKind, ProviderPhase
+from core.contracts import JobKind, ProviderPhase, SubmitRequest
 from providers import standard_webhooks
 from providers.base import (
     ProviderRateLimited,
@@ -19,7 +20,7 @@ from providers.base import (
     WebhookRejected,
 )
 from providers.http_errors import raise_for_status
-from providers.replicate import model_reference_error, snapshot_from
+from providers.replicate import ReplicateProvider, model_reference_error, snapshot_from
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -148,3 +149,31 @@ def test_signature_rejections() -> None:
     with pytest.raises(WebhookRejected, match="matches"):
         standard_webhooks.verify(SECRET, good, b'{"x":1}')
     assert standard_webhooks.verify(SECRET, good, body, now=now + 299) == "m"
+
+
+@pytest.mark.parametrize(
+    ("configured", "sent"),
+    [(None, ["completed"]), (["start", "completed"], ["start", "completed"])],
+)
+async def test_a_create_asks_for_the_configured_webhook_events(
+    configured: list[str] | None, sent: list[str]
+) -> None:
+    """REPLICATE_WEBHOOK_EVENTS (the client's own setting) wins over the job's recorded list."""
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(201, json={"id": "p1", "status": "starting"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = ReplicateProvider(
+            http, base_url="http://r.test", api_token="t", webhook_events=configured
+        )
+        await client.submit(
+            SubmitRequest(
+                job_id="j1", kind=JobKind.GENERATION, provider="replicate", model="o/m",
+                input={"prompt": "x"}, webhook_url="http://api.test/webhooks/replicate?job_id=j1",
+                webhook_events=["completed"],
+            )
+        )  # fmt: skip
+    assert bodies[0]["webhook_events_filter"] == sent
