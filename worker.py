@@ -48,6 +48,7 @@ from core.schedules import create_missing, every
 from core.settings import WORKER_QUEUE_NAMES, Settings, get_settings
 from core.tracing import flush_tracing, setup_tracing, temporal_interceptors, traced_transport
 from providers import registry
+from providers.transport import FreshConnectionsForCreates
 from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
 from workflows.maintenance import PRUNE_SCHEDULE_ID, PruneEventsWorkflow
@@ -77,8 +78,9 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
     async with (
         httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=5.0),
-            # A transport of our own takes the limits; traced: a span per provider call.
-            transport=traced_transport(httpx.AsyncHTTPTransport(limits=limits)),
+            # A transport of our own takes the limits; traced: a span per provider call;
+            # provider creates on connections of their own (providers.transport).
+            transport=traced_transport(FreshConnectionsForCreates(limits)),
         ) as http,
         OutboundFetcher.from_settings(settings) as fetcher,
         client_fetcher(settings) as pull_fetcher,  # pull-sync clients: their own URL rule

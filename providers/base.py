@@ -51,6 +51,10 @@ class WebhookUnavailable(Exception):
     """A webhook that can't be checked right now (answered 503, so the provider sends it again)."""
 
 
+# A request extension asking for a connection of its own (see providers.transport).
+FRESH_CONNECTION = "autosync.fresh_connection"
+
+
 class SendGate:
     """Runs `on_send` once, just before a request's first byte leaves for the provider.
 
@@ -69,7 +73,7 @@ class SendGate:
 
     @property
     def extensions(self) -> dict[str, Any]:
-        return {"trace": self._trace}
+        return {"trace": self._trace, FRESH_CONNECTION: True}
 
     async def _trace(self, event: str, info: dict[str, Any]) -> None:
         # http11.send_request_headers.started, http2.send_request_headers.started

@@ -25,6 +25,7 @@ from activities.media import MediaActivities, made_nothing
 from core.contracts import ERR_SUBMIT_UNCONFIRMED, JobKind, JobStatus, SubmitRequest
 from core.models import Job
 from providers.base import (
+    FRESH_CONNECTION,
     Provider,
     ProviderRateLimited,
     ProviderRejected,
@@ -33,6 +34,7 @@ from providers.base import (
 )
 from providers.fal import FalProvider
 from providers.kie import KieProvider
+from providers.transport import FreshConnectionsForCreates
 from tests.emulators.fal_support import FAL_KEY
 from tests.emulators.kie_support import KIE_KEY
 
@@ -305,3 +307,27 @@ async def test_a_job_ended_before_its_submit_reaches_no_provider(
     with pytest.raises(ApplicationError):
         await ActivityEnvironment().run(media.submit, request_for(provider.name, job_id))
     assert provider_jobs(api, job_id) == []
+
+
+async def test_a_create_never_rides_a_pooled_connection(kie_url: str) -> None:
+    """A pooled connection the provider closes (its idle timeout) as a request is written loses
+    the request unread, which looks like a create that was taken and never answered: creates
+    go out on connections of their own, other calls reuse the pool."""
+    events: list[str] = []
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith(("connect_tcp.started", "send_request_headers.started")):
+            events.append(event.split(".")[-2])
+
+    async with httpx.AsyncClient(
+        transport=FreshConnectionsForCreates(httpx.Limits(max_connections=10)), trust_env=False
+    ) as client:
+        for _ in range(2):
+            await client.get(f"{kie_url}/health", extensions={"trace": trace})
+        assert events == ["connect_tcp", "send_request_headers", "send_request_headers"]
+        events.clear()
+        for _ in range(2):
+            await client.get(
+                f"{kie_url}/health", extensions={"trace": trace, FRESH_CONNECTION: True}
+            )
+        assert events == ["connect_tcp", "send_request_headers"] * 2
