@@ -2,11 +2,12 @@
 
 `python worker.py` (settings from env). Five task queues, split by what limits them (see
 `build_workers`), named here as WORKER_QUEUES names them: `media` (MediaJobWorkflow,
-RecoveryWorkflow and their activities), `storage` (output copies), `sync` (SyncRunWorkflow,
-PruneEventsWorkflow and their record activities), `erp` (the rate-limited sync page
-activities) and `pull-sync` (PullSyncCycleWorkflow, PullSyncCleanupWorkflow and their
-activities). WORKER_QUEUES picks the queues this process polls; every worker process also
-creates the Temporal Schedules that are missing.
+RecoveryWorkflow, one ProviderPollerWorkflow per provider, and their activities), `storage`
+(output copies), `sync` (SyncRunWorkflow, PruneEventsWorkflow and their record activities),
+`erp` (the rate-limited sync page activities) and `pull-sync` (PullSyncCycleWorkflow,
+PullSyncCleanupWorkflow and their activities). WORKER_QUEUES picks the queues this process
+polls; every worker process also creates the Temporal Schedules that are missing, and a media
+worker starts the provider pollers that are not running.
 """
 
 from __future__ import annotations
@@ -31,16 +32,23 @@ from temporalio.client import (
     Client,
     ScheduleActionStartWorkflow,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.maintenance import MaintenanceActivities
 from activities.media import MediaActivities
+from activities.provider_poller import ProviderPollerActivities
 from activities.pull_sync import PullConfig, PullSyncActivities, client_fetcher
 from activities.recovery import RecoveryActivities, RecoverySweeper
 from activities.sync import SyncActivities
 from core import pull_schedules
+from core.contracts import (
+    PROVIDER_POLLER_WORKFLOW,
+    ProviderPollerInput,
+    provider_poller_workflow_id,
+)
 from core.db import make_engine, make_sessionmaker
 from core.logs import TEXT_FORMAT, configure_logging
 from core.outbound import OutboundFetcher
@@ -53,6 +61,7 @@ from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
 from workflows.maintenance import PRUNE_SCHEDULE_ID, PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
+from workflows.provider_poller import ProviderPollerWorkflow
 from workflows.pull_sync import PullSyncCleanupWorkflow, PullSyncCycleWorkflow
 from workflows.recovery import RECOVERY_SCHEDULE_ID, RecoveryWorkflow
 from workflows.sync_run import SyncRunWorkflow
@@ -116,11 +125,19 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 fetcher=fetcher, settings=settings,
             )
         )  # fmt: skip
+        pollers = ProviderPollerActivities(
+            sessions=sessions,
+            providers=providers,
+            temporal=client,
+            rate_per_second=settings.provider_poll_rate_per_second,
+            concurrency=settings.provider_poll_concurrency,
+            max_pages=settings.provider_poll_max_pages,
+        )
         media = partial(
             Worker,
             client,
             task_queue=settings.media_task_queue,
-            workflows=[MediaJobWorkflow, RecoveryWorkflow],
+            workflows=[MediaJobWorkflow, RecoveryWorkflow, ProviderPollerWorkflow],
             activities=[
                 activities.submit,
                 activities.poll,
@@ -128,6 +145,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 activities.record,
                 activities.store_outputs,
                 recovery.sweep,
+                pollers.sweep,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -233,6 +251,20 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         log.info("created schedule %s", schedule_id)
 
 
+async def ensure_provider_pollers(client: Client, settings: Settings) -> None:
+    """Start each provider's poller unless it runs (every media worker tries; one wins)."""
+    if not settings.provider_pollers:
+        return
+    for name in registry.names():
+        await client.start_workflow(
+            PROVIDER_POLLER_WORKFLOW,
+            ProviderPollerInput(provider=name, interval_seconds=settings.poll_interval_seconds),
+            id=provider_poller_workflow_id(name),
+            task_queue=settings.media_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """A Temporal runtime serving the SDK's metrics at WORKER_METRICS_PORT (None: port 0, off).
 
@@ -264,6 +296,9 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await ensure_schedules(client, settings)
+    if "media" in (settings.worker_queues or WORKER_QUEUE_NAMES):
+        registry.configure(settings)
+        await ensure_provider_pollers(client, settings)
     async with build_workers(settings, client) as workers, AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)

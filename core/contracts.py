@@ -121,6 +121,10 @@ class PollPolicy:
     backoff_after_seconds: float = 60.0
     backoff: float = 1.5
     max_seconds: float = 300.0
+    # A provider poller (ProviderPollerWorkflow) refreshes the job every interval, in bulk with
+    # the provider's other jobs: the job's own timer waits `max_seconds` from the start, as the
+    # last resort (False in histories recorded before the pollers: the job's timer is the poll).
+    bulk_poller: bool = False
 
 
 @dataclass
@@ -168,6 +172,12 @@ class ProviderEvent:
     snapshot: ProviderSnapshot
     webhook_id: str | None = None
     received_at: str | None = None
+    # Who sent it: the webhook bridge, or a provider poller that saw the job change (counted
+    # as a poll by the workflow).
+    source: str = "webhook"
+
+
+EVENT_FROM_POLLER = "poller"
 
 
 @dataclass
@@ -313,6 +323,47 @@ UNCONFIRMED_SUBMIT_WAIT_SECONDS: dict[JobKind, int] = {
     JobKind.VIDEO: 6 * 3600,
     JobKind.TRAINING: 24 * 3600,
 }
+
+
+# --- Provider pollers: one per provider account, refreshing its quiet jobs in bulk -------------
+
+PROVIDER_POLLER_PREFIX = "provider-poller-"
+PROVIDER_POLLER_WORKFLOW = "ProviderPollerWorkflow"
+# Its activity: one sweep of the provider's quiet jobs (PollSweepRequest -> PollSweepResult).
+PROVIDER_POLL_SWEEP = "media.poll_provider"
+
+
+def provider_poller_workflow_id(provider: str) -> str:
+    return f"{PROVIDER_POLLER_PREFIX}{provider}"
+
+
+@dataclass
+class ProviderPollerInput:
+    provider: str
+    # A sweep starts every interval (the jobs' PollPolicy.interval_seconds).
+    interval_seconds: float = 10.0
+    # Sweeps per workflow run before it continues as new (bounds its history).
+    sweeps_per_run: int = 200
+
+
+@dataclass
+class PollSweepRequest:
+    provider: str
+    interval_seconds: float
+
+
+@dataclass
+class PollSweepResult:
+    # Jobs of the provider that were in flight, and those quiet long enough to be asked about.
+    in_flight: int = 0
+    asked: int = 0
+    # Calls made to the provider (list pages and single reads).
+    provider_calls: int = 0
+    # Jobs whose provider phase moved, each signalled once (`provider_event`).
+    signalled: int = 0
+    # A webhook of this provider arrived lately: only jobs quiet for their last-resort wait
+    # were asked about.
+    webhooks_arriving: bool = False
 
 
 # --- Sync runs (seed 002) -----------------------------------------------------------------------

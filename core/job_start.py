@@ -44,6 +44,7 @@ def poll_policy(settings: Settings, kind: JobKind) -> PollPolicy:
             if kind == JobKind.TRAINING
             else settings.max_poll_interval_seconds
         ),
+        bulk_poller=settings.provider_pollers,
     )
 
 

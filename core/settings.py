@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     poll_backoff_after_seconds: float = 60.0
     max_poll_interval_seconds: float = 300.0
     training_max_poll_interval_seconds: float = 900.0
+    # One poller per provider (ProviderPollerWorkflow) refreshes the provider's quiet jobs every
+    # poll interval in bulk (Replicate: its list, 100 a page; others: single reads, rate
+    # limited), and signals only the jobs that moved; a job's own timer then waits its maximum.
+    provider_pollers: bool = True
+    provider_poll_rate_per_second: float = Field(default=20.0, gt=0)
+    provider_poll_concurrency: int = Field(default=8, ge=1)
+    provider_poll_max_pages: int = Field(default=50, ge=1)
 
     # Sync runs (seed 002): the upstream ERP and how hard we may hit it
     sync_task_queue: str = "sync-runs"

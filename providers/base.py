@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.contracts import ProviderRef, ProviderSnapshot, SubmitRequest
 
@@ -113,6 +114,27 @@ class Provider(Protocol):
     async def get(self, ref: ProviderRef) -> ProviderSnapshot: ...
 
     async def cancel(self, ref: ProviderRef) -> ProviderSnapshot: ...
+
+
+@dataclass
+class BulkAnswer:
+    """What one bulk read learned: snapshots by provider job id, and the calls it cost."""
+
+    found: dict[str, ProviderSnapshot] = field(default_factory=dict)
+    calls: int = 0
+
+
+@runtime_checkable
+class BulkStatus(Protocol):
+    """A provider that can read many of its jobs per call (Replicate's list, 100 a page)."""
+
+    async def get_many(
+        self, refs: Sequence[ProviderRef], *, since: datetime | None, max_pages: int
+    ) -> BulkAnswer:
+        """Snapshots of the jobs of `refs` found within `max_pages` pages per collection,
+        reading no further back than `since` (the oldest job's creation). Jobs not found are
+        left out: the caller reads them one by one."""
+        ...
 
 
 class WebhookVerifier(Protocol):

@@ -22,6 +22,7 @@ from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot
 from core.settings import ProviderSettings, Settings
 from providers import standard_webhooks
 from providers.base import (
+    BulkAnswer,
     ProviderRejected,
     ProviderUnavailable,
     SendGate,
@@ -65,6 +66,8 @@ PHASES: dict[str, ProviderPhase] = {
     "canceled": ProviderPhase.CANCELED,
     "aborted": ProviderPhase.FAILED,
 }
+
+_ENDED = (ProviderPhase.SUCCEEDED, ProviderPhase.FAILED, ProviderPhase.CANCELED)
 
 # How far back `find` looks in the account's list (newest first, 100 a page): the jobs an
 # earlier attempt made are minutes old at most, and two pages bound the calls it costs.
@@ -318,6 +321,52 @@ class ReplicateProvider:
             url = None if too_old else self._next_page(page.get("next"))
         found.reverse()
         return found
+
+    async def get_many(
+        self, refs: Sequence[ProviderRef], *, since: datetime | None, max_pages: int
+    ) -> BulkAnswer:
+        """The jobs of `refs` as the account's lists show them (newest first, 100 a page).
+
+        Pages are read until every job was seen, the list reaches `since` (less the clock
+        margin) or `max_pages` pages were read. A terminal item without its `output` (the list
+        is not documented to carry it) is read again with a GET: a success must name its files.
+        """
+        answer = BulkAnswer()
+        cutoff = None
+        if since is not None:
+            since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+            cutoff = since - FIND_CLOCK_MARGIN
+        by_collection: dict[str, dict[str, ProviderRef]] = {}
+        for ref in refs:
+            collection = "trainings" if ref.kind == JobKind.TRAINING else "predictions"
+            by_collection.setdefault(collection, {})[ref.provider_job_id] = ref
+        for collection, wanted in by_collection.items():
+            url: str | None = f"{self._base}/v1/{collection}"
+            pages = 0
+            while url is not None and pages < max_pages and len(wanted) > 0:
+                pages += 1
+                answer.calls += 1
+                page = raise_for_status(await self._http.get(url, headers=self._headers))
+                results = page.get("results") if isinstance(page, dict) else None
+                if not isinstance(results, list):
+                    raise ProviderUnavailable(f"Replicate {collection} list without results")
+                too_old = False
+                for item in results:
+                    if not isinstance(item, dict):
+                        continue
+                    mine = wanted.pop(str(item.get("id")), None) if "id" in item else None
+                    if mine is None:
+                        created = _created_at(item)
+                        too_old = too_old or (
+                            cutoff is not None and created is not None and created < cutoff
+                        )
+                        continue
+                    if PHASES.get(str(item.get("status"))) in _ENDED and "output" not in item:
+                        answer.calls += 1
+                        item = await self._call("GET", self._path(mine))
+                    answer.found[mine.provider_job_id] = snapshot_from(item, mine.kind)
+                url = None if too_old else self._next_page(page.get("next"))
+        return answer
 
     def _next_page(self, value: Any) -> str | None:
         """The list's `next` cursor URL, only if it is on our base URL (it gets our token)."""

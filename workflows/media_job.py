@@ -21,6 +21,10 @@ Ordering rules that are easy to break:
 - A submit left unconfirmed (an earlier attempt may have created a job at a provider that
   can't be asked which jobs exist: fal, KIE) creates nothing: the first event the job's own
   webhook URL brings names the provider job, which is then followed like a submitted one.
+- With a provider poller (`PollPolicy.bulk_poller`, workflows.provider_poller) the poll
+  fallback is mostly its work: it refreshes the provider's quiet jobs in bulk and signals
+  `provider_event` to the ones that moved. The job's own timer then waits `max_seconds` from
+  the start, the last resort if the poller is stopped or behind.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import (
         ERR_PROVIDER_REJECTED,
         ERR_SUBMIT_UNCONFIRMED,
+        EVENT_FROM_POLLER,
         MEDIA_CANCEL,
         MEDIA_JOB_WORKFLOW,
         MEDIA_POLL,
@@ -90,6 +95,8 @@ RECORD_SUBMIT_PATCH = "record-submit-in-workflow"
 WAIT_UNCONFIRMED_PATCH = "wait-for-unconfirmed-submit"
 # Histories recorded before this ran the output copy on the workflow's own task queue.
 STORE_QUEUE_PATCH = "store-on-storage-queue"
+# Histories recorded before this polled every interval from the job's own timer.
+STRETCH_POLL_PATCH = "stretch-poll-timers"
 
 
 def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
@@ -116,12 +123,16 @@ class MediaJobWorkflow:
         self._poll_rejections = 0
         self._held: list[ProviderSnapshot] = []
         self._store_queue: str | None = None
+        self._stretch_polls = False
 
     # --- messages ---------------------------------------------------------------------------
 
     @workflow.signal
     def provider_event(self, event: ProviderEvent) -> None:
-        self._webhooks += 1
+        if event.source == EVENT_FROM_POLLER:
+            self._polls += 1
+        else:
+            self._webhooks += 1
         if self._snapshot is None and workflow.patched(HOLD_EARLY_EVENTS_PATCH):
             self._hold(event.snapshot)
             return
@@ -157,6 +168,9 @@ class MediaJobWorkflow:
         # Asked first, in the first workflow task, for the reason given at `record_submit`.
         if workflow.patched(STORE_QUEUE_PATCH) and job.storage_task_queue:
             self._store_queue = job.storage_task_queue
+        # Asked in the first workflow task too; only for jobs a provider poller covers.
+        if job.poll.bulk_poller and workflow.patched(STRETCH_POLL_PATCH):
+            self._stretch_polls = True
         if self._cancel_reason is not None:
             return await self._finish(JobStatus.CANCELED, self._cancel_reason)
 
@@ -291,6 +305,9 @@ class MediaJobWorkflow:
             and self._poll_rejections < MAX_POLL_REJECTIONS
         ):
             elapsed = (workflow.now() - started).total_seconds()
+            delay = poll_delay(self._job.poll, elapsed)
+            if self._stretch_polls:
+                delay = max(delay, timedelta(seconds=self._job.poll.max_seconds))
             try:
                 await workflow.wait_condition(
                     lambda: (
@@ -298,7 +315,7 @@ class MediaJobWorkflow:
                         or self._cancel_reason is not None
                         or self._status != self._recorded_status
                     ),
-                    timeout=poll_delay(self._job.poll, elapsed),
+                    timeout=delay,
                     timeout_summary="poll fallback",
                 )
             except builtins.TimeoutError:
