@@ -43,6 +43,20 @@ Second stack (poll fallback every `--poll-interval` s):
 
 `targets`: throughput ratio ≥ 0.40, webhook p99 ratio ≤ 3, poll-only max ≤ interval + 1 s,
 worker RSS with the in-flight jobs < 250 MB.
+
+`--webhooks-lost` runs only this phase, on a stack of its own (poll interval
+`--main-poll-interval`, the provider pollers on, as by default):
+
+- `webhooks_lost`: `--lost-jobs` jobs (2,000) whose webhooks the emulator drops, held
+  `starting` until all are `submitted`; then `steady` (for `--lost-window` s, nothing
+  changes) and `completing` (every prediction forced `succeeded` through the emulator's
+  control endpoint, spread over two poll intervals, until the last job is stored):
+  `provider_calls_per_s` (emulator `/_emulator/stats` deltas: list pages and single GETs),
+  `workflow_tasks_per_s` (the worker's `temporal_workflow_task_queue_poll_succeed`: workflow
+  tasks the server handed out), `one_get_per_job_per_s` (jobs / interval: what a poll per job
+  costs), `detection_ms` p50/p99/max (from the emulator's completion to the `provider_event`
+  signal in the job's history, for up to 500 jobs) and `stored_ms` (to DB `completed_at`).
+  Targets: detection max ≤ twice the interval, provider calls/s ≤ one GET per job / 10.
 """
 
 from __future__ import annotations
@@ -62,13 +76,15 @@ import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from importlib.metadata import version
 from typing import Any
 
+import httpx
 from temporalio.client import Client
 
 from bench import bare
-from bench.app_client import AppClient, CompletionLag, JobRow, stats_delta
+from bench.app_client import AppClient, CompletionLag, JobRow, stats_delta, terminal_time
 from bench.common import UNTHROTTLED_ENV, bounded, log, paced, ratio, rounded, summary_ms
 from bench.procs import CpuMeter, PeakRss, machine, rss_mb
 from core.contracts import media_job_workflow_id
@@ -94,6 +110,8 @@ class Sizes:
     poll_interval: float = 2.0
     main_poll_interval: float = 10.0
     warmup_jobs: int = 5
+    lost_jobs: int = 2000
+    lost_window: float = 30.0
     bare: bare.BareSizes = field(default_factory=bare.BareSizes)
 
     @classmethod
@@ -104,6 +122,8 @@ class Sizes:
             inflight=200,
             poll_jobs=12,
             warmup_jobs=3,
+            lost_jobs=150,
+            lost_window=12.0,
             bare=bare.BareSizes(
                 throughput_workflows=60, unloaded_samples=10, half_load_samples=30,
                 warmup_workflows=5,
@@ -355,6 +375,175 @@ async def measure_poll_only(app: AppClient, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+WORKFLOW_TASKS_METRIC = "temporal_workflow_task_queue_poll_succeed"
+
+
+async def workflow_tasks(stack: Stack) -> float | None:
+    """Workflow tasks the worker was handed so far (its SDK metrics), or None without them."""
+    port = stack.config.worker_metrics_port
+    if not port:
+        return None
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(WORKFLOW_TASKS_METRIC) and not line.startswith("#")
+    ]
+    return sum(values) if values else None
+
+
+@dataclass
+class Window:
+    """Provider calls and workflow tasks over one stretch of time."""
+
+    started: float
+    stats: dict[str, Any]
+    tasks: float | None
+
+    @classmethod
+    async def open(cls, app: AppClient, stack: Stack) -> Window:
+        return cls(time.monotonic(), await app.emulator_stats(), await workflow_tasks(stack))
+
+    async def close(self, app: AppClient, stack: Stack) -> dict[str, Any]:
+        seconds = time.monotonic() - self.started
+        delta = stats_delta(self.stats, await app.emulator_stats())["requests"]
+        tasks = await workflow_tasks(stack)
+        calls = {kind: delta.get(kind, 0) for kind in ("get", "list")}
+        return {
+            "seconds": round(seconds, 1),
+            "provider_calls": calls,
+            "provider_calls_per_s": round(sum(calls.values()) / seconds, 2),
+            "workflow_tasks_per_s": (
+                None if tasks is None or self.tasks is None
+                else round((tasks - self.tasks) / seconds, 2)
+            ),
+        }  # fmt: skip
+
+
+# Jobs whose detection is read from their history (each one a history fetch).
+DETECTION_SAMPLE = 500
+
+
+async def detection_times(
+    app: AppClient, stack: Stack, rows: list[JobRow]
+) -> tuple[list[float], int]:
+    """Per job (a sample): from the emulator's completion to the `provider_event` signal that
+    told its workflow (the poller's); and how many jobs had no such signal (their own poll
+    found them)."""
+    sample = [r for r in rows if r.provider_job_id][:DETECTION_SAMPLE]
+    client = await Client.connect(stack.temporal_address)
+
+    async def one(index: int) -> float | None:
+        row = sample[index]
+        assert row.provider_job_id is not None
+        done = terminal_time(await app.prediction_timeline(row.provider_job_id))
+        if done is None:
+            return None
+        handle = client.get_workflow_handle(media_job_workflow_id(row.id))
+        async for event in handle.fetch_history_events():
+            attrs = event.workflow_execution_signaled_event_attributes
+            if event.HasField("workflow_execution_signaled_event_attributes") and (
+                attrs.signal_name == "provider_event"
+            ):
+                return event.event_time.ToDatetime(tzinfo=UTC).timestamp() - done
+        return None
+
+    found = await bounded(len(sample), 20, one)
+    detected = [value for value in found if value is not None]
+    return detected, len(found) - len(detected)
+
+
+async def measure_webhooks_lost(app: AppClient, stack: Stack, sizes: Sizes) -> dict[str, Any]:
+    """`lost_jobs` jobs in flight with every webhook lost: what the poll fallback costs and
+    how soon it sees each completion."""
+    project = "bench-webhooks-lost"
+    interval = sizes.main_poll_interval
+    n = sizes.lost_jobs
+    log(f"webhooks lost: {n} jobs held `starting`, poll interval {interval}s")
+    faults = {"drop_webhooks": True, "stay_starting": True}
+    ids = await bounded(n, sizes.submit_concurrency, lambda i: app.submit(project, i, faults))
+    accepted = sum(1 for job_id in ids if job_id)
+    submitted, counts = await app.wait_for(project, accepted, ("submitted",), within=120 + n * 0.5)
+    log(f"webhooks lost: {counts}; measuring {sizes.lost_window}s with nothing changing")
+    steady = await Window.open(app, stack)
+    await asyncio.sleep(sizes.lost_window)
+    steady_out = await steady.close(app, stack)
+    log(f"webhooks lost: steady {steady_out}")
+
+    rows = await app.rows(project)
+    predictions = [r.provider_job_id for r in rows if r.provider_job_id]
+    emulator_url = stack.provider_url("replicate")
+    spread = 2 * interval
+    completing = await Window.open(app, stack)
+    async with httpx.AsyncClient(base_url=str(emulator_url), timeout=30.0) as emulator:
+
+        async def complete(index: int) -> None:
+            response = await emulator.post(
+                f"/_emulator/predictions/{predictions[index]}/complete",
+                json={"status": "succeeded"},
+            )
+            response.raise_for_status()
+
+        await paced(len(predictions), len(predictions) / spread, complete)
+    finished, counts = await app.wait_for(
+        project, accepted, ("succeeded",), within=60 + 4 * interval
+    )
+    completing_out = await completing.close(app, stack)
+    log(f"webhooks lost: completing {completing_out}")
+    rows = await app.rows(project)
+    stored = summary_ms([lag.stored for lag in await app.provider_completion_lags(rows)])
+    seen, unsignalled = await detection_times(app, stack, rows)
+    gc.collect()  # drop that Temporal client now
+    detection = summary_ms(seen)
+    one_get_per_job = accepted / interval
+    calls_per_s = steady_out["provider_calls_per_s"]
+    return {
+        "jobs": n,
+        "accepted": accepted,
+        "all_submitted": submitted,
+        "all_succeeded": finished,
+        "db_status_counts": counts,
+        "poll_interval_s": interval,
+        "one_get_per_job_per_s": round(one_get_per_job, 2),
+        "steady": steady_out,
+        "completing": completing_out,
+        # Completion to the poller's signal (a sample of DETECTION_SAMPLE jobs); jobs without
+        # one were found by their own poll. `stored_ms`: completion to the job stored.
+        "detection_ms": detection,
+        "not_found_by_poller": unsignalled,
+        "stored_ms": stored,
+        "mean_polls_per_job": round(sum(r.poll_count for r in rows) / max(len(rows), 1), 2),
+        "targets": {
+            "detection_max_ms": check(detection["max"], "<=", 2 * interval * 1000),
+            "steady_provider_calls_per_s": check(calls_per_s, "<=", one_get_per_job / 10),
+            "completing_provider_calls_per_s": check(
+                completing_out["provider_calls_per_s"], "<=", one_get_per_job / 10
+            ),
+        },
+    }
+
+
+async def run_webhooks_lost_stack(data_dir: Path, sizes: Sizes, out: dict[str, Any]) -> None:
+    stack = make_stack(data_dir, sizes.main_poll_interval)
+    try:
+        log("webhooks-lost stack: starting")
+        await asyncio.to_thread(stack.start)
+        app = AppClient(stack, API_KEY)
+        try:
+            await warm_up(app, sizes.warmup_jobs)
+            out["webhooks_lost"] = await measure_webhooks_lost(app, stack, sizes)
+        finally:
+            out["submit_errors"] = {"webhooks_lost": submit_errors(app)}
+            await app.aclose()
+    except BaseException:
+        dump_logs(stack)
+        raise
+    finally:
+        log("webhooks-lost stack: stopping")
+        await asyncio.to_thread(stack.stop)
+
+
 async def measure_jobs(
     app: AppClient, stack: Stack, sizes: Sizes, bare_out: dict[str, Any]
 ) -> dict[str, Any]:
@@ -464,13 +653,16 @@ def config(sizes: Sizes, quick: bool) -> dict[str, Any]:
     }
 
 
-async def run(sizes: Sizes, quick: bool, keep: bool) -> dict[str, Any]:
+async def run(sizes: Sizes, quick: bool, keep: bool, webhooks_lost: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "config": config(sizes, quick)}
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="autosync-bench-"))
     try:
-        await run_main_stack(tmp / "main", sizes, out)
-        await run_poll_stack(tmp / "poll", sizes, out)
+        if webhooks_lost:
+            await run_webhooks_lost_stack(tmp / "lost", sizes, out)
+        else:
+            await run_main_stack(tmp / "main", sizes, out)
+            await run_poll_stack(tmp / "poll", sizes, out)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         out["error"] = f"{type(exc).__name__}: {exc}"[:2000]
@@ -480,7 +672,8 @@ async def run(sizes: Sizes, quick: bool, keep: bool) -> dict[str, Any]:
             log(f"kept {tmp} (logs in */logs/)")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    out["targets"] = targets(out, sizes)
+    if not webhooks_lost:
+        out["targets"] = targets(out, sizes)
     out["duration_s"] = round(time.monotonic() - started, 1)
     return out
 
@@ -497,6 +690,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--main-poll-interval", type=float, help="main stack's poll fallback (10 s, the default)"
     )
+    parser.add_argument(
+        "--webhooks-lost",
+        action="store_true",
+        help="only the webhooks-lost phase: --lost-jobs in flight, every webhook dropped",
+    )
+    parser.add_argument("--lost-jobs", type=int, help="jobs of the webhooks-lost phase (2000)")
+    parser.add_argument("--lost-window", type=float, help="its steady window, s (30)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and its logs")
     return parser.parse_args()
 
@@ -504,7 +704,7 @@ def parse_args() -> argparse.Namespace:
 def sizes_from(args: argparse.Namespace) -> Sizes:
     sizes = Sizes.quick() if args.quick else Sizes()
     for name in ("jobs", "inflight", "latency_jobs", "poll_jobs", "poll_interval", "poll_rate",
-                 "main_poll_interval"):  # fmt: skip
+                 "main_poll_interval", "lost_jobs", "lost_window"):  # fmt: skip
         value = getattr(args, name)
         if value is not None:
             setattr(sizes, name, value)
@@ -513,7 +713,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
 
 def main() -> int:
     args = parse_args()
-    out = asyncio.run(run(sizes_from(args), args.quick, args.keep))
+    out = asyncio.run(run(sizes_from(args), args.quick, args.keep, args.webhooks_lost))
     print(json.dumps(out, indent=2))
     return 1 if "error" in out else 0
 
