@@ -19,6 +19,7 @@ from core.contracts import (
     MEDIA_RECORD,
     MEDIA_STORE_OUTPUTS,
     MEDIA_SUBMIT,
+    PROVIDER_POLL_SWEEP,
     SYNC_FETCH_PAGES,
     SYNC_OPEN_RUN,
     SYNC_RECORD,
@@ -107,7 +108,7 @@ async def test_the_worker_registers_every_activity_name_workflows_call(
     called = {
         MEDIA_SUBMIT, MEDIA_POLL, MEDIA_CANCEL, MEDIA_RECORD, MEDIA_STORE_OUTPUTS,
         SYNC_FETCH_PAGES, SYNC_OPEN_RUN, SYNC_UPDATED_SINCE, SYNC_RECORD, EVENTS_PRUNE,
-        RECOVERY_SWEEP, ACT_PLAN, ACT_BATCH, ACT_FINISH, ACT_CLEANUP,
+        RECOVERY_SWEEP, ACT_PLAN, ACT_BATCH, ACT_FINISH, ACT_CLEANUP, PROVIDER_POLL_SWEEP,
     }  # fmt: skip
     recorded = recorded_activity_names()
     assert {"media.submit", "media.record", "sync.fetch_page", "recovery.sweep"} <= recorded

@@ -6,13 +6,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.client import ScheduleOverlapPolicy
+from temporalio.client import ScheduleOverlapPolicy, WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from core.contracts import PROVIDER_POLLER_WORKFLOW, provider_poller_workflow_id
 from core.pull_schedules import CLEANUP_SCHEDULE_ID, CYCLE_SCHEDULE_ID, HEALTH_SCHEDULE_ID
 from core.settings import Settings
 from devstack.processes import temporal_cli_path
-from worker import ensure_schedules
+from providers import registry
+from worker import ensure_provider_pollers, ensure_schedules
 from workflows.maintenance import PRUNE_SCHEDULE_ID
 from workflows.recovery import RECOVERY_SCHEDULE_ID
 
@@ -46,3 +49,42 @@ async def test_every_schedule_is_created_once_and_skips_overlapping_runs(
         described = await client.get_schedule_handle(schedule_id).describe()
         assert described.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
         assert described.schedule.spec.intervals, schedule_id
+
+
+async def test_each_provider_gets_one_poller_whoever_starts_first(
+    dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite:///{tmp_path / 'app.db'}",
+        secret_key="test-secret-key-0123456789",
+    )
+    client = dev_server.client
+    await ensure_provider_pollers(client, settings)
+    first = {
+        name: await client.get_workflow_handle(provider_poller_workflow_id(name)).describe()
+        for name in registry.names()
+    }
+    await ensure_provider_pollers(client, settings)  # a second worker starting: the same runs
+    for name, described in first.items():
+        again = await client.get_workflow_handle(provider_poller_workflow_id(name)).describe()
+        assert again.run_id == described.run_id, name
+        assert described.workflow_type == PROVIDER_POLLER_WORKFLOW
+        assert described.task_queue == settings.media_task_queue
+        assert described.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_no_pollers_when_they_are_off(
+    dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite:///{tmp_path / 'app.db'}",
+        secret_key="test-secret-key-0123456789",
+        provider_pollers=False,
+    )
+    await ensure_provider_pollers(dev_server.client, settings)
+    for name in registry.names():
+        handle = dev_server.client.get_workflow_handle(provider_poller_workflow_id(name))
+        with pytest.raises(RPCError):
+            await handle.describe()

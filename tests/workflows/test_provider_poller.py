@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from core.contracts import (
     EVENT_FROM_POLLER,
@@ -97,6 +97,10 @@ async def test_a_job_whose_webhooks_are_lost_is_finished_by_the_pollers_signal(
         result = await handle.result()
         state = await handle.query(MediaJobWorkflow.state)
         await poller.terminate()
+    # Both histories replay on this code (the job's with its stretch-poll-timers marker).
+    replayer = Replayer(workflows=[MediaJobWorkflow, ProviderPollerWorkflow])
+    await replayer.replay_workflow(await handle.fetch_history())
+    await replayer.replay_workflow(await poller.fetch_history())
 
     assert result.status == JobStatus.SUCCEEDED
     assert [o.source_url for o in result.outputs] == fakes.SUCCEEDED.output_urls
