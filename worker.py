@@ -2,7 +2,8 @@
 
 `python worker.py` (settings from env). Five task queues, split by what limits them (see
 `build_workers`), named here as WORKER_QUEUES names them: `media` (MediaJobWorkflow,
-RecoveryWorkflow, one ProviderPollerWorkflow per provider, and their activities), `storage`
+RecoveryWorkflow and their activities; with it, the queue of the provider pollers, one
+ProviderPollerWorkflow per provider and its sweep, POLLER_TASK_QUEUE), `storage`
 (output copies), `sync` (SyncRunWorkflow, PruneEventsWorkflow and their record activities),
 `erp` (the rate-limited sync page activities) and `pull-sync` (PullSyncCycleWorkflow,
 PullSyncCleanupWorkflow and their activities). WORKER_QUEUES picks the queues this process
@@ -137,7 +138,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             Worker,
             client,
             task_queue=settings.media_task_queue,
-            workflows=[MediaJobWorkflow, RecoveryWorkflow, ProviderPollerWorkflow],
+            workflows=[MediaJobWorkflow, RecoveryWorkflow],
             activities=[
                 activities.submit,
                 activities.poll,
@@ -145,7 +146,6 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 activities.record,
                 activities.store_outputs,
                 recovery.sweep,
-                pollers.sweep,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -153,6 +153,17 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             # Cancellation reaches an activity only with a heartbeat's answer: a copy being
             # cancelled should stop within seconds, not the default 0.8 x heartbeat timeout.
             max_heartbeat_throttle_interval=timedelta(seconds=2),
+            workflow_runner=runner,
+            graceful_shutdown_timeout=graceful,
+        )
+        # Polled with the media queue: a sweep (and the poller's workflow task that starts it)
+        # must not queue behind thousands of job workflow tasks, or detection waits for them.
+        provider_pollers = partial(
+            Worker,
+            client,
+            task_queue=settings.poller_task_queue,
+            workflows=[ProviderPollerWorkflow],
+            activities=[pollers.sweep],
             workflow_runner=runner,
             graceful_shutdown_timeout=graceful,
         )
@@ -218,7 +229,10 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 "media": media, "storage": copies, "sync": sync_runs, "erp": erp_pages,
                 "pull-sync": pull_sync,
             }  # fmt: skip
-            yield [make() for name, make in by_name.items() if name in chosen]
+            made = [make() for name, make in by_name.items() if name in chosen]
+            if "media" in chosen:
+                made.insert(1, provider_pollers())
+            yield made
         finally:
             await engine.dispose()
 
@@ -260,7 +274,7 @@ async def ensure_provider_pollers(client: Client, settings: Settings) -> None:
             PROVIDER_POLLER_WORKFLOW,
             ProviderPollerInput(provider=name, interval_seconds=settings.poll_interval_seconds),
             id=provider_poller_workflow_id(name),
-            task_queue=settings.media_task_queue,
+            task_queue=settings.poller_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
 

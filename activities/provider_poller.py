@@ -1,8 +1,10 @@
 """The provider poller's sweep: refresh one provider's quiet jobs in bulk, signal the movers.
 
-A job is quiet when its row has not moved for an interval (while the provider's webhooks are
-arriving, for `QUIET_FACTOR_WHILE_WEBHOOKS` intervals: those jobs are merely long). Quiet jobs
-are read in bulk where the provider can (`BulkStatus`: Replicate's list), the rest one by one
+While the provider's webhooks are arriving, a job is quiet when its row has not moved for
+`QUIET_FACTOR_WHILE_WEBHOOKS` intervals (the others are merely long, and their webhooks will
+tell); when none arrived lately, every job in flight is (so each completion is seen by the
+next sweep, within an interval: asking a Replicate job more costs no more list pages, as the
+list is read back to the oldest job anyway). Quiet jobs are read in bulk where the provider can (`BulkStatus`: Replicate's list), the rest one by one
 at most `rate_per_second` per provider account and `concurrency` at once. Only a job whose
 provider phase moved past the one its row records is signalled, with the `provider_event` a
 webhook would have sent (marked as from the poller); its workflow takes it like any event
@@ -49,6 +51,9 @@ FOLLOWED = (JobStatus.SUBMITTED.value, JobStatus.PROCESSING.value)
 QUIET_FACTOR_WHILE_WEBHOOKS = 6
 # Webhooks "arrive" when one came within this many intervals.
 ARRIVING_WITHIN_INTERVALS = 2
+# A job told of a phase is not told it again for this many intervals (its workflow records
+# the move soon after; until then its row still shows the old phase).
+RETELL_AFTER_INTERVALS = 3
 # Jobs asked about per sweep, oldest news first (the next sweep takes the rest).
 MAX_JOBS_PER_SWEEP = 20_000
 
@@ -112,6 +117,8 @@ class ProviderPollerActivities:
         self._concurrency = concurrency
         self._max_pages = max_pages
         self._limits: dict[str, RateLimit] = {}
+        # job id -> (the phase it was told, when): no second signal for the same news.
+        self._told: dict[str, tuple[ProviderPhase, float]] = {}
 
     @activity.defn(name=PROVIDER_POLL_SWEEP)
     async def sweep(self, request: PollSweepRequest) -> PollSweepResult:
@@ -128,7 +135,7 @@ class ProviderPollerActivities:
         arriving = await self._webhooks_since(
             provider.name, now - ARRIVING_WITHIN_INTERVALS * interval
         )
-        quiet_for = interval * (QUIET_FACTOR_WHILE_WEBHOOKS if arriving else 1)
+        quiet_for = interval * QUIET_FACTOR_WHILE_WEBHOOKS if arriving else timedelta(0)
         in_flight, jobs = await self._quiet_jobs(provider.name, now - quiet_for)
         result = PollSweepResult(in_flight=in_flight, asked=len(jobs), webhooks_arriving=arriving)
         if not jobs:
@@ -147,12 +154,20 @@ class ProviderPollerActivities:
         rest = [ref for ref in refs if ref.provider_job_id not in found]
         found.update(await self._read_each(provider, rest))
         result.provider_calls += len(rest)
+        clock = time.monotonic()
+        forget = clock - RETELL_AFTER_INTERVALS * request.interval_seconds
+        self._told = {job_id: told for job_id, told in self._told.items() if told[1] > forget}
         movers = [
             (job, found[job.provider_job_id])
             for job in jobs
-            if job.provider_job_id in found and moved(job.phase, found[job.provider_job_id])
+            if job.provider_job_id in found
+            and moved(job.phase, found[job.provider_job_id])
+            and self._told.get(job.id, (None, 0.0))[0] != found[job.provider_job_id].phase
         ]
         signalled = await asyncio.gather(*(self._signal(job, seen) for job, seen in movers))
+        for (job, seen), sent in zip(movers, signalled, strict=True):
+            if sent:
+                self._told[job.id] = (seen.phase, clock)
         result.signalled = sum(signalled)
         return result
 
@@ -217,7 +232,7 @@ class ProviderPollerActivities:
                         Job.provider == provider,
                         Job.status.in_(FOLLOWED),
                         Job.provider_job_id.is_not(None),
-                        Job.updated_at < quiet_since,
+                        Job.updated_at <= quiet_since,
                     )
                     .order_by(Job.updated_at)
                     .limit(MAX_JOBS_PER_SWEEP)

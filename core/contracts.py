@@ -361,8 +361,8 @@ class PollSweepResult:
     provider_calls: int = 0
     # Jobs whose provider phase moved, each signalled once (`provider_event`).
     signalled: int = 0
-    # A webhook of this provider arrived lately: only jobs quiet for their last-resort wait
-    # were asked about.
+    # A webhook of this provider arrived lately: only jobs quiet for several intervals were
+    # asked about (otherwise every job in flight is).
     webhooks_arriving: bool = False
 
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Output copies (provider -> storage) have a queue of their own: they are bound by
     # bandwidth and memory, not by provider calls, and are scaled apart (README "Scaling out").
     storage_task_queue: str = "media-storage"
+    # The provider pollers (workflows.provider_poller) have a queue of their own, polled by every
+    # media worker: their sweeps must not wait behind a backlog of job workflow tasks.
+    poller_task_queue: str = "provider-pollers"
     temporal_ui_url: str = "http://localhost:8233"
 
     # App database: SQLite file by default, PostgreSQL by URL (postgresql://user:pw@host/db)

@@ -37,7 +37,8 @@ def settings(tmp_path: Path, **values: Any) -> Settings:
     # Queues of their own: a worker registers with the (session's) client as it is made.
     tag = uuid.uuid4().hex[:8]
     queues = {
-        f"{q}_task_queue": f"{q}-{tag}" for q in ("media", "storage", "sync", "erp", "pull_sync")
+        f"{q}_task_queue": f"{q}-{tag}"
+        for q in ("media", "poller", "storage", "sync", "erp", "pull_sync")
     }
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -71,8 +72,8 @@ async def test_a_worker_polls_every_queue_by_default(
     every = settings(tmp_path)
     async with build_workers(every, env.client) as workers:
         assert [w.task_queue for w in workers] == [
-            every.media_task_queue, every.storage_task_queue, every.sync_task_queue,
-            every.erp_task_queue, every.pull_sync_task_queue,
+            every.media_task_queue, every.poller_task_queue, every.storage_task_queue,
+            every.sync_task_queue, every.erp_task_queue, every.pull_sync_task_queue,
         ]  # fmt: skip
 
 

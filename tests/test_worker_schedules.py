@@ -70,7 +70,7 @@ async def test_each_provider_gets_one_poller_whoever_starts_first(
         again = await client.get_workflow_handle(provider_poller_workflow_id(name)).describe()
         assert again.run_id == described.run_id, name
         assert described.workflow_type == PROVIDER_POLLER_WORKFLOW
-        assert described.task_queue == settings.media_task_queue
+        assert described.task_queue == settings.poller_task_queue
         assert described.status == WorkflowExecutionStatus.RUNNING
 
 

@@ -139,10 +139,9 @@ async def test_sweep_signals_only_the_jobs_that_moved_in_a_few_list_calls(
     signals = Signals()
     before = requests_of(api)
 
-    result = await ActivityEnvironment().run(
-        sweeper(sessions, provider, signals).sweep,
-        PollSweepRequest(provider="replicate", interval_seconds=10),
-    )
+    poller = sweeper(sessions, provider, signals)
+    request = PollSweepRequest(provider="replicate", interval_seconds=10)
+    result = await ActivityEnvironment().run(poller.sweep, request)
 
     after = requests_of(api)
     calls = {kind: after.get(kind, 0) - before.get(kind, 0) for kind in after}
@@ -159,6 +158,10 @@ async def test_sweep_signals_only_the_jobs_that_moved_in_a_few_list_calls(
     assert 1 <= calls["list"] == result.provider_calls
     assert result.provider_calls * 10 <= len(stuck) + len(done)
     assert not result.webhooks_arriving
+    # The next sweep, before the workflows recorded the news: asked again, told nothing twice.
+    again = await ActivityEnvironment().run(poller.sweep, request)
+    assert (again.asked, again.signalled) == (len(stuck) + len(done), 0)
+    assert all(len(events) == 1 for events in signals.sent.values())
 
 
 async def test_jobs_quiet_for_less_than_an_interval_are_not_asked(
