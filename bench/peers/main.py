@@ -262,13 +262,16 @@ async def latency_figures(
 
 async def submit_all(
     system: System, jobs: list[JobSpec], *, rate: float | None, concurrency: int
-) -> tuple[float, list[str]]:
-    """Submit every job once (no retries); the wall time of the first submit and the errors."""
+) -> tuple[float, set[str], list[str]]:
+    """Submit every job once (no retries); the wall time of the first submit, the keys
+    accepted and the errors."""
+    accepted: set[str] = set()
     errors: list[str] = []
 
     async def one(index: int) -> None:
         try:
             await system.submit(jobs[index])
+            accepted.add(jobs[index].key)
         except (httpx.HTTPError, SubmitRefused) as exc:
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
 
@@ -277,7 +280,7 @@ async def submit_all(
         await bounded(len(jobs), concurrency, one)
     else:
         await paced(len(jobs), rate, one)
-    return first, errors
+    return first, accepted, errors
 
 
 async def run_phase(
@@ -291,9 +294,11 @@ async def run_phase(
     pids = system.pids()
     meter = CpuMeter({**pids, "emulator": system.emulator_pid()})
     async with PeakMemory(pids) as memory:
-        first, errors = await submit_all(system, jobs, rate=rate, concurrency=sizes.concurrency)
+        first, accepted, errors = await submit_all(
+            system, jobs, rate=rate, concurrency=sizes.concurrency
+        )
         within = 60 + len(jobs) * 0.5 + 3 * sizes.poll_interval
-        settled, rows = await wait_settled(system, label, {j.key for j in jobs}, within)
+        settled, rows = await wait_settled(system, label, accepted, within)
     cpu = meter.stop()
     delta = stats_delta(stats_before, await emulator_stats(system))
     stored = [r for r in rows if r.status == STORED and r.stored_at]
@@ -412,8 +417,8 @@ async def run_kill(system: System, sizes: Sizes) -> dict[str, Any]:
 async def warm_up(system: System, sizes: Sizes) -> None:
     """A few jobs first, so imports, pools and first-use set-up are not measured."""
     jobs = job_mix("warmup", sizes.warmup_jobs, 0.0, sizes.seed)
-    await submit_all(system, jobs, rate=None, concurrency=sizes.concurrency)
-    await wait_settled(system, "warmup", {j.key for j in jobs}, 60 + sizes.poll_interval)
+    _, accepted, _ = await submit_all(system, jobs, rate=None, concurrency=sizes.concurrency)
+    await wait_settled(system, "warmup", accepted, 60 + sizes.poll_interval)
 
 
 def dump_logs(system: System, chars: int = 3000) -> None:

@@ -75,7 +75,9 @@ class Replicate:
         self._headers = {"Authorization": f"Bearer {config.replicate_token}"}
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=10.0),
-            limits=httpx.Limits(max_connections=100),
+            # Below the server's keep-alive (uvicorn's 5 s, like the emulator's), so a pooled
+            # connection is never reused just as the server closes it.
+            limits=httpx.Limits(max_connections=100, keepalive_expiry=2.0),
             trust_env=False,
         )
 

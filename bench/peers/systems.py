@@ -42,6 +42,7 @@ EMULATOR_ENV = {
     "REPLICATE_EMULATOR_PROCESSING_SECONDS": "0.3",
 }
 STORED = "succeeded"
+KEEPALIVE_SECONDS = 2.0
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
@@ -92,7 +93,9 @@ class System(ABC):
         self.poll_interval = poll_interval
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(60.0, connect=10.0),
-            limits=httpx.Limits(max_connections=100),
+            # Below uvicorn's 5 s keep-alive: a pooled connection the server is closing at
+            # the moment it is reused fails the request before the server reads it.
+            limits=httpx.Limits(max_connections=100, keepalive_expiry=KEEPALIVE_SECONDS),
             trust_env=False,
         )
 
