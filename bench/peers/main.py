@@ -71,7 +71,7 @@ from bench.peers.systems import STORED, SYSTEMS, TERMINAL, Row, SubmitRefused, S
 from bench.peers.workload import PROCESSING_SECONDS, JobSpec, job_mix, key_of
 from bench.procs import CpuMeter, machine
 from devstack.postgres import PostgresServer
-from devstack.stack import EMULATOR_TOKEN
+from providers.replicate import EMULATOR_TOKEN
 
 API_CALLS = ("create", "get", "list", "cancel")
 

@@ -27,15 +27,12 @@ from bench.common import UNTHROTTLED_ENV
 from bench.peers.workload import JobSpec, key_of
 from devstack.postgres import PostgresServer
 from devstack.processes import ManagedProcess, free_port
-from devstack.stack import (
-    EMULATOR_TOKEN,
-    EMULATOR_WEBHOOK_SECRET,
-    ROOT,
-    Stack,
-    StackConfig,
-)
+from devstack.stack import ROOT, Stack, StackConfig
+from providers.registry import specs
+from providers.replicate import EMULATOR_TOKEN, EMULATOR_WEBHOOK_SECRET
 
 API_KEY = "bench-key"
+REPLICATE = "replicate"
 # The emulator's defaults for the jobs of the mix (each job sets its own processing time).
 EMULATOR_ENV = {
     "REPLICATE_EMULATOR_STARTING_SECONDS": "0.2",
@@ -67,13 +64,8 @@ def start_emulator(data_dir: Path, log_dir: Path) -> tuple[ManagedProcess, str]:
     """A Replicate emulator of the system's own, through its command line."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **EMULATOR_ENV,
-        "REPLICATE_EMULATOR_WEBHOOK_SECRET": EMULATOR_WEBHOOK_SECRET,
-        "REPLICATE_EMULATOR_API_TOKEN": EMULATOR_TOKEN,
-        "REPLICATE_EMULATOR_STATE_FILE": str(data_dir / "emulator-state.json"),
-        "REPLICATE_EMULATOR_PUBLIC_URL": url,
-    }
+    # The settings devstack gives the autosync stack's emulator (keys, state file), and ours.
+    env = {**specs()[REPLICATE].emulator_env(url, data_dir), **EMULATOR_ENV}
     args = [sys.executable, "-m", "emulators.replicate", "--host", "127.0.0.1",
             "--port", str(port)]  # fmt: skip
     proc = ManagedProcess("emulator", args, log_dir=log_dir, env=env, cwd=ROOT).start()
@@ -152,13 +144,15 @@ class Autosync(System):
         super().__init__(data_dir, poll_interval)
         env = {**EMULATOR_ENV, **UNTHROTTLED_ENV, "POLL_INTERVAL_SECONDS": str(poll_interval),
                "REPLICATE_WEBHOOK_EVENTS": "completed"}  # fmt: skip
+        # Replicate's emulator only: the other providers' and the ERP's would idle alongside.
         config = StackConfig.ephemeral(
             data_dir, api_keys=f"{API_KEY}=bench", env=env,
-            fal_port=None, kie_port=None, erp_port=None,
+            provider_ports={REPLICATE: free_port()}, erp_port=None,
         )  # fmt: skip
         self.stack = Stack(config)
-        assert self.stack.emulator_url is not None
-        self.emulator_url = self.stack.emulator_url
+        url = self.stack.provider_url(REPLICATE)
+        assert url is not None
+        self.emulator_url = url
         self._projects: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
@@ -174,8 +168,7 @@ class Autosync(System):
         return {name: proc.pid for name, proc in procs.items() if proc is not None}
 
     def emulator_pid(self) -> int:
-        assert self.stack.emulator is not None
-        return self.stack.emulator.pid
+        return self.stack.emulators[REPLICATE].pid
 
     async def kill(self) -> None:
         assert self.stack.api is not None
