@@ -39,7 +39,7 @@ $(UV):
 ## Re-resolve both lock files after a change to pyproject.toml (pins that still fit are kept;
 ## `make lock UPGRADE=1` takes the newest versions instead)
 lock: | $(UV)
-	$(UV_COMPILE) --extra dev $(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
+	$(UV_COMPILE) --extra dev --extra bench $(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
 	$(UV_COMPILE) -c $(DEV_LOCK) -o $(LOCK)
 
 ## Run Temporal dev server + emulator + API + worker until Ctrl-C (state in data/);
