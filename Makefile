@@ -17,7 +17,7 @@ UV := $(VENV)/bin/uv
 UV_COMPILE := $(UV) pip compile --quiet pyproject.toml --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command "make lock"
 
-.PHONY: up test test-lowest lint lock bench-media bench-sync bench-events bench-events-scale bench-recovery bench-scale bench-pull bench-soak soak-quick install clean
+.PHONY: up test test-lowest lint lock bench-media bench-sync bench-events bench-events-scale bench-recovery bench-scale bench-pull bench-peers bench-soak soak-quick install clean
 
 # `pip check` catches a lock that no longer satisfies pyproject.toml (run `make lock`).
 $(STAMP): pyproject.toml $(DEV_LOCK)
@@ -39,7 +39,7 @@ $(UV):
 ## Re-resolve both lock files after a change to pyproject.toml (pins that still fit are kept;
 ## `make lock UPGRADE=1` takes the newest versions instead)
 lock: | $(UV)
-	$(UV_COMPILE) --extra dev $(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
+	$(UV_COMPILE) --extra dev --extra bench $(if $(UPGRADE),--upgrade) -o $(DEV_LOCK)
 	$(UV_COMPILE) -c $(DEV_LOCK) -o $(LOCK)
 
 ## Run Temporal dev server + emulator + API + worker until Ctrl-C (state in data/);
@@ -84,6 +84,11 @@ bench-scale: $(STAMP)
 ## Pull-sync: 1,000 client identities x 50 records at a 30 s cycle; lag, records/s, CPU per cycle (~5 min)
 bench-pull: $(STAMP)
 	$(PY) bench/pull_sync.py
+
+## Side by side: autosync, the seeds' 10 s cron poller and a DBOS workflow on PostgreSQL, webhook
+## loss 0 and 30 %: jobs/s, completion-to-stored, provider calls, CPU, memory, SIGKILL losses (~20 min)
+bench-peers: $(STAMP)
+	$(PY) bench/peers.py
 
 ## Outputs stored before their URLs expire; copy MB/s to S3 and worker RSS per file size (~3 min)
 bench-recovery: $(STAMP)

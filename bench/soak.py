@@ -16,10 +16,10 @@ same database. Progress goes to stderr, the JSON to stdout.
   follows `user:<id>`, reconnecting every few seconds with `Last-Event-ID`, and records every
   event id it gets.
 - Faults, at random (seeded; the seed is printed), counted by kind. Per job, through the
-  emulators' `input._emulator` switches: dropped, duplicated, reordered (Replicate) and delayed
-  webhooks, provider 429s and 5xx on create, timeouts after the provider received the create
-  (Replicate's `lost_create_responses` / `create_delay_seconds`, skipped with a note where the
-  emulator lacks them), output URLs that expire soon (`file_ttl_seconds`). On the stack: storage
+  emulators' `input._emulator` switches: dropped, duplicated, reordered and delayed webhooks,
+  provider 429s and 5xx on create, timeouts after the provider received the create
+  (`latency_seconds`, and Replicate's `lost_create_responses`), output URLs that expire soon
+  (`file_ttl_seconds`). On the stack: storage
   outages and slow storage (the S3 proxy down, or delaying every chunk), database outages (the
   PostgreSQL proxy down for 10 s), a worker SIGKILL and a worker SIGTERM (a new worker started
   at once), an API process SIGKILL (restarted), a Temporal dev-server restart (same process
@@ -79,7 +79,6 @@ from devstack.processes import ManagedProcess, free_port
 from devstack.s3 import S3Server
 from devstack.stack import ERP_COMPANY_TOKENS, ROOT, Stack, StackConfig
 from devstack.tcp_proxy import TcpProxy
-from emulators.replicate.models import Faults as ReplicateFaults
 from providers.replicate import EMULATOR_TOKEN
 from sync_modules.registry import all_modules
 
@@ -170,59 +169,27 @@ class Plan:
 # --- faults ---------------------------------------------------------------------------------------
 
 
-# Per-job faults: kind -> provider -> the emulator's switches for it.
+# Per-job faults: kind -> provider -> the emulator's switches for it. The emulators share one
+# set of fault switches (`emulators/scaffold/faults.py`), so most kinds are the same everywhere.
 def job_faults(plan: Plan) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """The per-job fault kinds this emulator build supports, and the skipped ones with why."""
-    delay = 4.0
+
+    def everywhere(switches: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {provider: dict(switches) for provider in PROVIDERS}
+
     kinds: dict[str, dict[str, dict[str, Any]]] = {
-        "webhook_dropped": {
-            "replicate": {"drop_webhooks": True},
-            "fal": {"drop_webhooks": True},
-            "kie": {"drop_callbacks": True},
-        },
-        "webhook_duplicated": {
-            "replicate": {"duplicate_webhooks": 2},
-            "fal": {"duplicate_webhooks": 2},
-            "kie": {"duplicate_callbacks": 2},
-        },
-        # Only Replicate's emulator can send a job's webhooks out of order.
-        "webhook_reordered": {"replicate": {"reorder_webhooks": True}},
-        "webhook_delayed": {
-            "replicate": {"webhook_delay_seconds": delay},
-            "fal": {"webhook_delay_seconds": delay},
-            "kie": {"callback_delay_seconds": delay},
-        },
-        "provider_429": {
-            "replicate": {"rate_limit_creates": 2, "retry_after_seconds": 1},
-            "fal": {"rate_limit_submits": 2, "retry_after_seconds": 1},
-            "kie": {"rate_limits": 2, "retry_after_seconds": 1},
-        },
-        "provider_5xx": {
-            "replicate": {"server_errors": 2},
-            "fal": {"server_errors": 2},
-            "kie": {"server_errors": 2},
-        },
-        "url_expiry": {provider: {"file_ttl_seconds": plan.url_ttl_s} for provider in PROVIDERS},
+        "webhook_dropped": everywhere({"drop_webhooks": True}),
+        "webhook_duplicated": everywhere({"duplicate_webhooks": 2}),
+        "webhook_reordered": everywhere({"reorder_webhooks": True}),
+        "webhook_delayed": everywhere({"webhook_delay_seconds": 4.0}),
+        "provider_429": everywhere({"rate_limits": 2, "retry_after_seconds": 1}),
+        "provider_5xx": everywhere({"server_errors": 2}),
+        "url_expiry": everywhere({"file_ttl_seconds": plan.url_ttl_s}),
+        # The create happens, its answer comes too late (the client has given up by then).
+        "provider_create_timeout": everywhere({"latency_seconds": SLOW_CREATE_SECONDS}),
+        "provider_lost_create_response": {"replicate": {"lost_create_responses": 1}},
     }
-    skipped: dict[str, str] = {}
-    fields = ReplicateFaults.model_fields
-    if "lost_create_responses" in fields:
-        kinds["provider_lost_create_response"] = {"replicate": {"lost_create_responses": 1}}
-    else:
-        skipped["provider_lost_create_response"] = (
-            "the Replicate emulator has no `lost_create_responses` switch yet"
-        )
-    if "create_delay_seconds" in fields:
-        kinds["provider_create_timeout"] = {
-            "replicate": {"create_delay_seconds": SLOW_CREATE_SECONDS},
-            "fal": {"submit_delay_seconds": SLOW_CREATE_SECONDS},
-            "kie": {"create_delay_seconds": SLOW_CREATE_SECONDS},
-        }
-    else:
-        skipped["provider_create_timeout"] = (
-            "the Replicate emulator has no `create_delay_seconds` switch yet"
-        )
-    return kinds, skipped
+    return kinds, {}
 
 
 STACK_FAULTS = (

@@ -10,6 +10,7 @@ import ast
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,18 @@ def test_the_static_check_sees_an_upward_import(tmp_path: Path) -> None:
     )
     names = imported_modules(sample)
     assert {"workflows", "workflows.media_job", "api.routes.jobs", "core.contracts"} <= names
+
+
+def test_the_app_imports_neither_the_benches_nor_dbos() -> None:
+    # bench/peers/ (and the dbos package of the dev extra) serve bench/peers.py only.
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = [pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]]
+    assert "api" in packages and "bench" not in packages
+    files = [ROOT / "worker.py", *(p for pkg in packages for p in (ROOT / pkg).rglob("*.py"))]
+    bench_imports = {
+        str(path.relative_to(ROOT)): sorted(
+            m for m in imported_modules(path) if m.split(".")[0] in ("bench", "dbos")
+        )
+        for path in files
+    }
+    assert {path: names for path, names in bench_imports.items() if names} == {}

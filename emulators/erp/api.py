@@ -17,7 +17,7 @@ from emulators.erp import paging
 from emulators.erp.deps import CallerDep, EmulatorDep, view_for
 from emulators.erp.faults import rows_to_mutate
 from emulators.erp.filters import parse_after, parse_filters, parse_limit
-from emulators.erp.problems import ApiProblem
+from emulators.scaffold.app import problem
 
 router = APIRouter(prefix="/v1/companies/{company}/views/{view}")
 
@@ -44,7 +44,7 @@ async def list_rows(
     size = parse_limit(limit, default=config.default_page_size, maximum=config.max_page_size)
     indices, more = paging.page(data, filters, parse_after(after, data.spec), size)
     items = [data.row_json(index) for index in indices]
-    faults = emulator.faults.faults
+    faults = emulator.faults.global_faults
     if faults.mutate_between_pages and more:
         stop = paging.plan(data, filters).window.stop
         emulator.touch(data, rows_to_mutate(data.layout, indices[-1], stop))
@@ -81,5 +81,5 @@ async def get_row(
     data = view_for(emulator, caller, company, view)
     index = data.spec.index_of(row_id)
     if index is None or not 0 <= index < data.rows:
-        raise ApiProblem(404, "not found", f"no row {row_id!r} in {view} of company {company!r}")
+        raise problem(404, "not found", f"no row {row_id!r} in {view} of company {company!r}")
     return data.row_with_details(index)

@@ -1,6 +1,7 @@
-"""The emulator's own control and observation routes (`/_emulator/...`, no auth).
+"""The ERP emulator's own control routes (`/_emulator/...`, no auth), besides the scaffold's
+common ones (health, stats, faults, reset).
 
-Tests use them to change rows, switch faults on and read what clients did.
+Tests use them to read what the ERP serves and to change rows.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulators.erp.deps import EmulatorDep, unknown_view
-from emulators.erp.faults import Faults
 from emulators.erp.layout import format_us
-from emulators.erp.problems import ApiProblem, bad_parameter
+from emulators.erp.problems import bad_parameter
 from emulators.erp.views import VIEWS
+from emulators.scaffold.app import problem
 
 router = APIRouter(prefix="/_emulator")
 
@@ -34,12 +35,6 @@ class TouchRequest(BaseModel):
         return self
 
 
-@router.get("/health")
-async def health() -> dict[str, bool]:
-    """Liveness."""
-    return {"ok": True}
-
-
 @router.get("/info")
 async def info(emulator: EmulatorDep) -> dict[str, Any]:
     """What the emulator serves: companies, views and their shape, sizes and data range."""
@@ -52,7 +47,8 @@ async def info(emulator: EmulatorDep) -> dict[str, Any]:
         },
         "rows_per_view": config.rows_per_view,
         "seed": config.seed,
-        "data_start": config.data_start.isoformat(),
+        "data_start": emulator.window.start.isoformat(),
+        "data_end": emulator.window.end.isoformat(),
         "data_days": config.data_days,
         "default_page_size": config.default_page_size,
         "max_page_size": config.max_page_size,
@@ -68,7 +64,7 @@ async def touch(
     `count` rows are spread evenly over the view (the same ones for the same count).
     """
     if company not in emulator.config.companies:
-        raise ApiProblem(404, "unknown company", f"no company {company!r}")
+        raise problem(404, "unknown company", f"no company {company!r}")
     if view not in VIEWS:
         raise unknown_view(view)
     data = emulator.view(company, view)
@@ -99,40 +95,6 @@ async def warm(company: str, emulator: EmulatorDep) -> dict[str, Any]:
     Benchmarks call it first: they measure the sync, not the emulator's row generation.
     """
     if company not in emulator.config.companies:
-        raise ApiProblem(404, "unknown company", f"no company {company!r}")
+        raise problem(404, "unknown company", f"no company {company!r}")
     rows = {view: emulator.view(company, view).warm() for view in VIEWS}
     return {"company": company, "rows": rows}
-
-
-@router.get("/faults")
-async def get_faults(emulator: EmulatorDep) -> Faults:
-    """The global faults; `server_error_burst` shows how many errors are left."""
-    return emulator.faults.faults
-
-
-@router.put("/faults")
-async def put_faults(faults: Faults, emulator: EmulatorDep) -> Faults:
-    """Replace the global faults (fields left out go back to their defaults)."""
-    emulator.faults.replace(faults)
-    return emulator.faults.faults
-
-
-@router.delete("/faults")
-async def delete_faults(emulator: EmulatorDep) -> Faults:
-    """No faults."""
-    emulator.faults.reset()
-    emulator.limiter.reset()
-    return emulator.faults.faults
-
-
-@router.get("/stats")
-async def stats(emulator: EmulatorDep) -> dict[str, Any]:
-    """Data requests by kind and status, and served/rejected per (second, token)."""
-    return emulator.stats.snapshot()
-
-
-@router.post("/reset")
-async def reset(emulator: EmulatorDep) -> dict[str, bool]:
-    """Forget changed rows, faults, rate limit history and counters."""
-    emulator.reset()
-    return {"ok": True}

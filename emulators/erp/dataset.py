@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import orjson
@@ -11,7 +12,7 @@ import orjson
 from emulators.erp.changes import ChangeLog, ViewChanges
 from emulators.erp.config import ErpEmulatorConfig
 from emulators.erp.generation import GENERATORS, Fields, Generator, RowSeed
-from emulators.erp.layout import RowLayout, format_us
+from emulators.erp.layout import EPOCH, RowLayout, format_us, now_us
 from emulators.erp.views import VIEWS, ViewSpec
 
 
@@ -19,18 +20,20 @@ class ViewData:
     """One company's view: every row computable by index, changed rows taken from `changes`."""
 
     def __init__(
-        self, spec: ViewSpec, company: str, config: ErpEmulatorConfig, changes: ViewChanges
+        self, spec: ViewSpec, company: str, window: DataWindow, changes: ViewChanges
     ) -> None:
         self.spec = spec
         self.company = company
         self.changes = changes
+        config = window.config
         self.layout = RowLayout(
             seed=config.seed,
             company=company,
             view=spec.name,
             rows=config.rows_per_view,
-            start=config.data_start,
+            start=window.start,
             days=config.data_days,
+            not_after_us=window.not_after_us,
         )
         self._generator: Generator = GENERATORS[spec.name]
         # Serialized rows by index, with the revision they were made at: generating a row
@@ -96,11 +99,30 @@ class ViewData:
         return row, details
 
 
+@dataclass(frozen=True)
+class DataWindow:
+    """The days the data covers, fixed when the emulator starts (see `config.py`)."""
+
+    config: ErpEmulatorConfig
+    start: date
+    not_after_us: int  # untouched rows were last updated by then
+
+    @classmethod
+    def starting_now(cls, config: ErpEmulatorConfig) -> DataWindow:
+        now = now_us()
+        today = (EPOCH + timedelta(microseconds=now)).date()
+        return cls(config, config.first_day(today), now)
+
+    @property
+    def end(self) -> date:
+        return self.start + timedelta(days=self.config.data_days - 1)
+
+
 class Dataset:
     """Every company's views; `ViewData` objects are cheap and made on first use."""
 
-    def __init__(self, config: ErpEmulatorConfig) -> None:
-        self.config = config
+    def __init__(self, window: DataWindow) -> None:
+        self.window = window
         self.changes = ChangeLog()
         self._views: dict[tuple[str, str], ViewData] = {}
 
@@ -109,7 +131,7 @@ class Dataset:
         data = self._views.get(key)
         if data is None:
             changes = self.changes.of(company, view)
-            data = self._views[key] = ViewData(VIEWS[view], company, self.config, changes)
+            data = self._views[key] = ViewData(VIEWS[view], company, self.window, changes)
         return data
 
     def reset(self) -> None:

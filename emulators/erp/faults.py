@@ -1,4 +1,4 @@
-"""Global fault switches (`PUT /_emulator/faults`) and the state they count down.
+"""Global fault switches (`PUT /_emulator/faults`); the scaffold's engine counts them down.
 
 All of them hit data requests only (`/v1/...`); the control routes always answer.
 """
@@ -6,24 +6,29 @@ All of them hit data requests only (`/v1/...`); the control routes always answer
 from __future__ import annotations
 
 import random
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from emulators.erp.layout import RowLayout
 from emulators.erp.views import VIEW_NAMES
+from emulators.scaffold.faults import CallFaults
 
 MUTATED_PER_PAGE = 3
 
 
-class Faults(BaseModel):
-    """Defaults mean "behave like a healthy ERP"."""
+# The calls the call switches can hit (kinds of `classify` in `api.py`): every data request.
+FaultTarget = Literal["list", "count", "detail"]
+_DATA_CALLS: list[FaultTarget] = ["list", "count", "detail"]
 
-    model_config = ConfigDict(extra="forbid")
 
+class Faults(CallFaults):
+    """The common call switches (`scaffold.faults`; `server_errors` answer 500 and 503 in
+    turn, 503 with Retry-After: 1) and the ERP's own. Defaults mean "a healthy ERP"."""
+
+    errors_on: list[FaultTarget] = Field(default_factory=lambda: _DATA_CALLS.copy())
     # Per token; over it a data request gets 429 with Retry-After (see ratelimit.py).
     rate_limit_per_second: float | None = Field(default=None, gt=0)
-    # The next N data requests fail, alternately 500 and 503 (503 with Retry-After: 1).
-    server_error_burst: int = Field(default=0, ge=0)
     # Every listing page is held this long before it is sent.
     slow_page_seconds: float = Field(default=0, ge=0, le=300)
     # These views answer every request (list, count, detail) with a 500.
@@ -38,27 +43,6 @@ class Faults(BaseModel):
         if unknown:
             raise ValueError(f"unknown views {unknown}; known views: {', '.join(VIEW_NAMES)}")
         return views
-
-
-class FaultBook:
-    def __init__(self) -> None:
-        self.faults = Faults()
-        self._burst_served = 0
-
-    def replace(self, faults: Faults) -> None:
-        self.faults = faults
-        self._burst_served = 0
-
-    def reset(self) -> None:
-        self.replace(Faults())
-
-    def take_server_error(self) -> int | None:
-        """The status this request fails with if a burst is on (counting it down), else None."""
-        if self.faults.server_error_burst <= 0:
-            return None
-        self.faults.server_error_burst -= 1
-        self._burst_served += 1
-        return 500 if self._burst_served % 2 == 1 else 503
 
 
 def rows_to_mutate(layout: RowLayout, last_served: int, stop: int) -> list[int]:

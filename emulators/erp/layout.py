@@ -4,8 +4,9 @@ Row `i` of a view of `n` rows has a *base day* `i * days // n`, so base days ris
 and the rows of any day span a contiguous id range that `first_index_from_day` finds by
 arithmetic. Its business date is the base day plus a hashed jitter of up to `MAX_JITTER_DAYS`
 (ids are not strictly in date order, as in a real ERP), and its untouched `updated_at` falls
-within business hours of that date. Filters use both facts to visit only the rows near a
-boundary one by one; every other row is in or out by its index.
+within business hours of that date, and never after `not_after_us` (the emulator's start: a
+row of today was not updated later today yet). Filters use both facts to visit only the rows
+near a boundary one by one; every other row is in or out by its index.
 """
 
 from __future__ import annotations
@@ -40,9 +41,18 @@ class RowLayout:
     """Business day and untouched `updated_at` of every row of one company's view."""
 
     def __init__(
-        self, *, seed: int, company: str, view: str, rows: int, start: date, days: int
+        self,
+        *,
+        seed: int,
+        company: str,
+        view: str,
+        rows: int,
+        start: date,
+        days: int,
+        not_after_us: int | None = None,
     ) -> None:
         self.rows = rows
+        self.not_after_us = not_after_us
         self.days = days
         self.start = start
         self.jitter_days = min(MAX_JITTER_DAYS, days - 1)
@@ -69,7 +79,11 @@ class RowLayout:
         mix = int.from_bytes(self.digest(index, "when")[:8], "big")
         day = min(self.days - 1, self.base_day(index) + mix % (self.jitter_days + 1))
         second = OPENING_SECOND + (mix >> 8) % WORKDAY_SECONDS
-        return day, self.start_us + day * DAY_US + second * SECOND_US
+        updated = self.start_us + day * DAY_US + second * SECOND_US
+        if self.not_after_us is not None and updated > self.not_after_us:
+            # Still on its business day: the window ends on the day the emulator started.
+            updated = max(self.not_after_us, self.start_us + day * DAY_US)
+        return day, updated
 
     def business_date(self, index: int) -> date:
         return self.start + timedelta(days=self.when(index)[0])

@@ -1,22 +1,30 @@
-"""The emulator's whole state, one object per app: data, changes, faults, limiter, stats."""
+"""The emulator's whole state, one object per app: data, changes, limiter, admissions."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from emulators.erp.config import ErpEmulatorConfig
-from emulators.erp.dataset import Dataset, ViewData
-from emulators.erp.faults import FaultBook
+from emulators.erp.dataset import Dataset, DataWindow, ViewData
+from emulators.erp.faults import Faults
 from emulators.erp.layout import now_us
-from emulators.erp.ratelimit import SlidingWindowLimiter
-from emulators.erp.stats import Stats
+from emulators.erp.ratelimit import Admissions, SlidingWindowLimiter
+from emulators.scaffold.emulator import EmulatorBase
+
+# Data request kinds; control routes (`/_emulator/...`) are not counted.
+REQUEST_KINDS = ("list", "count", "detail", "other")
 
 
-class ErpEmulator:
+class ErpEmulator(EmulatorBase[ErpEmulatorConfig, Faults]):
     def __init__(self, config: ErpEmulatorConfig) -> None:
-        self.config = config
-        self.dataset = Dataset(config)
-        self.faults = FaultBook()
+        super().__init__(config, Faults, request_kinds=REQUEST_KINDS)
+        self.dataset = Dataset(DataWindow.starting_now(config))
         self.limiter = SlidingWindowLimiter()
-        self.stats = Stats()
+        self.admissions = Admissions()
+
+    @property
+    def window(self) -> DataWindow:
+        return self.dataset.window
 
     def view(self, company: str, view: str) -> ViewData:
         return self.dataset.view(company, view)
@@ -27,9 +35,15 @@ class ErpEmulator:
         data.changes.touch(indices, at)
         return at
 
-    def reset(self) -> None:
-        """Back to the generated data, no faults, empty counters."""
-        self.dataset.reset()
-        self.faults.reset()
+    def stats_extra(self) -> dict[str, Any]:
+        return self.admissions.snapshot()
+
+    def clear_faults(self) -> None:
+        super().clear_faults()
         self.limiter.reset()
-        self.stats.clear()
+
+    def forget(self) -> None:
+        """Back to the generated data, no rate limit history."""
+        self.dataset.reset()
+        self.limiter.reset()
+        self.admissions.clear()

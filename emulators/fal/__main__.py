@@ -1,46 +1,8 @@
 """`python -m emulators.fal --host 127.0.0.1 --port 8788`; settings from FAL_EMULATOR_*."""
 
-from __future__ import annotations
-
-import argparse
-import logging
-
-import uvicorn
-
 from emulators.fal.app import create_app
 from emulators.fal.config import EmulatorConfig
-
-SHUTDOWN_GRACE_SECONDS = 2
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m emulators.fal", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8788)
-    parser.add_argument(
-        "--public-url", default=None, help="base URL put in response/status URLs and file URLs"
-    )
-    parser.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate")
-    parser.add_argument("--ssl-keyfile", default=None, help="the certificate's private key")
-    args = parser.parse_args(argv)
-
-    config = EmulatorConfig()
-    if args.public_url is not None:
-        config = config.model_copy(update={"public_url": args.public_url.rstrip("/")})
-    logging.basicConfig(level=logging.INFO if config.log_requests else logging.WARNING)
-    uvicorn.run(
-        create_app(config),
-        host=args.host,
-        port=args.port,
-        access_log=False,  # the app logs requests itself when log_requests is on
-        log_level="info" if config.log_requests else "warning",
-        # Slow file downloads must not keep a stop waiting.
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-        # HTTPS lets clients that only speak https:// (fal_client) talk to the emulator.
-        ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile,
-    )
-
+from emulators.scaffold.run import main
 
 if __name__ == "__main__":
-    main()
+    main("emulators.fal", __doc__, create_app, EmulatorConfig, port=8788, tls=True)

@@ -6,31 +6,78 @@ emulator also accepts them with the subpath, and answers 404 for a request of an
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
+import re
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from emulators.fal.deps import ApiError, EmulatorDep, app_id_of, base_url, require_key
-from emulators.fal.faults import CallFault, rate_limit_answer, submit_key
 from emulators.fal.models import (
     NOT_FOUND,
     RESULT_EXPIRED,
-    SERVER_ERROR,
     STILL_RUNNING,
+    UNAUTHORIZED,
     Faults,
     FaultTarget,
     validation_error,
 )
 from emulators.fal.records import Record
 from emulators.fal.state import ALREADY_COMPLETED, Emulator
-from emulators.replicate.files import file_size, iter_file, paced
+from emulators.scaffold.app import ApiError, credential_ok
+from emulators.scaffold.emulator import state_of
+from emulators.scaffold.faults import request_key
+from emulators.scaffold.media import file_size, iter_file, paced
 
 FAULTS_KEY = "_emulator"
 _TRUE = ("1", "true", "yes")
+# Apps under these namespaces have three-part ids: `workflows/<owner>/<app>`.
+NAMESPACES = ("workflows", "comfy")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+EmulatorDep = Annotated[Emulator, Depends(state_of(Emulator))]
+
+
+def require_key(request: Request, emulator: EmulatorDep) -> None:
+    """`Authorization: Key <key>`; any key is accepted when none is configured."""
+    if not credential_ok(request, ("key",), emulator.config.api_key):
+        raise ApiError(401, UNAUTHORIZED)
+
+
+def app_id_of(model_path: str) -> str | None:
+    """`owner/app` of `owner/app[/subpath]` (namespaced: `ns/owner/app`); None if malformed."""
+    parts = model_path.strip("/").split("/")
+    if not all(_SEGMENT.match(part) for part in parts):
+        return None
+    size = 3 if parts[0] in NAMESPACES else 2
+    if len(parts) < size:
+        return None
+    return "/".join(parts[:size])
+
+
+def classify(method: str, path: str) -> str | None:
+    """The kind of a public call, or None for the emulator's own control routes."""
+    if path.startswith("/_emulator"):
+        return None
+    if path.startswith("/files/"):
+        return "file"
+    if path == "/.well-known/jwks.json":
+        return "jwks"
+    parts = path.strip("/").split("/")
+    if method == "POST":
+        return "submit"
+    if "requests" in parts[:-1]:
+        last = len(parts) - 1 - parts[::-1].index("requests")
+        tail = parts[last + 1 :]
+        if method == "GET" and tail[1:] == ["status"]:
+            return "status"
+        if method == "GET" and len(tail) == 1:
+            return "result"
+        if method == "PUT" and tail[1:] == ["cancel"]:
+            return "cancel"
+    return "other"
+
 
 queue_router = APIRouter(dependencies=[Depends(require_key)])
 public_router = APIRouter()
@@ -48,6 +95,7 @@ async def get_file(
 ) -> Response:
     """An output file of a successful request, until it expires (like v3.fal.media URLs)."""
     record = emulator.get(request_id)
+    emulator.faults.admit(request, "file", job=None if record is None else record.job_faults)
     if (
         record is None
         or filename not in record.files
@@ -69,19 +117,21 @@ async def get_file(
 
 @queue_router.get("/{app_path:path}/requests/{request_id}/status")
 async def request_status(
-    app_path: str, request_id: str, emulator: EmulatorDep, logs: str = "0"
+    app_path: str, request_id: str, request: Request, emulator: EmulatorDep, logs: str = "0"
 ) -> JSONResponse:
     """The request's status: 202 while queued or running, 200 once completed."""
-    record = _lookup(emulator, app_path, request_id, "status")
+    record = _lookup(request, emulator, app_path, request_id, "status")
     with_logs = logs.lower() in _TRUE
     body = record.status_json(emulator.queue_position(record), with_logs=with_logs)
     return JSONResponse(body, status_code=200 if record.terminal else 202)
 
 
 @queue_router.get("/{app_path:path}/requests/{request_id}")
-async def request_result(app_path: str, request_id: str, emulator: EmulatorDep) -> JSONResponse:
+async def request_result(
+    app_path: str, request_id: str, request: Request, emulator: EmulatorDep
+) -> JSONResponse:
     """The model's answer: its output, or its error with the model's own status code."""
-    record = _lookup(emulator, app_path, request_id, "result")
+    record = _lookup(request, emulator, app_path, request_id, "result")
     if not record.terminal:
         raise ApiError(400, STILL_RUNNING)
     if record.result_expired:
@@ -98,10 +148,12 @@ async def request_result(app_path: str, request_id: str, emulator: EmulatorDep) 
 
 
 @queue_router.put("/{app_path:path}/requests/{request_id}/cancel")
-async def cancel_request(app_path: str, request_id: str, emulator: EmulatorDep) -> JSONResponse:
+async def cancel_request(
+    app_path: str, request_id: str, request: Request, emulator: EmulatorDep
+) -> JSONResponse:
     """Remove a queued request or signal a running one (202); 400 once it has completed."""
     try:
-        record = _lookup(emulator, app_path, request_id, "cancel")
+        record = _lookup(request, emulator, app_path, request_id, "cancel")
     except ApiError as exc:
         if exc.status_code == 404:
             return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
@@ -124,24 +176,16 @@ async def submit(
         raise ApiError(422, validation_error("fal_webhook must be an http(s) URL", ["query"]))
     payload = await _json_object(request)
     specific = _faults(payload)
-    fault = emulator.faults.on_submit(submit_key(request.url.path, payload), specific)
-    if fault is CallFault.RATE_LIMITED:
-        faults = emulator.faults.effective(specific)
-        body, headers = rate_limit_answer(faults.retry_after_seconds, faults.retry_after_header)
-        raise ApiError(429, body, headers)
-    if fault is CallFault.SERVER_ERROR:
-        raise ApiError(500, SERVER_ERROR)
+    key = request_key(request.url.path, payload)
+    emulator.faults.admit(request, "submit", key=key, specific=specific)
     record = emulator.submit(
         model_id=model_path.strip("/"),
         app_id=app_id,
         payload=payload,
         specific=specific,
         webhook=fal_webhook,
-        base_url=base_url(request, emulator),
+        base_url=emulator.config.base_url(request),
     )
-    delay = emulator.faults.effective(specific).submit_delay_seconds
-    if delay:
-        await asyncio.sleep(delay)
     return JSONResponse(record.submit_json(emulator.queue_position(record)))
 
 
@@ -168,13 +212,14 @@ def _faults(payload: dict[str, Any]) -> Faults | None:
         ) from None
 
 
-def _lookup(emulator: Emulator, app_path: str, request_id: str, target: FaultTarget) -> Record:
-    if emulator.faults.take_global_error(target):
-        raise ApiError(500, SERVER_ERROR)
+def _lookup(
+    request: Request, emulator: Emulator, app_path: str, request_id: str, target: FaultTarget
+) -> Record:
+    """The request (404 if none, or another app's), once the faults let the call through."""
     record = emulator.get(request_id)
-    if record is None or app_id_of(app_path) != record.app_id:
+    if record is not None and app_id_of(app_path) != record.app_id:
+        record = None
+    emulator.faults.admit(request, target, job=None if record is None else record.job_faults)
+    if record is None:
         raise ApiError(404, NOT_FOUND)
-    if record.server_errors_left > 0 and target in record.faults.server_errors_on:
-        record.server_errors_left -= 1
-        raise ApiError(500, SERVER_ERROR)
     return record

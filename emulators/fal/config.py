@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from emulators.scaffold.settings import ProviderSettings
 
 # A fixed dev key, so webhook receivers that cached the JWKS keep verifying after a restart.
 DEFAULT_SIGNING_SEED = hashlib.sha256(b"autosync-dev-fal-webhook-key").hexdigest()
 
 
-class EmulatorConfig(BaseSettings):
+class EmulatorConfig(ProviderSettings):
     """How the emulator behaves when no fault switch says otherwise."""
 
     model_config = SettingsConfigDict(env_prefix="FAL_EMULATOR_", extra="ignore")
@@ -26,7 +28,6 @@ class EmulatorConfig(BaseSettings):
     user_id: str = "autosync-dev-user"
     # 32-byte Ed25519 private key seed, hex; its public key is served at /.well-known/jwks.json.
     signing_key_seed: str = DEFAULT_SIGNING_SEED
-    public_url: str = ""
     queue_seconds: float = Field(default=0.5, ge=0)
     run_seconds: float = Field(default=1.0, ge=0)
     # How long output files are served after completion (fal's default is undocumented).
@@ -38,7 +39,6 @@ class EmulatorConfig(BaseSettings):
         default_factory=lambda: [10.0, 30, 60, 120, 300, 600, 900, 1200, 1800, 2100]
     )
     webhook_timeout_seconds: float = Field(default=15, gt=0)
-    log_requests: bool = False
 
     @field_validator("signing_key_seed")
     @classmethod
@@ -46,8 +46,3 @@ class EmulatorConfig(BaseSettings):
         if len(bytes.fromhex(value)) != 32:
             raise ValueError("signing_key_seed must be 32 bytes as 64 hex characters")
         return value
-
-    @field_validator("public_url")
-    @classmethod
-    def _strip_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")

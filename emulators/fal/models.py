@@ -6,33 +6,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emulators.scaffold.faults import WebhookFaults
+
 QueueStatus = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 ALL_STATUSES: tuple[QueueStatus, ...] = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
 
 # How a COMPLETED request ended; fal itself only says COMPLETED and shows errors in the result.
 Outcome = Literal["ok", "error", "cancelled"]
 
-FaultTarget = Literal["submit", "status", "result", "cancel"]
+# The calls the call switches can hit (kinds of `classify` in `api.py`).
+FaultTarget = Literal["submit", "status", "result", "cancel", "file"]
 _SUBMIT_ONLY: list[FaultTarget] = ["submit"]
 
 # Error type of a cancelled request, in its status, result and webhook. UNCONFIRMED: fal
 # documents the cancel call but not what a cancelled request looks like afterwards.
 CANCELLED_ERROR_TYPE = "request_cancelled"
 CANCELLED_DETAIL = "Request was cancelled"
+RATE_LIMIT_ERROR_TYPE = "rate_limited"  # wording UNCONFIRMED; fal documents no submit 429 body
 
 
-class Faults(BaseModel):
-    """Fault switches. Defaults mean "behave like fal".
+class Faults(WebhookFaults):
+    """Fault switches: the common ones (`scaffold.faults`) and fal's own.
 
     Given globally (`PUT /_emulator/faults`) or per request (`"_emulator"` in the submitted
     input); a per-request value wins over the global one field by field.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    drop_webhooks: bool = False
-    duplicate_webhooks: int = Field(default=0, ge=0)
-    webhook_delay_seconds: float = Field(default=0, ge=0)
+    errors_on: list[FaultTarget] = Field(default_factory=lambda: _SUBMIT_ONLY.copy())
     # Sign webhooks with a key that is not in the JWKS (receivers must reject them).
     webhook_wrong_key: bool = False
     # `"payload": null` plus `payload_error`, as fal sends for output it can't serialise.
@@ -41,15 +41,7 @@ class Faults(BaseModel):
     fail: str | None = None
     fail_status_code: int = Field(default=422, ge=400, le=599)
     fail_error_type: str | None = None
-    rate_limit_submits: int = Field(default=0, ge=0)
-    retry_after_seconds: float = Field(default=1, ge=0)
-    retry_after_header: bool = True
-    server_errors: int = Field(default=0, ge=0)
-    server_errors_on: list[FaultTarget] = Field(default_factory=lambda: _SUBMIT_ONLY.copy())
     stay_queued: bool = False
-    # The request is queued at once but the submit answers this much later: a client that
-    # gives up (or dies) meanwhile made a request it never heard of.
-    submit_delay_seconds: float = Field(default=0, ge=0)
     # A runner that ignores the cancellation signal and finishes anyway.
     ignore_cancel: bool = False
     queue_seconds: float | None = Field(default=None, ge=0)
@@ -59,10 +51,6 @@ class Faults(BaseModel):
     file_bytes: int | None = Field(default=None, ge=0)
     # Output file downloads take about this long (headers at once, the body spread over it).
     file_delay_seconds: float | None = Field(default=None, ge=0)
-
-    def overridden_by(self, specific: Faults) -> Faults:
-        """These faults with every field that `specific` set explicitly replaced."""
-        return self.model_copy(update=specific.model_dump(include=specific.model_fields_set))
 
 
 class CompleteRequest(BaseModel):

@@ -2,17 +2,22 @@
 
 Image models answer `{"images": [{url, content_type, width, height}], "seed", ...}`, upscalers
 `{"image": {...}}`, video models `{"video": {url, content_type, file_name, file_size}}` and
-trainers `{"diffusers_lora_file": {...}}` (a tar standing in for the weights). File URLs are filled in by
-`with_urls` once the request id and base URL are known.
+trainers `{"diffusers_lora_file": {...}}` (a tar standing in for the weights). File URLs (and
+each file's size) are filled in by `with_urls` once the request id and base URL are known.
+
+Outputs follow inputs (`scaffold.inputs`): a video lasts its `duration`, an upscale is the input
+image enlarged by `scale` (esrgan's default 2), and an image model given an input image returns
+it edited; the sizes in the result are those of the files made.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeGuard
 
-from emulators.replicate.files import MAX_SIDE, FileKind, FileSpec, file_size
+from emulators.scaffold.inputs import FromInput, from_input, requested_seconds
+from emulators.scaffold.media import MAX_SIDE, FileKind, FileSpec, file_size
 
 MAX_IMAGES = 4
 # fal's `image_size` presets (flux and most image models).
@@ -29,6 +34,7 @@ _VIDEO_WORDS = ("video", "kling", "veo", "hailuo", "luma", "ltx")
 _UPSCALE_WORDS = ("upscale", "esrgan", "clarity")
 _TRAINING_WORDS = ("training", "trainer")
 _URL = "<url>"  # placeholder replaced by the file's URL
+DEFAULT_SCALE = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class OutputPlan:
 
     payload: dict[str, Any]
     files: dict[str, FileSpec]
+    source: FromInput | None = None
 
 
 def _requested_size(value: Any) -> tuple[int, int]:
@@ -80,14 +87,15 @@ def plan(request_id: str, model_id: str, payload: dict[str, Any], pad_to: int | 
             payload={"diffusers_lora_file": _file_object("lora.tar", files)}, files=files
         )
     if any(word in name for word in _VIDEO_WORDS):
-        files = {"output.mp4": spec("mp4", 0)}
+        files = {"output.mp4": replace(spec("mp4", 0), seconds=requested_seconds(payload))}
         return OutputPlan(
             payload={"video": _file_object("output.mp4", files), "seed": seed}, files=files
         )
     if any(word in name for word in _UPSCALE_WORDS):
         files = {"upscaled.png": spec("png", 0)}
         image = _file_object("upscaled.png", files) | {"width": width, "height": height}
-        return OutputPlan(payload={"image": image}, files=files)
+        source = from_input(payload, upscale=True, default_scale=DEFAULT_SCALE)
+        return OutputPlan(payload={"image": image}, files=files, source=source)
     count = payload.get("num_images", 1)
     if isinstance(count, bool) or not isinstance(count, int):
         count = 1
@@ -104,6 +112,7 @@ def plan(request_id: str, model_id: str, payload: dict[str, Any], pad_to: int | 
             "prompt": str(payload.get("prompt", "")),
         },
         files=files,
+        source=from_input(payload, upscale=False, default_scale=1.0),
     )
 
 
@@ -118,13 +127,20 @@ def _file_object(name: str, files: dict[str, FileSpec]) -> dict[str, Any]:
     }
 
 
-def with_urls(value: Any, url_for: dict[str, str]) -> Any:
-    """`value` with every placeholder file object given its URL (and its `name` removed)."""
+def with_urls(value: Any, url_for: dict[str, str], files: dict[str, FileSpec]) -> Any:
+    """`value` with every placeholder file object given its URL (and its `name` removed), and
+    its size and dimensions as the file now has them."""
     if isinstance(value, list):
-        return [with_urls(item, url_for) for item in value]
+        return [with_urls(item, url_for, files) for item in value]
     if isinstance(value, dict):
         if value.get("url") == _URL and value.get("name") in url_for:
-            rest = {k: v for k, v in value.items() if k != "name"}
-            return rest | {"url": url_for[str(value["name"])]}
-        return {key: with_urls(item, url_for) for key, item in value.items()}
+            name = str(value["name"])
+            found = {k: v for k, v in value.items() if k != "name"} | {"url": url_for[name]}
+            spec = files[name]
+            if "file_size" in found:
+                found["file_size"] = file_size(spec)
+            if "width" in found:
+                found.update(width=spec.width, height=spec.height)
+            return found
+        return {key: with_urls(item, url_for, files) for key, item in value.items()}
     return value

@@ -23,7 +23,10 @@ from emulators.fal.models import (
     detail,
     validation_error,
 )
-from emulators.replicate.files import FileSpec
+from emulators.fal.outputs import with_urls
+from emulators.scaffold.faults import JobFaults
+from emulators.scaffold.inputs import FromInput
+from emulators.scaffold.media import FileSpec
 
 
 def new_request_id() -> str:
@@ -79,6 +82,9 @@ class Record:
     webhook: str | None
     files: dict[str, FileSpec]
     payload: dict[str, Any] = field(default_factory=dict)
+    template: dict[str, Any] = field(default_factory=dict)  # the payload with file names
+    # The input image its PNGs are still to be made from (None once made, or never needed).
+    source: FromInput | None = None
     status: QueueStatus = "IN_QUEUE"
     outcome: Outcome | None = None
     failure: Failure | None = None
@@ -90,10 +96,11 @@ class Record:
     files_expired: bool = False
     result_expired: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
-    server_errors_left: int = 0
+    job_faults: JobFaults = field(default_factory=JobFaults)  # its own call switches, counted
     queue_seconds: float = 0.0
     run_seconds: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    rendered: asyncio.Event = field(default_factory=asyncio.Event)  # its files are final
 
     @property
     def terminal(self) -> bool:
@@ -112,6 +119,12 @@ class Record:
 
     def file_url(self, name: str) -> str:
         return f"{self.base_url}/files/{self.id}/{name}"
+
+    def fill_payload(self) -> None:
+        """The result from the template, with the files' URLs and sizes as they are now."""
+        self.payload = with_urls(
+            self.template, {n: self.file_url(n) for n in self.files}, self.files
+        )
 
     def submit_json(self, queue_position: int) -> dict[str, Any]:
         """The submit answer."""

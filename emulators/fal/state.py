@@ -15,34 +15,40 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 
 from emulators.fal.config import EmulatorConfig
-from emulators.fal.faults import FaultBook
 from emulators.fal.models import ALL_STATUSES, Faults, Outcome
-from emulators.fal.outputs import plan, seed_of, with_urls
+from emulators.fal.outputs import plan, seed_of
 from emulators.fal.records import Failure, Record, new_request_id
 from emulators.fal.signing import KeyRing
-from emulators.fal.stats import Stats
-from emulators.fal.webhooks import WebhookSender
-from emulators.replicate.tasks import TaskSet
+from emulators.fal.webhooks import webhook_message
+from emulators.scaffold.emulator import EmulatorBase
+from emulators.scaffold.inputs import FromInput, render
+from emulators.scaffold.jobs import ProviderJob
+from emulators.scaffold.stats import WEBHOOK_COUNTERS
+from emulators.scaffold.webhooks import WebhookSender
 
 CANCEL_REQUESTED = "CANCELLATION_REQUESTED"
 ALREADY_COMPLETED = "ALREADY_COMPLETED"
 
 
-class Emulator:
+REQUEST_KINDS = ("submit", "status", "result", "cancel", "file", "jwks", "other")
+
+
+class Emulator(EmulatorBase[EmulatorConfig, Faults]):
     """An in-memory fal account."""
 
     def __init__(self, config: EmulatorConfig, http: httpx.AsyncClient) -> None:
-        self.config = config
-        self.stats = Stats()
-        self.faults = FaultBook()
+        super().__init__(
+            config, Faults, request_kinds=REQUEST_KINDS, webhook_counters=WEBHOOK_COUNTERS
+        )
         self.keys = KeyRing.from_seed_hex(config.signing_key_seed)
-        self._tasks = TaskSet()
-        self.webhooks = WebhookSender(config, http, self.keys, self.stats, self._tasks)
+        self.http = http
+        self.webhooks = WebhookSender(http, self.stats, self.tasks, config.webhook_retry_delays)
         self._records: dict[str, Record] = {}
         # Waiting request ids per app, in submit order (dicts keep insertion order).
         self._queues: dict[str, dict[str, None]] = {}
@@ -56,23 +62,25 @@ class Emulator:
             self._expire_if_due(record)
         return record
 
-    def records(self) -> tuple[Record, ...]:
-        """Every request, oldest first."""
-        return tuple(self._records.values())
-
     def queue_position(self, record: Record) -> int:
         waiting = self._queues.get(record.app_id, {})
         if record.id not in waiting:
             return 0
         return list(waiting).index(record.id)
 
-    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+    def stats_extra(self) -> dict[str, Any]:
         """Requests by queue status and completed ones by outcome."""
         statuses = Counter(record.status for record in self._records.values())
         outcomes = Counter(r.outcome for r in self._records.values() if r.outcome is not None)
+        return {
+            "queue": {status: statuses[status] for status in ALL_STATUSES},
+            "outcomes": {outcome: outcomes[outcome] for outcome in ("ok", "error", "cancelled")},
+        }
+
+    def provider_jobs(self) -> Iterable[ProviderJob]:
         return (
-            {status: statuses[status] for status in ALL_STATUSES},
-            {outcome: outcomes[outcome] for outcome in ("ok", "error", "cancelled")},
+            ProviderJob(r.id, r.webhook, r.status, r.outcome == "cancelled")
+            for r in self._records.values()
         )
 
     # -- commands ------------------------------------------------------------------------
@@ -102,14 +110,18 @@ class Emulator:
             queue_seconds=_pick(faults.queue_seconds, self.config.queue_seconds),
             run_seconds=_pick(faults.run_seconds, self.config.run_seconds),
         )
-        record.payload = with_urls(output.payload, {n: record.file_url(n) for n in output.files})
-        if specific is not None and "server_errors" in specific.model_fields_set:
-            if {"status", "result", "cancel"} & set(faults.server_errors_on):
-                record.server_errors_left = faults.server_errors
+        record.template = output.payload
+        record.source = output.source
+        record.fill_payload()
+        record.job_faults = self.faults.for_job(specific)
         self._records[request_id] = record
         self._queues.setdefault(app_id, {})[request_id] = None
         self._note_status(record)
-        self._runners[request_id] = self._tasks.spawn(self._run(record), name=f"run-{request_id}")
+        self._runners[request_id] = self.tasks.spawn(self._run(record), name=f"run-{request_id}")
+        if output.source is None:
+            record.rendered.set()
+        else:
+            self.tasks.spawn(self._render(record, output.source), name=f"render-{request_id}")
         return record
 
     def cancel(self, record: Record) -> str:
@@ -140,7 +152,8 @@ class Emulator:
         runner = self._runners.pop(record.id, None)
         if runner is not None and runner is not asyncio.current_task():
             runner.cancel()
-        self.webhooks.emit(record)
+        if record.webhook is not None:
+            self.webhooks.send(webhook_message(self.config, self.keys, record))
         return True
 
     def expire(self, record: Record) -> None:
@@ -152,17 +165,12 @@ class Emulator:
     def rotate_keys(self, *, keep_old: bool) -> None:
         self.keys.rotate(keep_old=keep_old)
 
-    async def reset(self) -> None:
-        """Forget every request (stopping its tasks and webhooks), fault and counter."""
-        await self._tasks.cancel_all()
+    def forget(self) -> None:
+        """Forget every request (the signing keys stay)."""
         self._records.clear()
         self._queues.clear()
         self._runners.clear()
-        self.faults.reset()
-        self.stats.clear()
-
-    async def close(self) -> None:
-        await self._tasks.cancel_all()
+        self.webhooks.forget()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -181,6 +189,7 @@ class Emulator:
         record.log("50% done")
         await _sleep_until(record.started_at + record.run_seconds)
         record.log("100% done")
+        await record.rendered.wait()
         faults = record.faults
         if faults.fail:
             failure = Failure.model_error(
@@ -189,6 +198,14 @@ class Emulator:
             self.finish(record, "error", failure)
         else:
             self.finish(record, "ok")
+
+    async def _render(self, record: Record, source: FromInput) -> None:
+        """Make the request's PNGs from its input image (see `scaffold.inputs`)."""
+        record.files, entry = await render(self.http, record.files, source)
+        record.history.append(entry)
+        record.source = None
+        record.fill_payload()
+        record.rendered.set()
 
     def _expire_if_due(self, record: Record) -> None:
         # Lazy: expiry needs no timer, it is noticed by whoever looks next.

@@ -6,7 +6,6 @@ use `msg`, recordInfo `message`, as KIE's reference shows them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
@@ -14,12 +13,36 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
-from emulators.kie.deps import EmulatorDep, KieError, base_url, require_key
-from emulators.kie.faults import body_key
-from emulators.kie.models import RECORD_NOT_FOUND, Faults
-from emulators.replicate.files import file_size, iter_file
+from emulators.kie.models import RECORD_NOT_FOUND, Faults, KieError
+from emulators.kie.state import Emulator
+from emulators.scaffold.app import credential_ok
+from emulators.scaffold.emulator import state_of
+from emulators.scaffold.faults import request_key
+from emulators.scaffold.media import file_size, iter_file
 
 FAULTS_KEY = "_emulator"
+
+EmulatorDep = Annotated[Emulator, Depends(state_of(Emulator))]
+
+
+def require_key(request: Request, emulator: EmulatorDep) -> None:
+    """`Authorization: Bearer <key>`; any key if none is configured. Failing is code 401."""
+    if not credential_ok(request, ("bearer",), emulator.config.api_key):
+        raise KieError(401, faults=emulator.faults.global_faults)
+
+
+def classify(method: str, path: str) -> str | None:
+    """The request kind of a public call, or None for the emulator's own control routes."""
+    if path == "/api/v1/jobs/createTask":
+        return "create"
+    if path == "/api/v1/jobs/recordInfo":
+        return "record"
+    if path.startswith("/files/"):
+        return "file"
+    if path.startswith("/_emulator"):
+        return None
+    return "other"
+
 
 router = APIRouter(prefix="/api/v1/jobs", dependencies=[Depends(require_key)])
 files_router = APIRouter()
@@ -57,38 +80,37 @@ async def create_task(request: Request, emulator: EmulatorDep) -> dict[str, Any]
                 422, f"input.{FAULTS_KEY}: {exc.errors()[0]['msg']}", faults=glob
             ) from None
     faults = emulator.faults.effective(specific)
-    fault = emulator.faults.on_create(body_key(body), specific)
-    if fault is not None:
-        raise KieError.from_fault(fault, faults)
+    if faults.reject_code is not None:
+        raise KieError(faults.reject_code, faults=faults)
+    emulator.faults.admit(request, "create", key=request_key(body), specific=specific)
 
     task = emulator.create(
         model=model,
         payload=payload,
         callback_url=callback_url,
-        base_url=base_url(request, emulator),
+        base_url=emulator.config.base_url(request),
         specific=specific,
     )
-    if faults.create_delay_seconds:
-        await asyncio.sleep(faults.create_delay_seconds)
-    emulator.stats.codes["200"] += 1
+    emulator.codes["200"] += 1
     return {"code": 200, "msg": "success", "data": {"taskId": task.id}}
 
 
 @router.get("/recordInfo")
 async def record_info(
-    emulator: EmulatorDep, task_id: Annotated[str | None, Query(alias="taskId")] = None
+    request: Request,
+    emulator: EmulatorDep,
+    task_id: Annotated[str | None, Query(alias="taskId")] = None,
 ) -> dict[str, Any]:
     """A task's state; `resultJson` is a JSON string once it succeeded."""
     glob = emulator.faults.global_faults
     if not task_id:
         raise KieError(400, "taskId parameter is required", faults=glob)
     task = emulator.get(task_id)
-    fault = emulator.faults.on_record(task)
-    if fault is not None:
-        raise KieError.from_fault(fault, task.faults if task is not None else glob)
     if task is None:
+        emulator.faults.admit(request, "record")
         raise KieError(*RECORD_NOT_FOUND, faults=glob)
-    emulator.stats.codes["200"] += 1
+    emulator.faults.admit(request, "record", job=task.job_faults, job_switches=task.faults)
+    emulator.codes["200"] += 1
     return {"code": 200, "message": "success", "data": task.to_data()}
 
 
@@ -96,6 +118,10 @@ async def record_info(
 async def get_file(task_id: str, name: str, request: Request, emulator: EmulatorDep) -> Response:
     """A result file, from success until it expires (then a plain 404)."""
     task = emulator.get(task_id)
+    job = None if task is None else task.job_faults
+    emulator.faults.admit(
+        request, "file", job=job, job_switches=None if task is None else task.faults
+    )
     if task is None or not emulator.file_available(task, name):
         return Response(status_code=404)
     spec = task.files[name]

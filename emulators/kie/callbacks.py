@@ -11,6 +11,7 @@ and the time only, never the body, which is exactly what the `lie_in_callback` f
 
 Retries: KIE's policy is UNCONFIRMED; the emulator retries a failed attempt (connection error or
 non-2xx) after each of `callback_retry_delays`, with a fresh timestamp and signature each time.
+Delivery and the webhook faults are the scaffold's `WebhookSender`, on the emulator's clock.
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from emulators.kie.clock import Clock
 from emulators.kie.config import EmulatorConfig
 from emulators.kie.records import Task, result_json
-from emulators.kie.stats import Stats
-from emulators.replicate.tasks import TaskSet
+from emulators.scaffold.webhooks import Message
 
 USER_AGENT = "kie-emulator/1"
 FORGED_HOST = "https://forged.invalid"
@@ -57,94 +55,30 @@ def callback_body(task: Task) -> dict[str, Any]:
     return {"code": 501, "msg": data["failMsg"] or "Generation Failed", "data": data}
 
 
-class CallbackSender:
-    """Turns a finished task into (signed) POSTs to its `callBackUrl`."""
+def callback_message(
+    config: EmulatorConfig,
+    task: Task,
+    wall_clock: Callable[[], float] = time.time,
+) -> Message:
+    """The completion callback of a finished task (its `callBackUrl` must be set)."""
+    assert task.callback_url is not None
+    body = callback_body(task)
+    # As httpx's `json=` writes it.
+    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
-    def __init__(
-        self,
-        config: EmulatorConfig,
-        client: httpx.AsyncClient,
-        stats: Stats,
-        tasks: TaskSet,
-        clock: Clock,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._config = config
-        self._client = client
-        self._stats = stats
-        self._tasks = tasks
-        self._clock = clock
-        self._wall_clock = wall_clock
-
-    def emit(self, task: Task) -> None:
-        """Send the completion callback in the background, as the faults allow."""
-        if task.callback_url is None:
-            return
-        if task.faults.drop_callbacks:
-            self._stats.callbacks["dropped"] += 1
-            task.history.append({"type": "callback_dropped", "time": self._clock.now()})
-            return
-        body = callback_body(task)
-        self._stats.callbacks["messages"] += 1
-        if task.faults.lie_in_callback:
-            self._stats.callbacks["lies"] += 1
-        self._tasks.spawn(self._deliver(task, body), name=f"callback-{task.id}")
-
-    async def _deliver(self, task: Task, body: dict[str, Any]) -> None:
-        faults = task.faults
-        if faults.callback_delay_seconds > 0:
-            await self._clock.sleep(faults.callback_delay_seconds)
-        delays = self._config.callback_retry_delays
-        attempt = 1
-        while not await self._attempt(task, body, attempt) and attempt <= len(delays):
-            await self._clock.sleep(delays[attempt - 1])
-            attempt += 1
-        for _ in range(faults.duplicate_callbacks):
-            self._stats.callbacks["duplicates"] += 1
-            await self._attempt(task, body, attempt=1, duplicate=True)
-
-    def _headers(self, task: Task) -> dict[str, str]:
-        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
-        key = self._config.webhook_hmac_key
+    def headers() -> dict[str, str]:
+        found = {"content-type": "application/json", "user-agent": USER_AGENT}
+        key = config.webhook_hmac_key
         faults = task.faults
         if not key or faults.omit_callback_signature:
-            return headers
+            return found
         # Real time, not the emulator's clock: the receiver checks it against its own.
-        timestamp = int(self._wall_clock() + faults.callback_timestamp_skew_seconds)
+        timestamp = int(wall_clock() + faults.callback_timestamp_skew_seconds)
         if faults.callback_bad_signature:
             key = key + "-not-the-account-key"
-        headers["X-Webhook-Timestamp"] = str(timestamp)
-        headers["X-Webhook-Signature"] = sign(key, task.id, timestamp)
-        return headers
+        found["X-Webhook-Timestamp"] = str(timestamp)
+        found["X-Webhook-Signature"] = sign(key, task.id, timestamp)
+        return found
 
-    async def _attempt(
-        self, task: Task, body: dict[str, Any], attempt: int, *, duplicate: bool = False
-    ) -> bool:
-        assert task.callback_url is not None
-        self._stats.callbacks["attempted"] += 1
-        status_code: int | None = None
-        error: str | None = None
-        sent_at = self._clock.now()
-        try:
-            response = await self._client.post(
-                task.callback_url, json=body, headers=self._headers(task)
-            )
-            status_code = response.status_code
-        except Exception as exc:  # any failure to deliver is data for the test, never a crash
-            error = f"{type(exc).__name__}: {exc}"
-        ok = status_code is not None and 200 <= status_code < 300
-        self._stats.callbacks["delivered" if ok else "failed"] += 1
-        task.history.append(
-            {
-                "type": "callback",
-                "attempt": attempt,
-                "duplicate": duplicate,
-                "claimed_state": body["data"]["state"],
-                "lie": task.faults.lie_in_callback,
-                "status_code": status_code,
-                "error": error,
-                "sent_at": sent_at,
-                "time": self._clock.now(),
-            }
-        )
-        return ok
+    entry = {"claimed_state": body["data"]["state"], "lie": task.faults.lie_in_callback}
+    return Message(job=task, url=task.callback_url, body=raw, headers=headers, entry=entry)

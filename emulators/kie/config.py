@@ -6,14 +6,16 @@ List values are given as JSON, e.g. `KIE_EMULATOR_CALLBACK_RETRY_DELAYS='[0.1, 0
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from emulators.scaffold.settings import ProviderSettings
 
 # KIE signs callbacks only once the account has created a `webhookHmacKey`; the emulator has one
 # by default so the dev stack exercises verification. An empty key sends unsigned callbacks.
 DEFAULT_WEBHOOK_HMAC_KEY = "autosync-dev-kie-webhook-hmac-key"
 
 
-class EmulatorConfig(BaseSettings):
+class EmulatorConfig(ProviderSettings):
     """How the emulator behaves when no fault switch says otherwise."""
 
     model_config = SettingsConfigDict(env_prefix="KIE_EMULATOR_", extra="ignore")
@@ -21,7 +23,6 @@ class EmulatorConfig(BaseSettings):
     # "" accepts any bearer token (the header itself is still required).
     api_key: str = ""
     webhook_hmac_key: str = DEFAULT_WEBHOOK_HMAC_KEY
-    public_url: str = ""
     # A task's lifecycle on the emulator's clock: waiting → queuing → generating → success/fail.
     waiting_seconds: float = Field(default=0.3, ge=0)
     queuing_seconds: float = Field(default=0.3, ge=0)
@@ -32,12 +33,6 @@ class EmulatorConfig(BaseSettings):
     # KIE's callback retry policy is UNCONFIRMED; these are the emulator's guess.
     callback_retry_delays: list[float] = Field(default_factory=lambda: [1.0, 5.0, 15.0])
     callback_timeout_seconds: float = Field(default=15, gt=0)
-    log_requests: bool = False
-
-    @field_validator("public_url")
-    @classmethod
-    def _strip_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
 
     @field_validator("callback_retry_delays")
     @classmethod

@@ -1,7 +1,7 @@
-"""The emulator's own control and observation routes (`/_emulator/...`, no auth).
+"""The KIE emulator's own control routes (`/_emulator/...`, no auth), besides the scaffold's
+common ones (health, stats, faults, jobs, reset: which also puts the clock back).
 
-Tests and benches use them to switch faults on, force outcomes, move the clock and read what
-happened.
+Tests and benches use them to force outcomes, move the clock and read what happened to a task.
 """
 
 from __future__ import annotations
@@ -10,53 +10,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from emulators.common import ProviderJob, provider_jobs
-from emulators.kie.deps import EmulatorDep
-from emulators.kie.models import ClockAdvance, CompleteRequest, Faults
+from emulators.kie.api import EmulatorDep
+from emulators.kie.models import ClockAdvance, CompleteRequest
 from emulators.kie.records import Task
 from emulators.kie.state import Emulator
 
 router = APIRouter(prefix="/_emulator")
-
-
-@router.get("/health")
-async def health() -> dict[str, bool]:
-    """Liveness."""
-    return {"ok": True}
-
-
-@router.get("/stats")
-async def stats(emulator: EmulatorDep) -> dict[str, Any]:
-    """Requests by kind, HTTP statuses, body codes, callback counters and tasks by state."""
-    return emulator.stats.snapshot(emulator.tasks_by_state())
-
-
-@router.get("/jobs")
-async def jobs(emulator: EmulatorDep, job_id: str | None = None) -> dict[str, Any]:
-    """Provider jobs per app job id (the `job_id=` of their webhook URL), oldest first."""
-    return provider_jobs(
-        (ProviderJob(r.id, r.callback_url, r.state, False) for r in emulator.records()), job_id
-    )
-
-
-@router.get("/faults")
-async def get_faults(emulator: EmulatorDep) -> Faults:
-    """The global faults; `rate_limits` and `server_errors` show what is left."""
-    return emulator.faults.global_faults
-
-
-@router.put("/faults")
-async def put_faults(faults: Faults, emulator: EmulatorDep) -> Faults:
-    """Replace the global faults (task faults apply to tasks created from now on)."""
-    emulator.faults.replace(faults)
-    return emulator.faults.global_faults
-
-
-@router.delete("/faults")
-async def delete_faults(emulator: EmulatorDep) -> Faults:
-    """Back to no global faults."""
-    emulator.faults.replace(Faults())
-    return emulator.faults.global_faults
 
 
 @router.get("/clock")
@@ -92,13 +51,6 @@ async def expire(task_id: str, emulator: EmulatorDep) -> dict[str, Any]:
     task = _task(emulator, task_id)
     emulator.expire_files(task)
     return task.to_data()
-
-
-@router.post("/reset")
-async def reset(emulator: EmulatorDep) -> dict[str, bool]:
-    """Forget every task, fault and counter, and put the clock back."""
-    await emulator.reset()
-    return {"ok": True}
 
 
 def _task(emulator: Emulator, task_id: str) -> Task:

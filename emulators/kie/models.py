@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emulators.scaffold.faults import WebhookFaults
+
 State = Literal["waiting", "queuing", "generating", "success", "fail"]
 ALL_STATES: tuple[State, ...] = ("waiting", "queuing", "generating", "success", "fail")
 TERMINAL_STATES: frozenset[str] = frozenset({"success", "fail"})
@@ -33,7 +35,8 @@ CODE_MESSAGES: dict[int, str] = {
 # What recordInfo answers for a task id it does not know.
 RECORD_NOT_FOUND = (422, "recordInfo is null")
 
-FaultTarget = Literal["create", "record"]
+# The calls the call switches can hit (kinds of `classify` in `api.py`).
+FaultTarget = Literal["create", "record", "file"]
 _CREATE_ONLY: list[FaultTarget] = ["create"]
 
 
@@ -46,14 +49,16 @@ def envelope(code: int, msg: str | None = None, data: Any = None) -> dict[str, A
     }
 
 
-class Faults(BaseModel):
-    """Fault switches. Defaults mean "behave like KIE".
+class Faults(WebhookFaults):
+    """Fault switches: the common ones (`scaffold.faults`) and KIE's own.
 
     Given globally (`PUT /_emulator/faults`) or per task (`input["_emulator"]`, removed before
-    the task is stored); a per-task value wins over the global one field by field.
+    the task is stored); a per-task value wins over the global one field by field. The common
+    `rate_limits` and `server_errors` answer body code 429 and `server_error_code`.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    errors_on: list[FaultTarget] = Field(default_factory=lambda: _CREATE_ONLY.copy())
+    retry_after_seconds: float | None = Field(default=None, ge=0)
 
     # Outcome and timing of the task.
     fail: str | None = None
@@ -66,33 +71,43 @@ class Faults(BaseModel):
     file_bytes: int | None = Field(default=None, ge=0)
 
     # API answers. `reject_code` refuses every create with that body code (401, 402, 422, 433,
-    # 501, 505 …); `rate_limits` and `server_errors` count down, then calls go through.
+    # 501, 505 …).
     reject_code: int | None = Field(default=None, ge=400, le=599)
-    rate_limits: int = Field(default=0, ge=0)
-    server_errors: int = Field(default=0, ge=0)
     server_error_code: int = Field(default=500, ge=400, le=599)  # 455: maintenance
-    errors_on: list[FaultTarget] = Field(default_factory=lambda: _CREATE_ONLY.copy())
-    retry_after_seconds: float | None = Field(default=None, ge=0)
     http_status_mirrors_code: bool = False
-    # The task exists at once but createTask answers this much later: a client that gives up
-    # (or dies) meanwhile made a task it never heard of.
-    create_delay_seconds: float = Field(default=0, ge=0)
 
-    # Callbacks.
-    drop_callbacks: bool = False
-    duplicate_callbacks: int = Field(default=0, ge=0)
+    # Callbacks (the common webhook switches drop, duplicate, delay and reorder them).
     # The callback claims success with other result URLs than recordInfo gives; it is still
     # correctly signed, since the signature covers only `taskId.timestamp`.
     lie_in_callback: bool = False
-    callback_delay_seconds: float = Field(default=0, ge=0)
     callback_task_id_key: Literal["taskId", "task_id"] = "taskId"
     callback_timestamp_skew_seconds: float = 0
     callback_bad_signature: bool = False
     omit_callback_signature: bool = False
 
-    def overridden_by(self, specific: Faults) -> Faults:
-        """These faults with every field that `specific` set explicitly replaced."""
-        return self.model_copy(update=specific.model_dump(include=specific.model_fields_set))
+
+class KieError(Exception):
+    """A body-level error answer (`{"code": N, "msg": …, "data": null}`), rendered in `app.py`.
+
+    The HTTP status is 200, as KIE sends it, unless the faults in force mirror the code.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        msg: str | None = None,
+        *,
+        faults: Faults | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.code = code
+        self.msg = msg or CODE_MESSAGES.get(code, f"error {code}")
+        super().__init__(self.msg)
+        self.http_status = code if faults is not None and faults.http_status_mirrors_code else 200
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return envelope(self.code, self.msg)
 
 
 class CompleteRequest(BaseModel):

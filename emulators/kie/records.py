@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulators.kie.models import TERMINAL_STATES, Faults, State
-from emulators.replicate.files import FileSpec
+from emulators.scaffold.faults import JobFaults
+from emulators.scaffold.media import FileSpec
 
 
 def new_task_id() -> str:
@@ -45,11 +46,11 @@ class Task:
     started_at: float | None = None
     completed_at: float | None = None
     files_removed: bool = False
-    # Per-task countdown of `record` faults (create faults are counted per request body).
-    rate_limits_left: int = 0
-    server_errors_left: int = 0
+    # Its own call switches (`record` faults count down here; creates count per request body).
+    job_faults: JobFaults = field(default_factory=JobFaults)
     history: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    rendered: asyncio.Event = field(default_factory=asyncio.Event)  # its files are final
 
     @property
     def terminal(self) -> bool:

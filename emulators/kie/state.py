@@ -12,31 +12,43 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 
-from emulators.kie.callbacks import CallbackSender
+from emulators.kie.callbacks import callback_message
 from emulators.kie.clock import Clock
 from emulators.kie.config import EmulatorConfig
-from emulators.kie.faults import FaultBook
 from emulators.kie.models import ALL_STATES, Faults, State
 from emulators.kie.outputs import is_video_model, plan_outputs
 from emulators.kie.records import Task, new_task_id
-from emulators.kie.stats import Stats
-from emulators.replicate.tasks import TaskSet
+from emulators.scaffold.emulator import EmulatorBase
+from emulators.scaffold.inputs import FromInput, render
+from emulators.scaffold.jobs import ProviderJob
+from emulators.scaffold.stats import WEBHOOK_COUNTERS
+from emulators.scaffold.webhooks import WebhookSender
+
+REQUEST_KINDS = ("create", "record", "file", "other")
 
 
-class Emulator:
+class Emulator(EmulatorBase[EmulatorConfig, Faults]):
     """An in-memory KIE account."""
 
     def __init__(self, config: EmulatorConfig, http: httpx.AsyncClient) -> None:
-        self.config = config
+        super().__init__(
+            config,
+            Faults,
+            request_kinds=REQUEST_KINDS,
+            webhook_counters=(*WEBHOOK_COUNTERS, "lies"),
+        )
         self.clock = Clock()
-        self.stats = Stats()
-        self.faults = FaultBook()
-        self._tasks = TaskSet()
-        self.callbacks = CallbackSender(config, http, self.stats, self._tasks, self.clock)
+        self.http = http
+        # KIE's body-level `code` of every API answer (200 included).
+        self.codes: Counter[str] = Counter()
+        self.callbacks = WebhookSender(
+            http, self.stats, self.tasks, config.callback_retry_delays, clock=self.clock
+        )
         self._records: dict[str, Task] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
 
@@ -45,13 +57,16 @@ class Emulator:
     def get(self, task_id: str) -> Task | None:
         return self._records.get(task_id)
 
-    def records(self) -> tuple[Task, ...]:
-        """Every task, oldest first."""
-        return tuple(self._records.values())
-
-    def tasks_by_state(self) -> dict[str, int]:
+    def stats_extra(self) -> dict[str, Any]:
+        """Body-level codes of the API's answers and tasks by state."""
         counts = Counter(task.state for task in self._records.values())
-        return {state: counts[state] for state in ALL_STATES}
+        return {
+            "codes": dict(sorted(self.codes.items())),
+            "tasks": {state: counts[state] for state in ALL_STATES},
+        }
+
+    def provider_jobs(self) -> Iterable[ProviderJob]:
+        return (ProviderJob(t.id, t.callback_url, t.state, False) for t in self._records.values())
 
     def file_available(self, task: Task, name: str) -> bool:
         """Served only after success and until the task's result URLs expire."""
@@ -79,6 +94,7 @@ class Emulator:
         config = self.config
         generating = config.video_generating_seconds if is_video_model(model) else None
         now = self.clock.now()
+        output = plan_outputs(task_id, model, payload, faults.file_bytes)
         task = Task(
             id=task_id,
             model=model,
@@ -86,7 +102,7 @@ class Emulator:
             callback_url=callback_url,
             base_url=base_url,
             faults=faults,
-            files=plan_outputs(task_id, model, payload, faults.file_bytes),
+            files=output.files,
             created_at=now,
             updated_at=now,
             waiting_seconds=_pick(faults.waiting_seconds, config.waiting_seconds),
@@ -96,13 +112,14 @@ class Emulator:
             ),
             file_ttl_seconds=_pick(faults.file_ttl_seconds, config.file_ttl_seconds),
         )
-        if specific is not None and "record" in faults.errors_on:
-            explicit = specific.model_fields_set
-            task.rate_limits_left = faults.rate_limits if "rate_limits" in explicit else 0
-            task.server_errors_left = faults.server_errors if "server_errors" in explicit else 0
+        task.job_faults = self.faults.for_job(specific)
         self._records[task_id] = task
         self._note(task)
-        self._runners[task_id] = self._tasks.spawn(self._run(task), name=f"lifecycle-{task_id}")
+        self._runners[task_id] = self.tasks.spawn(self._run(task), name=f"lifecycle-{task_id}")
+        if output.source is None:
+            task.rendered.set()
+        else:
+            self.tasks.spawn(self._render(task, output.source), name=f"render-{task_id}")
         return task
 
     def finish(
@@ -125,7 +142,12 @@ class Emulator:
         runner = self._runners.pop(task.id, None)
         if runner is not None and runner is not asyncio.current_task():
             runner.cancel()
-        self.callbacks.emit(task)
+        if task.callback_url is not None:
+            if (
+                self.callbacks.send(callback_message(self.config, task))
+                and task.faults.lie_in_callback
+            ):
+                self.stats.webhooks["lies"] += 1
         return True
 
     def expire_files(self, task: Task) -> None:
@@ -134,17 +156,13 @@ class Emulator:
             task.files_removed = True
             task.history.append({"type": "files_expired", "time": self.clock.now()})
 
-    async def reset(self) -> None:
-        """Forget everything: tasks (stopping their coroutines and callbacks), faults, counters."""
-        await self._tasks.cancel_all()
+    def forget(self) -> None:
+        """Forget every task and body code, and put the clock back."""
         self._records.clear()
         self._runners.clear()
-        self.faults.reset()
-        self.stats.clear()
+        self.codes.clear()
+        self.callbacks.forget()
         self.clock.reset()
-
-    async def close(self) -> None:
-        await self._tasks.cancel_all()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -159,10 +177,17 @@ class Emulator:
         task.started_at = self.clock.now()
         self._move(task, "generating")
         await self.clock.sleep_until(started_at + task.generating_seconds)
+        await task.rendered.wait()
         if task.faults.fail:
             self.finish(task, "fail", task.faults.fail)
         else:
             self.finish(task, "success")
+
+    async def _render(self, task: Task, source: FromInput) -> None:
+        """Make the task's PNGs from its input image (see `scaffold.inputs`)."""
+        task.files, entry = await render(self.http, task.files, source)
+        task.history.append({**entry, "time": self.clock.now()})
+        task.rendered.set()
 
     def _move(self, task: Task, state: State) -> None:
         task.state = state

@@ -11,23 +11,51 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from emulators.pull_client.deps import EmulatorDep, get_identity
-from emulators.pull_client.problems import ApiProblem
-from emulators.pull_client.state import ACTIONS, ClientIdentity
+from emulators.pull_client.state import ACTIONS, DEFAULT_CLIENT, ClientIdentity, PullClientEmulator
+from emulators.scaffold.app import ApiError, problem
+from emulators.scaffold.emulator import state_of
 
 router = APIRouter()
+EmulatorDep = Annotated[PullClientEmulator, Depends(state_of(PullClientEmulator))]
+_API = "/api/client/"
+
+
+def classify(method: str, path: str) -> str | None:
+    """The kind of a client API call (its route: `sync_data` ...), None for control routes."""
+    if path.startswith("/_emulator"):
+        return None
+    if path.startswith("/c/"):
+        path = "/" + path.split("/", 3)[-1]
+    if not path.startswith(_API):
+        return "other"
+    kind = path.removeprefix(_API).replace("-", "_")
+    return (
+        kind if kind in ("health", "sync_data", "acknowledge", "stats", "add_capture") else "other"
+    )
+
+
+def get_identity(request: Request, emulator: EmulatorDep) -> ClientIdentity:
+    """`/c/{client_id}/...` names the identity; the unprefixed routes are `default`'s."""
+    client_id = request.path_params.get("client_id", DEFAULT_CLIENT)
+    client = emulator.clients.get(client_id)
+    if client is None:
+        raise problem(404, "unknown client", f"no client identity {client_id!r}")
+    return client
 
 
 async def _admitted(
-    request: Request, client: Annotated[ClientIdentity, Depends(get_identity)]
+    request: Request,
+    client: Annotated[ClientIdentity, Depends(get_identity)],
+    emulator: EmulatorDep,
 ) -> ClientIdentity:
-    """Apply the identity's `down` and `fail_next` switches to any client API request."""
+    """Apply the common call faults, then the identity's `down` and `fail_next` switches."""
+    emulator.faults.admit(request, classify(request.method, request.url.path) or "other")
     faults = client.faults
     if faults.down:
-        raise ApiProblem(503, "down", "the client is down (injected by the emulator)", empty=True)
+        raise ApiError(503, None)  # no body, as a client behind a dead proxy
     if faults.fail_next > 0:
         faults.fail_next -= 1
-        raise ApiProblem(500, "server error", "injected by the emulator (fail_next)")
+        raise problem(500, "server error", "injected by the emulator (fail_next)")
     return client
 
 
@@ -78,7 +106,7 @@ async def sync_data(
     if faults.slow:
         await asyncio.sleep(config.slow_seconds)
     if faults.server_error:
-        raise ApiProblem(500, "server error", "sync-data failed (injected by the emulator)")
+        raise problem(500, "server error", "sync-data failed (injected by the emulator)")
     if faults.malformed_json:
         return Response(b'{"records": [{"id": "x", ', media_type="application/json")
     size = min(limit or config.default_page_size, config.max_page_size)
@@ -114,10 +142,10 @@ async def acknowledge(body: Acknowledge, client: ClientDep) -> Response:
     client.counters["acknowledge"] += 1
     faults = client.faults
     if faults.ack_fails:
-        raise ApiProblem(500, "server error", "acknowledge failed (injected by the emulator)")
+        raise problem(500, "server error", "acknowledge failed (injected by the emulator)")
     done, unknown = client.acknowledge(body.ids)
     if faults.ack_lies:
-        raise ApiProblem(500, "server error", "acknowledged, then failed (injected)")
+        raise problem(500, "server error", "acknowledged, then failed (injected)")
     if faults.ack_unknown_ids:
         done = [*done, f"{client.client_id}-never-sent"]
     return _json({"acknowledged": done, "unknown": unknown})

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from emulators.scaffold.settings import EmulatorSettings
 
 
-class PullClientEmulatorConfig(BaseSettings):
+class PullClientEmulatorConfig(EmulatorSettings):
     """Which identities exist at start and how big a page of pending records may be."""
 
     model_config = SettingsConfigDict(env_prefix="PULL_CLIENT_EMULATOR_", extra="ignore")
@@ -21,4 +23,3 @@ class PullClientEmulatorConfig(BaseSettings):
     slow_seconds: float = Field(default=20.0, ge=0, le=600)
     # Records in a `huge` answer's padding, in bytes.
     huge_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
-    log_requests: bool = False

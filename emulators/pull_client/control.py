@@ -1,7 +1,8 @@
-"""The emulator's own control and observation routes (`/_emulator/...`, no auth).
+"""The pull-client emulator's own control routes (`/_emulator/...`, no auth), besides the
+scaffold's common ones (health, stats, faults over every identity, reset).
 
-Tests and benchmarks use them to create identities with records, switch faults on and read
-what the backend did (acknowledged, pending).
+Tests and benchmarks use them to create identities with records, switch an identity's faults
+on and read what the backend did (acknowledged, pending).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from emulators.pull_client.deps import EmulatorDep
+from emulators.pull_client.api import EmulatorDep
 from emulators.pull_client.faults import Faults
-from emulators.pull_client.problems import ApiProblem
 from emulators.pull_client.state import ClientIdentity, PullClientEmulator
+from emulators.scaffold.app import problem
 
 router = APIRouter(prefix="/_emulator")
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -48,14 +49,8 @@ class AddRecords(BaseModel):
 def _client(emulator: PullClientEmulator, client_id: str) -> ClientIdentity:
     client = emulator.clients.get(client_id)
     if client is None:
-        raise ApiProblem(404, "unknown client", f"no client identity {client_id!r}")
+        raise problem(404, "unknown client", f"no client identity {client_id!r}")
     return client
-
-
-@router.get("/health")
-async def health() -> dict[str, bool]:
-    """Liveness."""
-    return {"ok": True}
 
 
 @router.get("/clients")
@@ -117,16 +112,3 @@ async def delete_faults(client_id: str, emulator: EmulatorDep) -> Faults:
     client = _client(emulator, client_id)
     client.faults = Faults()
     return client.faults
-
-
-@router.get("/stats")
-async def stats(emulator: EmulatorDep) -> dict[str, Any]:
-    """Totals over every identity: identities, records, pending, requests by route."""
-    return emulator.totals()
-
-
-@router.post("/reset")
-async def reset(emulator: EmulatorDep) -> dict[str, bool]:
-    """Only the `default` identity again, with its seed records; no faults, no counters."""
-    emulator.reset()
-    return {"ok": True}

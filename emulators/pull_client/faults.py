@@ -1,15 +1,30 @@
-"""Fault switches of one client identity (`PUT /_emulator/clients/{id}/faults`).
+"""Fault switches: the common ones for every identity (`PUT /_emulator/faults`, see
+`scaffold.faults`) and each identity's own (`PUT /_emulator/clients/{id}/faults`).
 
 Each hits the client API only (`/api/client/...`); the control routes always answer.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from emulators.scaffold.faults import CallFaults
+
+# The calls the common switches can hit (kinds of `classify` in `api.py`).
+FaultTarget = Literal["health", "sync_data", "acknowledge", "stats", "add_capture"]
+_CLIENT_CALLS: list[FaultTarget] = ["health", "sync_data", "acknowledge", "stats", "add_capture"]
+
+
+class ClientCalls(CallFaults):
+    """The common call switches, over every identity's client API calls."""
+
+    errors_on: list[FaultTarget] = Field(default_factory=lambda: _CLIENT_CALLS.copy())
 
 
 class Faults(BaseModel):
-    """Defaults mean "behave like a healthy client"."""
+    """One identity's switches. Defaults mean "behave like a healthy client"."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from emulators.pull_client.config import PullClientEmulatorConfig
-from emulators.pull_client.faults import Faults
+from emulators.pull_client.faults import ClientCalls, Faults
+from emulators.scaffold.emulator import EmulatorBase
 
 DEFAULT_CLIENT = "default"
 ACTIONS = ("capture", "favorite", "remove")
+REQUEST_KINDS = ("health", "sync_data", "acknowledge", "stats", "add_capture", "other")
 
 
 def now() -> datetime:
@@ -103,13 +105,13 @@ class ClientIdentity:
         }
 
 
-class PullClientEmulator:
+class PullClientEmulator(EmulatorBase[PullClientEmulatorConfig, ClientCalls]):
     def __init__(self, config: PullClientEmulatorConfig) -> None:
-        self.config = config
+        super().__init__(config, ClientCalls, request_kinds=REQUEST_KINDS)
         self.clients: dict[str, ClientIdentity] = {}
-        self.reset()
+        self.forget()
 
-    def reset(self) -> None:
+    def forget(self) -> None:
         """Only the `default` identity, with its seed records and no faults."""
         self.clients = {}
         default = self.create(DEFAULT_CLIENT, self.config.default_user_id)
@@ -132,3 +134,9 @@ class PullClientEmulator:
             "pending": sum(len(c.pending) for c in self.clients.values()),
             "requests": dict(sorted(counters.items())),
         }
+
+    def stats_extra(self) -> dict[str, Any]:
+        """Identities, records and pending records, and each identity's routes called."""
+        totals = self.totals()
+        totals["client_requests"] = totals.pop("requests")
+        return totals

@@ -1,42 +1,8 @@
 """`python -m emulators.replicate --host 127.0.0.1 --port 8787`; settings from REPLICATE_EMULATOR_*."""
 
-from __future__ import annotations
-
-import argparse
-import logging
-
-import uvicorn
-
 from emulators.replicate.app import create_app
 from emulators.replicate.config import EmulatorConfig
-
-SHUTDOWN_GRACE_SECONDS = 2
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m emulators.replicate", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8787)
-    parser.add_argument(
-        "--public-url", default=None, help="base URL put in urls.* and output file URLs"
-    )
-    args = parser.parse_args(argv)
-
-    config = EmulatorConfig()
-    if args.public_url is not None:
-        config = config.model_copy(update={"public_url": args.public_url.rstrip("/")})
-    logging.basicConfig(level=logging.INFO if config.log_requests else logging.WARNING)
-    uvicorn.run(
-        create_app(config),
-        host=args.host,
-        port=args.port,
-        access_log=False,  # the app logs requests itself when log_requests is on
-        log_level="info" if config.log_requests else "warning",
-        # Slow file downloads and `Prefer: wait` holds must not keep a stop from reaching the
-        # lifespan shutdown, which writes the state file a last time.
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-    )
-
+from emulators.scaffold.run import main
 
 if __name__ == "__main__":
-    main()
+    main("emulators.replicate", __doc__, create_app, EmulatorConfig, port=8787)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from emulators.replicate.deps import ApiProblem, EmulatorDep, base_url, require_token
-from emulators.replicate.faults import (
+from emulators.replicate.models import (
+    NOT_FOUND,
     SERVER_ERROR_BODY,
-    CallFault,
-    body_key,
-    rate_limit_body,
-    retry_after_header,
+    UNAUTHENTICATED,
+    FaultTarget,
+    InvalidField,
 )
-from emulators.replicate.files import file_size, iter_file, paced
-from emulators.replicate.models import NOT_FOUND, FaultTarget, InvalidField
 from emulators.replicate.parsing import (
     VERSION_ID,
     CreateRequest,
@@ -29,8 +25,42 @@ from emulators.replicate.parsing import (
 )
 from emulators.replicate.records import Record, RecordKind, derived_version
 from emulators.replicate.state import Emulator
+from emulators.scaffold.app import ApiError, credential_ok
+from emulators.scaffold.emulator import state_of
+from emulators.scaffold.faults import CallRefused, request_key
+from emulators.scaffold.media import file_size, iter_file, paced
 
 PAGE_SIZE = 100
+
+EmulatorDep = Annotated[Emulator, Depends(state_of(Emulator))]
+
+
+def require_token(request: Request, emulator: EmulatorDep) -> None:
+    """`Authorization: Bearer <token>` (or the old `Token <token>`); any token if none is set."""
+    if not credential_ok(request, ("bearer", "token"), emulator.config.api_token):
+        raise ApiError(401, UNAUTHENTICATED)
+
+
+def classify(method: str, path: str) -> str | None:
+    """The request kind of a public call, or None for the emulator's own control routes."""
+    if path.startswith("/_emulator") or not path.startswith(("/v1/", "/files/")):
+        return None
+    if path.startswith("/files/"):
+        return "file"
+    if path == "/v1/webhooks/default/secret":
+        return "secret"
+    parts = path.strip("/").split("/")
+    if method == "POST":
+        if parts[-1] == "cancel":
+            return "cancel"
+        if parts[-1] in ("predictions", "trainings"):
+            return "create"
+    if method == "GET" and len(parts) == 2 and parts[1] in ("predictions", "trainings"):
+        return "list"
+    if method == "GET" and len(parts) == 3 and parts[1] in ("predictions", "trainings"):
+        return "get"
+    return "other"
+
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
 files_router = APIRouter()
@@ -130,6 +160,7 @@ async def list_predictions(
     request: Request, emulator: EmulatorDep, cursor: int = 0
 ) -> dict[str, Any]:
     """Predictions, newest first, 100 a page."""
+    emulator.faults.admit(request, "list")
     return _page(request, emulator, "prediction", cursor)
 
 
@@ -138,33 +169,34 @@ async def list_trainings(
     request: Request, emulator: EmulatorDep, cursor: int = 0
 ) -> dict[str, Any]:
     """Trainings, newest first, 100 a page."""
+    emulator.faults.admit(request, "list")
     return _page(request, emulator, "training", cursor)
 
 
 @router.get("/predictions/{job_id}")
-async def get_prediction(job_id: str, emulator: EmulatorDep) -> dict[str, Any]:
+async def get_prediction(job_id: str, request: Request, emulator: EmulatorDep) -> dict[str, Any]:
     """A prediction (or a training: Replicate serves both here)."""
-    return _lookup(emulator, job_id, None, "get").to_json()
+    return _lookup(request, emulator, job_id, None, "get").to_json()
 
 
 @router.get("/trainings/{job_id}")
-async def get_training(job_id: str, emulator: EmulatorDep) -> dict[str, Any]:
+async def get_training(job_id: str, request: Request, emulator: EmulatorDep) -> dict[str, Any]:
     """A training."""
-    return _lookup(emulator, job_id, "training", "get").to_json()
+    return _lookup(request, emulator, job_id, "training", "get").to_json()
 
 
 @router.post("/predictions/{job_id}/cancel")
-async def cancel_prediction(job_id: str, emulator: EmulatorDep) -> dict[str, Any]:
+async def cancel_prediction(job_id: str, request: Request, emulator: EmulatorDep) -> dict[str, Any]:
     """Cancel a running prediction; a finished one comes back unchanged."""
-    record = _lookup(emulator, job_id, None, "cancel")
+    record = _lookup(request, emulator, job_id, None, "cancel")
     emulator.cancel(record)
     return record.to_json()
 
 
 @router.post("/trainings/{job_id}/cancel")
-async def cancel_training(job_id: str, emulator: EmulatorDep) -> dict[str, Any]:
+async def cancel_training(job_id: str, request: Request, emulator: EmulatorDep) -> dict[str, Any]:
     """Cancel a running training; a finished one comes back unchanged."""
-    record = _lookup(emulator, job_id, "training", "cancel")
+    record = _lookup(request, emulator, job_id, "training", "cancel")
     emulator.cancel(record)
     return record.to_json()
 
@@ -178,9 +210,9 @@ async def webhook_secret(emulator: EmulatorDep) -> dict[str, str]:
 @files_router.api_route("/files/{job_id}/{filename}", methods=["GET", "HEAD"])
 async def get_file(job_id: str, filename: str, request: Request, emulator: EmulatorDep) -> Response:
     """An output file, until its job's data is removed (like replicate.delivery URLs)."""
-    record = emulator.get(job_id)
-    if record is None or filename not in record.published:
-        raise ApiProblem(404, NOT_FOUND)
+    record = _lookup(request, emulator, job_id, None, "file")
+    if filename not in record.published:
+        raise ApiError(404, NOT_FOUND)
     spec = record.files[filename]
     size = file_size(spec)
     headers = {"content-length": str(size), "cache-control": "no-store"}
@@ -238,56 +270,50 @@ async def _create(
                     )
                 ]
             )
-    faults = emulator.faults.effective(parsed.faults)
-    key = body_key(request.url.path, body)
-    fault = emulator.faults.on_create(key, parsed.faults)
-    if fault is CallFault.RATE_LIMITED:
-        headers = None
-        if faults.retry_after_header:
-            headers = {"retry-after": retry_after_header(faults.retry_after_seconds)}
-        raise ApiProblem(429, rate_limit_body(faults.retry_after_seconds), headers)
-    if fault is CallFault.SERVER_ERROR:
-        raise ApiProblem(500, SERVER_ERROR_BODY)
-
+    key = request_key(request.url.path, body)
+    emulator.faults.admit(request, "create", key=key, specific=parsed.faults)
     record = emulator.create(
         parsed,
         kind=kind,
         model=model,
         version=version,
-        base_url=base_url(request, emulator),
+        base_url=emulator.config.base_url(request),
         cancel_after=cancel_after,
         deployment=deployment,
     )
     wait = parse_prefer_wait(request.headers.get("prefer"))
     if wait:
         await emulator.wait_terminal(record, wait)
-    if faults.create_delay_seconds:
-        await asyncio.sleep(faults.create_delay_seconds)
-    if emulator.faults.lose_answer(key, parsed.faults):
+    if emulator.faults.take("lost_create_responses", key, parsed.faults):
         emulator.note_answer_lost(record)
-        raise ApiProblem(500, SERVER_ERROR_BODY)
+        raise ApiError(500, SERVER_ERROR_BODY)
     return JSONResponse(record.to_json(), status_code=201)
 
 
 def _lookup(
-    emulator: Emulator, job_id: str, kind: RecordKind | None, target: FaultTarget
+    request: Request,
+    emulator: Emulator,
+    job_id: str,
+    kind: RecordKind | None,
+    target: FaultTarget,
 ) -> Record:
-    if emulator.faults.on_call(target):
-        raise ApiProblem(500, SERVER_ERROR_BODY)
+    """The job (404 if none), once the faults let the call through."""
     record = emulator.get(job_id, kind)
+    try:
+        emulator.faults.admit(request, target, job=None if record is None else record.job_faults)
+    except CallRefused:
+        if record is not None:
+            emulator.note_fault_used(record)  # its own count may have gone down
+        raise
     if record is None:
-        raise ApiProblem(404, NOT_FOUND)
-    if record.server_errors_left > 0 and target in record.faults.server_errors_on:
-        record.server_errors_left -= 1
-        emulator.note_fault_used(record)
-        raise ApiProblem(500, SERVER_ERROR_BODY)
+        raise ApiError(404, NOT_FOUND)
     return record
 
 
 def _page(request: Request, emulator: Emulator, kind: RecordKind, cursor: int) -> dict[str, Any]:
     records = emulator.list(kind)
     start = max(cursor, 0)
-    here = f"{base_url(request, emulator)}{request.url.path}"
+    here = f"{emulator.config.base_url(request)}{request.url.path}"
     after = start + PAGE_SIZE
     return {
         "previous": f"{here}?cursor={max(start - PAGE_SIZE, 0)}" if start > 0 else None,

@@ -9,21 +9,22 @@ from __future__ import annotations
 import base64
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from emulators.scaffold.settings import ProviderSettings
 
 # Standard base64 on purpose: replicate-python splits the secret on "_" and rejects it unless
 # exactly two parts come out, so a urlsafe alphabet would break its validator.
 DEFAULT_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"autosync-dev-webhook-secret-32by").decode()
 
 
-class EmulatorConfig(BaseSettings):
+class EmulatorConfig(ProviderSettings):
     """How the emulator behaves when no fault switch says otherwise."""
 
     model_config = SettingsConfigDict(env_prefix="REPLICATE_EMULATOR_", extra="ignore")
 
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET
     api_token: str = ""
-    public_url: str = ""
     starting_seconds: float = Field(default=0.5, ge=0)
     processing_seconds: float = Field(default=1.0, ge=0)
     training_processing_seconds: float = Field(default=3.0, ge=0)
@@ -32,7 +33,6 @@ class EmulatorConfig(BaseSettings):
     # completion, as Replicate documents.
     webhook_retry_delays: list[float] = Field(default_factory=lambda: [0.5, 1, 2, 4, 8, 16, 30])
     webhook_timeout_seconds: float = Field(default=5, gt=0)
-    log_requests: bool = False
     # JSON file the jobs are saved to and restored from on startup ("" keeps them in memory).
     state_file: str = ""
 
@@ -46,11 +46,6 @@ class EmulatorConfig(BaseSettings):
             raise ValueError("webhook_secret must use standard base64 (no '_' or '-')")
         base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         return value
-
-    @field_validator("public_url")
-    @classmethod
-    def _strip_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
 
     def webhook_key(self) -> bytes:
         """The HMAC key: the base64 part of the secret, decoded."""

@@ -1,10 +1,13 @@
-"""Wire types of the emulator: statuses, webhook events, fault switches and control bodies."""
+"""Wire types of the emulator: statuses, webhook events, fault switches, control and error bodies."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from emulators.scaffold.faults import WebhookFaults
 
 Status = Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "aborted"})
@@ -20,38 +23,25 @@ ALL_STATUSES: tuple[Status, ...] = (
 WebhookEvent = Literal["start", "output", "logs", "completed"]
 ALL_EVENTS: tuple[WebhookEvent, ...] = ("start", "output", "logs", "completed")
 
-FaultTarget = Literal["create", "get", "cancel"]
+# The calls the call switches can hit (kinds of `classify` in `api.py`).
+FaultTarget = Literal["create", "get", "cancel", "list", "file"]
 _CREATE_ONLY: list[FaultTarget] = ["create"]
 
 
-class Faults(BaseModel):
-    """Fault switches. Defaults mean "behave like Replicate".
+class Faults(WebhookFaults):
+    """Fault switches: the common ones (`scaffold.faults`) and Replicate's own.
 
     Given globally (`PUT /_emulator/faults`) or per prediction (`input["_emulator"]`); a
-    per-prediction value wins over the global one field by field, which is why merging looks at
-    `model_fields_set` rather than at the values.
+    per-prediction value wins over the global one field by field.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    drop_webhooks: bool = False
+    errors_on: list[FaultTarget] = Field(default_factory=lambda: _CREATE_ONLY.copy())
     drop_events: list[WebhookEvent] = Field(default_factory=list)
-    duplicate_webhooks: int = Field(default=0, ge=0)
-    webhook_delay_seconds: float = Field(default=0, ge=0)
-    reorder_webhooks: bool = False
     fail: str | None = None
-    rate_limit_creates: int = Field(default=0, ge=0)
-    retry_after_seconds: float = Field(default=1, ge=0)
-    retry_after_header: bool = True
-    server_errors: int = Field(default=0, ge=0)
-    server_errors_on: list[FaultTarget] = Field(default_factory=lambda: _CREATE_ONLY.copy())
     # The prediction IS created (and runs, webhooks and all) but its create call answers 500:
     # per prediction, the first N identical create bodies; globally, the next N creates. What
     # a client sees when the answer to a create that did happen is lost.
     lost_create_responses: int = Field(default=0, ge=0)
-    # The prediction exists at once, but the create call answers only this much later: a
-    # client that times out meanwhile can't tell whether it was created.
-    create_delay_seconds: float = Field(default=0, ge=0)
     # List pages leave `webhook` out of their items (Replicate doesn't document it there):
     # a client must GET the prediction to read it.
     list_without_webhook: bool = False
@@ -69,10 +59,6 @@ class Faults(BaseModel):
     # `/_emulator/redirect?to=...`). Anyone may name any model at Replicate, so a client must
     # treat outputs as untrusted URLs.
     output_url: str | None = None
-
-    def overridden_by(self, specific: Faults) -> Faults:
-        """These faults with every field that `specific` set explicitly replaced."""
-        return self.model_copy(update=specific.model_dump(include=specific.model_fields_set))
 
 
 class CompleteRequest(BaseModel):
@@ -99,3 +85,20 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any
 
 NOT_FOUND = problem(404, "Not found", "Not found.")
 UNAUTHENTICATED = problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+
+
+def rate_limit_body(retry_after: float) -> dict[str, Any]:
+    retry_after = float(retry_after)
+    shown: float | int = int(retry_after) if retry_after.is_integer() else retry_after
+    return {
+        "detail": f"Request was throttled. Your rate limit resets in ~{math.ceil(retry_after)}s.",
+        "status": 429,
+        "retry_after": shown,
+    }
+
+
+SERVER_ERROR_BODY: dict[str, Any] = {
+    "title": "Internal Server Error",
+    "detail": "Internal server error (injected by the emulator)",
+    "status": 500,
+}

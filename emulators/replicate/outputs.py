@@ -1,23 +1,32 @@
-"""What a job will output, decided when it is created (so partial outputs are a prefix of it)."""
+"""What a job will output, decided when it is created (so partial outputs are a prefix of it).
+
+Outputs follow inputs (`scaffold.inputs`): a video lasts its `duration`, an upscale is the
+input image enlarged by `scale` (real-esrgan's default 4), and an image model given an input
+image returns it edited.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from emulators.replicate.files import FileKind, FileSpec, clamp_side
 from emulators.replicate.records import derived_version
+from emulators.scaffold.inputs import FromInput, from_input, requested_seconds
+from emulators.scaffold.media import FileKind, FileSpec, clamp_side
 
 MAX_OUTPUTS = 4
 DEFAULT_SIDE = 128
+DEFAULT_SCALE = 4.0
 
 
 @dataclass(frozen=True)
 class OutputPlan:
-    """`final` holds file names where URLs go; `files` maps those names to their bytes' spec."""
+    """`final` holds file names where URLs go; `files` maps those names to their bytes' spec;
+    `source` is the input image the PNGs are made from, once fetched."""
 
     final: Any
     files: dict[str, FileSpec]
+    source: FromInput | None = None
 
 
 def plan_prediction(
@@ -32,15 +41,19 @@ def plan_prediction(
         return FileSpec(kind=kind, seed=f"{job_id}:{n}", width=width, height=height, pad_to=pad_to)
 
     if "video" in name:
-        return OutputPlan(final="out-0.mp4", files={"out-0.mp4": spec("mp4", 0)})
+        video = replace(spec("mp4", 0), seconds=requested_seconds(payload))
+        return OutputPlan(final="out-0.mp4", files={"out-0.mp4": video})
     if "upscale" in name or "esrgan" in name:
-        return OutputPlan(final="out-0.png", files={"out-0.png": spec("png", 0)})
+        source = from_input(payload, upscale=True, default_scale=DEFAULT_SCALE)
+        return OutputPlan(final="out-0.png", files={"out-0.png": spec("png", 0)}, source=source)
     count = payload.get("num_outputs", 1)
     if isinstance(count, bool) or not isinstance(count, int):
         count = 1
     count = max(1, min(count, MAX_OUTPUTS))
     names = [f"out-{n}.png" for n in range(count)]
-    return OutputPlan(final=names, files={n: spec("png", i) for i, n in enumerate(names)})
+    files = {n: spec("png", i) for i, n in enumerate(names)}
+    source = from_input(payload, upscale=False, default_scale=1.0)
+    return OutputPlan(final=names, files=files, source=source)
 
 
 def plan_training(job_id: str, destination: str, pad_to: int | None) -> OutputPlan:

@@ -10,6 +10,7 @@ leaves either the old state or the new one, never half of one.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -19,13 +20,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from emulators.replicate.files import FileKind, FileSpec
 from emulators.replicate.models import Faults, Status, WebhookEvent
 from emulators.replicate.records import PendingWebhook, Record, RecordKind
+from emulators.scaffold.faults import JobFaults
+from emulators.scaffold.inputs import FromInput
+from emulators.scaffold.media import FileKind, FileSpec
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+# 2: the common fault switches (`scaffold.faults`) and a job's own counts (`job_faults`).
+FORMAT = 2
 
 
 class SavedFile(BaseModel):
@@ -36,6 +40,27 @@ class SavedFile(BaseModel):
     width: int
     height: int
     pad_to: int | None
+    image: str | None  # base64 of a PNG made from the input
+    seconds: float | None
+
+    def spec(self) -> FileSpec:
+        image = None if self.image is None else base64.b64decode(self.image)
+        return FileSpec(**{**self.model_dump(), "image": image})
+
+
+def file_to_dict(spec: FileSpec) -> dict[str, Any]:
+    found = dataclasses.asdict(spec)
+    if spec.image is not None:
+        found["image"] = base64.b64encode(spec.image).decode()
+    return found
+
+
+class SavedSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    operation: Literal["upscale", "edit"]
+    scale: float
 
 
 class SavedWebhook(BaseModel):
@@ -45,6 +70,20 @@ class SavedWebhook(BaseModel):
     msg_id: str
     body: str
     status: str
+
+
+class SavedJobFaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    errors_on: list[str]
+    rate_limits: int
+    server_errors: int
+    drop_connections: int
+    rate_limit_rate: float
+    server_error_rate: float
+    drop_connection_rate: float
+    latency_seconds: float | None
+    carry: dict[str, float]
 
 
 class SavedRecord(BaseModel):
@@ -76,17 +115,18 @@ class SavedRecord(BaseModel):
     completed_at: float | None
     published: list[str]
     history: list[dict[str, Any]]
-    server_errors_left: int
+    job_faults: SavedJobFaults
     starting_seconds: float
     processing_seconds: float
     halfway: bool
     pending_webhook: SavedWebhook | None
+    source: SavedSource | None
 
 
 class SavedState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal[1]
+    format: Literal[2]
     saved_at: float
     version_models: dict[str, str]
     records: list[SavedRecord]
@@ -105,7 +145,7 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         "faults": record.faults.model_dump(mode="json"),
         "webhook": record.webhook,
         "webhook_events_filter": record.webhook_events_filter,
-        "files": {name: dataclasses.asdict(spec) for name, spec in record.files.items()},
+        "files": {name: file_to_dict(spec) for name, spec in record.files.items()},
         "final_output": record.final_output,
         "deployment": record.deployment,
         "destination": record.destination,
@@ -121,11 +161,12 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         # In file order, so a restored partial output publishes the same prefix.
         "published": [name for name in record.files if name in record.published],
         "history": record.history,
-        "server_errors_left": record.server_errors_left,
+        "job_faults": dataclasses.asdict(record.job_faults),
         "starting_seconds": record.starting_seconds,
         "processing_seconds": record.processing_seconds,
         "halfway": record.halfway,
         "pending_webhook": None if pending is None else dataclasses.asdict(pending),
+        "source": None if record.source is None else dataclasses.asdict(record.source),
     }
 
 
@@ -141,7 +182,7 @@ def record_from_saved(saved: SavedRecord) -> Record:
         faults=saved.faults,
         webhook=saved.webhook,
         webhook_events_filter=saved.webhook_events_filter,
-        files={name: FileSpec(**spec.model_dump()) for name, spec in saved.files.items()},
+        files={name: spec.spec() for name, spec in saved.files.items()},
         final_output=saved.final_output,
         deployment=saved.deployment,
         destination=saved.destination,
@@ -156,14 +197,17 @@ def record_from_saved(saved: SavedRecord) -> Record:
         completed_at=saved.completed_at,
         published=set(saved.published),
         history=saved.history,
-        server_errors_left=saved.server_errors_left,
+        job_faults=JobFaults(**saved.job_faults.model_dump()),
         starting_seconds=saved.starting_seconds,
         processing_seconds=saved.processing_seconds,
         halfway=saved.halfway,
         pending_webhook=None if pending is None else PendingWebhook(**pending.model_dump()),
+        source=None if saved.source is None else FromInput(**saved.source.model_dump()),
     )
     if record.terminal:
         record.done.set()
+    if record.terminal or record.source is None:
+        record.rendered.set()
     return record
 
 

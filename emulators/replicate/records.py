@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from emulators.replicate.files import FileSpec
 from emulators.replicate.models import TERMINAL_STATUSES, Faults, Status, WebhookEvent
+from emulators.scaffold.faults import JobFaults
+from emulators.scaffold.inputs import FromInput
+from emulators.scaffold.media import FileSpec
 
 RecordKind = Literal["prediction", "training"]
 WEB_URL = "https://replicate.com/p/{id}"
@@ -73,13 +75,16 @@ class Record:
     completed_at: float | None = None
     published: set[str] = field(default_factory=set)
     history: list[dict[str, Any]] = field(default_factory=list)
-    server_errors_left: int = 0
+    job_faults: JobFaults = field(default_factory=JobFaults)  # its own call switches, counted
     # Resolved when the job is created, so a restarted emulator keeps to the same timeline.
     starting_seconds: float = 0.0
     processing_seconds: float = 0.0
     halfway: bool = False  # the mid-processing log line (and partial output) has happened
     pending_webhook: PendingWebhook | None = None
+    # The input image its PNGs are still to be made from (None once made, or never needed).
+    source: FromInput | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    rendered: asyncio.Event = field(default_factory=asyncio.Event)  # its files are final
 
     @property
     def terminal(self) -> bool:

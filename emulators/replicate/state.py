@@ -19,12 +19,13 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Iterable
+from typing import Any
 
 import httpx
 
 from emulators.replicate.config import EmulatorConfig
-from emulators.replicate.faults import FaultBook
-from emulators.replicate.models import ALL_STATUSES, Status, WebhookEvent
+from emulators.replicate.models import ALL_STATUSES, Faults, Status, WebhookEvent
 from emulators.replicate.outputs import plan_prediction, plan_training, with_urls
 from emulators.replicate.parsing import CreateRequest
 from emulators.replicate.persistence import (
@@ -35,9 +36,11 @@ from emulators.replicate.persistence import (
     state_text,
 )
 from emulators.replicate.records import Record, RecordKind, new_id
-from emulators.replicate.stats import Stats
-from emulators.replicate.tasks import TaskSet
-from emulators.replicate.webhooks import WebhookSender
+from emulators.replicate.webhooks import Webhooks
+from emulators.scaffold.emulator import EmulatorBase
+from emulators.scaffold.inputs import FromInput, render
+from emulators.scaffold.jobs import ProviderJob
+from emulators.scaffold.stats import WEBHOOK_COUNTERS
 
 PROGRESS_STEPS = 50
 SAVE_INTERVAL_SECONDS = 0.5
@@ -45,15 +48,22 @@ SAVE_INTERVAL_SECONDS = 0.5
 log = logging.getLogger(__name__)
 
 
-class Emulator:
+# Request kinds counted; anything else under /v1 is "other".
+REQUEST_KINDS = ("create", "get", "cancel", "list", "file", "secret", "other")
+
+
+class Emulator(EmulatorBase[EmulatorConfig, Faults]):
     """An in-memory Replicate account."""
 
     def __init__(self, config: EmulatorConfig, http: httpx.AsyncClient) -> None:
-        self.config = config
-        self.stats = Stats()
-        self.faults = FaultBook()
-        self._tasks = TaskSet()
-        self.webhooks = WebhookSender(config, http, self.stats, self._tasks, self._touch)
+        super().__init__(
+            config,
+            Faults,
+            request_kinds=REQUEST_KINDS,
+            webhook_counters=(*WEBHOOK_COUNTERS, "throttled"),
+        )
+        self.http = http
+        self.webhooks = Webhooks(config, http, self.stats, self.tasks, self._touch)
         self._records: dict[str, Record] = {}
         self._runners: dict[str, list[asyncio.Task[None]]] = {}
         # Versions seen as `owner/name:<id>` or made by trainings, so a bare version id
@@ -107,13 +117,15 @@ class Emulator:
             self._expire_if_due(record)
         return records
 
-    def records(self) -> tuple[Record, ...]:
-        """Every job of either kind, oldest first."""
-        return tuple(self._records.values())
-
-    def predictions_by_status(self) -> dict[str, int]:
+    def stats_extra(self) -> dict[str, Any]:
         counts = Counter(record.status for record in self._records.values())
-        return {status: counts[status] for status in ALL_STATUSES}
+        return {"predictions": {status: counts[status] for status in ALL_STATUSES}}
+
+    def provider_jobs(self) -> Iterable[ProviderJob]:
+        return (
+            ProviderJob(r.id, r.webhook, r.status, r.status == "canceled")
+            for r in self._records.values()
+        )
 
     async def wait_terminal(self, record: Record, seconds: float) -> None:
         """Hold for `Prefer: wait`: until the job ends or `seconds` pass."""
@@ -167,21 +179,21 @@ class Emulator:
             starting_seconds=starting,
             processing_seconds=processing,
         )
+        record.source = plan.source
         record.final_output = with_urls(plan.final, {n: record.file_url(n) for n in plan.files})
         if faults.output_url is not None:
             record.final_output = faults.output_url
-        if request.faults is not None and "server_errors" in request.faults.model_fields_set:
-            if {"get", "cancel"} & set(faults.server_errors_on):
-                record.server_errors_left = faults.server_errors
+        record.job_faults = self.faults.for_job(request.faults)
         if cancel_after is not None:
             record.deadline = record.created_at + cancel_after
         self._records[job_id] = record
         self._note_status(record)
         self._touch(record)
         self.webhooks.emit(record, "start")
-        runners = [self._tasks.spawn(self._run(record), name=f"lifecycle-{job_id}")]
+        self._render_soon(record)
+        runners = [self.tasks.spawn(self._run(record), name=f"lifecycle-{job_id}")]
         if cancel_after is not None:
-            runners.append(self._tasks.spawn(self._watch_deadline(record, cancel_after)))
+            runners.append(self.tasks.spawn(self._watch_deadline(record, cancel_after)))
         self._runners[job_id] = runners
         return record
 
@@ -234,12 +246,11 @@ class Emulator:
         self._touch(record)
 
     def note_fault_used(self, record: Record) -> None:
-        """A per-job fault counter (`server_errors_left`) went down; keep that across restarts."""
+        """A per-job fault counter (`job_faults`) went down; keep that across restarts."""
         self._touch(record)
 
-    async def reset(self) -> None:
-        """Forget everything: jobs (stopping their tasks and webhooks), faults and counters."""
-        await self._tasks.cancel_all()
+    def forget(self) -> None:
+        """Forget every job (with a state file, it is saved empty too) and version name."""
         self._records.clear()
         self._runners.clear()
         self._version_models.clear()
@@ -247,12 +258,10 @@ class Emulator:
         self._changed.clear()
         self._dirty.set()
         self.webhooks.reset()
-        self.faults.reset()
-        self.stats.clear()
 
     async def close(self) -> None:
         """Stop every job and webhook where it is, then write the state file a last time."""
-        await self._tasks.cancel_all()
+        await super().close()
         if self._saver is not None:
             self._stopping.set()
             self._dirty.set()
@@ -270,9 +279,25 @@ class Emulator:
         assert record.started_at is not None
         if not record.halfway:
             await _sleep_until(record.started_at + record.processing_seconds / 2)
+            await record.rendered.wait()  # partial outputs are the final files
             self._reach_halfway(record)
         await _sleep_until(record.started_at + record.processing_seconds)
+        await record.rendered.wait()
         self._complete(record)
+
+    def _render_soon(self, record: Record) -> None:
+        """Make the job's PNGs from its input image in the background (see `scaffold.inputs`)."""
+        if record.source is None:
+            record.rendered.set()
+            return
+        self.tasks.spawn(self._render(record, record.source), name=f"render-{record.id}")
+
+    async def _render(self, record: Record, source: FromInput) -> None:
+        record.files, entry = await render(self.http, record.files, source)
+        record.history.append(entry)
+        record.source = None
+        record.rendered.set()
+        self._touch(record)
 
     def _start_processing(self, record: Record, at: float, *, emit: bool = True) -> None:
         record.status = "processing"
@@ -332,6 +357,7 @@ class Emulator:
                 # A terminal webhook that was still being retried goes out again, same id.
                 self.webhooks.resend(record)
             else:
+                self._render_soon(record)
                 self._resume(record, now)
         log.info("restored %d jobs from %s", len(restored), self.config.state_file)
 
@@ -357,9 +383,9 @@ class Emulator:
             self._complete(record, at=end_due)
             return
         self._catch_up(record, now, emit=True)
-        runners = [self._tasks.spawn(self._run(record), name=f"lifecycle-{record.id}")]
+        runners = [self.tasks.spawn(self._run(record), name=f"lifecycle-{record.id}")]
         if deadline is not None:
-            runners.append(self._tasks.spawn(self._watch_deadline(record, deadline - now)))
+            runners.append(self.tasks.spawn(self._watch_deadline(record, deadline - now)))
         self._runners[record.id] = runners
 
     def _catch_up(self, record: Record, until: float, *, emit: bool) -> None:

@@ -34,7 +34,7 @@ from core.contracts import (
 )
 from core.models import Job
 from core.outbound import OutboundFetcher, OutboundPolicy, normalise_origin
-from emulators.replicate.files import FileSpec, iter_file
+from emulators.scaffold.media import FileSpec, iter_file
 from storage.local import LocalStorage
 from tests.storage.http_source import HttpSource, Route
 

@@ -53,6 +53,9 @@ E2E_ENV = {
     "KIE_EMULATOR_CALLBACK_RETRY_DELAYS": "[0.2, 0.5]",
     # ~125 rows per view and month, pages of 50: a month is a few pages per module.
     "ERP_EMULATOR_ROWS_PER_VIEW": "3000",
+    # A pinned window (2024 and 2025; the default rolls with the calendar): the tests name
+    # months of it, and an incremental run after a period run finds only rows touched since.
+    "ERP_EMULATOR_DATA_START": "2024-01-01",
     "SYNC_PAGE_SIZE": "50",
     # The upstream limit, for all runs and workers together: 10 requests/s.
     "SYNC_MIN_INTERVAL_SECONDS": "0.1",

@@ -44,7 +44,7 @@ async def wait_created(e2e: E2E, job_id: str, within: float = 30) -> None:
 async def test_database_down_during_the_submit_makes_one_prediction(e2e: E2E) -> None:
     assert e2e.pg_proxy is not None
     async with e2e.api() as api:
-        body = {"prompt": "the database goes away", "_emulator": {"create_delay_seconds": 3}}
+        body = {"prompt": "the database goes away", "_emulator": {"latency_seconds": 3}}
         job = await create(api, input=body)
         await wait_created(e2e, job["id"])  # the create is in flight; its answer comes in 3 s
         e2e.pg_proxy.down()
@@ -74,7 +74,7 @@ async def test_a_create_whose_answer_is_lost_makes_one_prediction(e2e: E2E) -> N
 @LOCAL_ONLY
 async def test_a_worker_killed_mid_submit_makes_one_prediction(e2e: E2E) -> None:
     async with e2e.api() as api:
-        body = {"prompt": "the worker dies", "_emulator": {"create_delay_seconds": 20}}
+        body = {"prompt": "the worker dies", "_emulator": {"latency_seconds": 20}}
         job = await create(api, input=body)
         await wait_created(e2e, job["id"])
         e2e.stack.kill_worker()  # mid-call: the local activity starts over on the next worker
@@ -88,7 +88,7 @@ async def test_a_worker_killed_mid_submit_makes_one_prediction(e2e: E2E) -> None
 
 # fal and KIE can't be asked which jobs exist: the retried submit creates nothing, and the job
 # follows the one the killed attempt made once its webhook names it.
-SLOW_CREATE = {"fal": "submit_delay_seconds", "kie": "create_delay_seconds"}
+SLOW_CREATE = {"fal": "latency_seconds", "kie": "latency_seconds"}
 
 
 async def provider_jobs_at(e2e: E2E, provider: str, job_id: str) -> list[dict[str, Any]]:

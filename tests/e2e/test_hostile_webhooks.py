@@ -82,7 +82,7 @@ async def provider_signals(e2e: E2E, job_id: str) -> int:
 async def test_foreign_fal_event_before_and_after_the_submit_changes_nothing(e2e: E2E) -> None:
     async with e2e.api() as api:
         # The submit is answered 429 first: the job waits seconds before it has a provider job.
-        job = await fal_job(api, rate_limit_submits=1, retry_after_seconds=4, stay_queued=True)
+        job = await fal_job(api, rate_limits=1, retry_after_seconds=4, stay_queued=True)
         url = hook_url(e2e, "fal", job["id"])
         foreign = f"req-of-another-customer-{uuid.uuid4().hex[:8]}"
         claim = fal_event(foreign, payload={"images": [{"url": FORGED_URL}] * 3})

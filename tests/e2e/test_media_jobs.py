@@ -157,7 +157,7 @@ async def test_provider_failure_fails_the_job(e2e: E2E) -> None:
 
 
 async def test_rate_limited_submit_waits_and_succeeds(e2e: E2E) -> None:
-    faults = {"rate_limit_creates": 2, "retry_after_seconds": 1}
+    faults = {"rate_limits": 2, "retry_after_seconds": 1}
     async with e2e.api() as api:
         job = await create(api, input={"prompt": "fox", "_emulator": faults})
         done = await wait_job(api, job["id"])

@@ -57,7 +57,7 @@ FAL = ProviderCase(
     duplicate_webhooks={"duplicate_webhooks": 2},
     never_starts={"stay_queued": True},
     fail={"fail": FAIL_MESSAGE},
-    rate_limited={"rate_limit_submits": 2, "retry_after_seconds": 1},
+    rate_limited={"rate_limits": 2, "retry_after_seconds": 1},
     server_errors={"server_errors": 2},
     inputs={
         "generation": {"prompt": "a red fox in the snow", "num_images": 2},
@@ -71,8 +71,8 @@ FAL = ProviderCase(
 )
 KIE = ProviderCase(
     name="kie",
-    drop_webhooks={"drop_callbacks": True},
-    duplicate_webhooks={"duplicate_callbacks": 2},
+    drop_webhooks={"drop_webhooks": True},
+    duplicate_webhooks={"duplicate_webhooks": 2},
     never_starts={"stay_waiting": True},
     fail={"fail": FAIL_MESSAGE},
     rate_limited={"rate_limits": 2, "retry_after_seconds": 1},
@@ -84,7 +84,7 @@ KIE = ProviderCase(
         "video": {"prompt": "a fox running"},
     },
     events_path="/_emulator/tasks/{id}/events",
-    webhook_event="callback",
+    webhook_event="webhook",
 )
 CASES = pytest.mark.parametrize("case", [FAL, KIE], ids=lambda c: c.name)
 # The stored file of each kind: (storage context, extension, first bytes).

@@ -94,7 +94,7 @@ def events(api: httpx.Client, task_id: str) -> list[dict[str, Any]]:
 
 
 def callback_attempts(api: httpx.Client, task_id: str) -> list[dict[str, Any]]:
-    return [e for e in events(api, task_id) if e["type"] == "callback"]
+    return [e for e in events(api, task_id) if e["type"] == "webhook"]
 
 
 def hook_name() -> str:

@@ -15,21 +15,21 @@ import pytest
 from emulators.erp import paging
 from emulators.erp.changes import ViewChanges
 from emulators.erp.config import ErpEmulatorConfig
-from emulators.erp.dataset import ViewData
+from emulators.erp.dataset import DataWindow, ViewData
 from emulators.erp.filters import Filters, parse_after, parse_datetime, parse_filters, parse_limit
 from emulators.erp.generation import money, split_cents
 from emulators.erp.layout import DAY_US, epoch_us, format_us
-from emulators.erp.problems import ApiProblem
 from emulators.erp.ratelimit import SlidingWindowLimiter, retry_after_seconds
 from emulators.erp.views import VIEWS
 from emulators.erp.vocabulary import cnpj
+from emulators.scaffold.app import ApiError
 
 START = date(2024, 1, 1)
 
 
 def make_view(rows: int, days: int, view: str = "vw_vendas") -> ViewData:
     config = ErpEmulatorConfig(rows_per_view=rows, data_days=days, data_start=START, seed=7)
-    return ViewData(VIEWS[view], "acme", config, ViewChanges())
+    return ViewData(VIEWS[view], "acme", DataWindow.starting_now(config), ViewChanges())
 
 
 def brute_force(data: ViewData, filters: Filters) -> list[int]:
@@ -145,18 +145,19 @@ def test_sliding_window_never_admits_more_than_the_limit_in_a_calendar_second() 
 
 
 def test_parameter_errors_name_the_parameter_and_the_expected_form() -> None:
-    with pytest.raises(ApiProblem) as caught:
+    with pytest.raises(ApiError) as caught:
         parse_filters("2024/01/01", None, None)
     assert caught.value.status_code == 422
-    assert caught.value.body["parameter"] == "start_date"
-    assert "YYYY-MM-DD" in caught.value.body["detail"]
-    with pytest.raises(ApiProblem) as caught:
+    assert (body := caught.value.body) is not None
+    assert body["parameter"] == "start_date"
+    assert "YYYY-MM-DD" in body["detail"]
+    with pytest.raises(ApiError) as caught:
         parse_filters("2024-02-01", "2024-01-31", None)
-    assert caught.value.body["parameter"] == "end_date"
-    with pytest.raises(ApiProblem) as caught:
+    assert (body := caught.value.body) is not None and body["parameter"] == "end_date"
+    with pytest.raises(ApiError) as caught:
         parse_limit("1001", default=100, maximum=1000)
-    assert "1000" in caught.value.body["detail"]
-    with pytest.raises(ApiProblem):
+    assert (body := caught.value.body) is not None and "1000" in body["detail"]
+    with pytest.raises(ApiError):
         parse_after("CR000000001", VIEWS["vw_vendas"])
     assert parse_after("V000000010", VIEWS["vw_vendas"]) == 10
     assert parse_after(None, VIEWS["vw_vendas"]) == 0
@@ -172,7 +173,7 @@ def test_datetimes_accept_z_offsets_naive_and_a_decoded_plus() -> None:
     ):
         assert parse_datetime(raw) == expected, raw
     for raw in ("yesterday", "05/01/2024", "2024-05-01Tnoon"):
-        with pytest.raises(ApiProblem):
+        with pytest.raises(ApiError):
             parse_datetime(raw)
     assert format_us(epoch_us(expected) + 5) == "2024-05-01T12:00:00.000005Z"
 

@@ -12,19 +12,19 @@ pytest_plugins = ("tests.emulators.fal_fixtures",)
 
 
 def test_global_rate_limit_answers_429_with_retry_after(fal_api: httpx.Client) -> None:
-    fal_api.put("/_emulator/faults", json={"rate_limit_submits": 2, "retry_after_seconds": 3})
+    fal_api.put("/_emulator/faults", json={"rate_limits": 2, "retry_after_seconds": 3})
     answers = [fal_api.post(f"/{IMAGE_MODEL}", json={}) for _ in range(3)]
     assert [a.status_code for a in answers] == [429, 429, 200]
     assert answers[0].headers["retry-after"] == "3"
     assert answers[0].headers["x-fal-error-type"] == "rate_limited"
     assert "detail" in answers[0].json()
-    assert fal_api.get("/_emulator/faults").json()["rate_limit_submits"] == 0
+    assert fal_api.get("/_emulator/faults").json()["rate_limits"] == 0
 
 
 def test_per_request_faults_count_retries_of_the_same_submit(fal_api: httpx.Client) -> None:
     body = {
         "prompt": uuid.uuid4().hex,
-        "_emulator": {"rate_limit_submits": 1, "server_errors": 1, "retry_after_header": False},
+        "_emulator": {"rate_limits": 1, "server_errors": 1, "retry_after_header": False},
     }
     answers = [fal_api.post(f"/{IMAGE_MODEL}", json=body) for _ in range(3)]
     assert [a.status_code for a in answers] == [429, 500, 200]
@@ -33,7 +33,7 @@ def test_per_request_faults_count_retries_of_the_same_submit(fal_api: httpx.Clie
 
 
 def test_server_error_burst_on_status_and_result(fal_api: httpx.Client) -> None:
-    faults = {"server_errors": 2, "server_errors_on": ["status", "result"]}
+    faults = {"server_errors": 2, "errors_on": ["status", "result"]}
     submitted = submit(fal_api, {}, faults=faults)
     assert status(fal_api, submitted).status_code == 500
     assert fal_api.get(submitted["response_url"]).status_code == 500
@@ -43,7 +43,7 @@ def test_server_error_burst_on_status_and_result(fal_api: httpx.Client) -> None:
 
 
 def test_global_server_errors_hit_any_matching_call(fal_api: httpx.Client) -> None:
-    fal_api.put("/_emulator/faults", json={"server_errors": 1, "server_errors_on": ["submit"]})
+    fal_api.put("/_emulator/faults", json={"server_errors": 1, "errors_on": ["submit"]})
     assert fal_api.post(f"/{IMAGE_MODEL}", json={}).status_code == 500
     assert fal_api.post(f"/{IMAGE_MODEL}", json={}).status_code == 200
 

@@ -173,13 +173,13 @@ async def test_unknown_requests_and_bad_keys_are_rejected(
 async def test_rate_limits_and_server_errors_map_to_retryable_errors(
     provider: FalProvider, control: httpx.AsyncClient
 ) -> None:
-    faults = {"rate_limit_submits": 1, "retry_after_seconds": 2}
+    faults = {"rate_limits": 1, "retry_after_seconds": 2}
     (await control.put("/faults", json=faults)).raise_for_status()
     with pytest.raises(ProviderRateLimited) as limited:
         await provider.submit(request())
     assert limited.value.retry_after == 2  # from the Retry-After header
 
-    submit = request(_emulator={"server_errors": 1, "server_errors_on": ["status"]})
+    submit = request(_emulator={"server_errors": 1, "errors_on": ["status"]})
     ref = await submitted(provider, submit)
     with pytest.raises(ProviderUnavailable):
         await provider.get(ref)

@@ -7,10 +7,9 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from emulators.fal.deps import app_id_of
+from emulators.fal.api import app_id_of, classify
 from emulators.fal.outputs import plan, with_urls
 from emulators.fal.signing import KeyRing, signed_message
-from emulators.fal.stats import classify
 from providers.fal import public_keys
 from providers.fal import signed_message as provider_signed_message
 
@@ -56,7 +55,8 @@ def test_image_plans_keep_the_aspect_ratio_and_count() -> None:
         None,
     )
     assert len(output.files) == 4  # capped
-    filled = with_urls(output.payload, {name: f"https://x/{name}" for name in output.files})
+    urls = {name: f"https://x/{name}" for name in output.files}
+    filled = with_urls(output.payload, urls, output.files)
     first = filled["images"][0]
     assert (first["width"], first["height"]) == (256, 128)
     assert first["url"] == "https://x/image-0.png" and "name" not in first

@@ -213,11 +213,11 @@ def test_re_read_outage_asks_for_the_callback_again(
 
 def test_drop_callbacks_sends_nothing(kie_api: httpx.Client, receiver: WebhookReceiver) -> None:
     name = hook_name()
-    task_id = create(kie_api, task_body({"drop_callbacks": True}, callback=receiver.url(name)))
+    task_id = create(kie_api, task_body({"drop_webhooks": True}, callback=receiver.url(name)))
     wait_state(kie_api, task_id)
     wait_for(
         lambda: events(kie_api, task_id),
-        lambda found: any(e["type"] == "callback_dropped" for e in found),
+        lambda found: any(e["type"] == "webhook_dropped" for e in found),
         what="the dropped callback",
     )
     assert receiver.deliveries(name) == []
@@ -228,7 +228,7 @@ def test_duplicate_callbacks_repeat_the_same_body(
     kie_api: httpx.Client, receiver: WebhookReceiver
 ) -> None:
     name = hook_name()
-    task_id = create(kie_api, task_body({"duplicate_callbacks": 2}, callback=receiver.url(name)))
+    task_id = create(kie_api, task_body({"duplicate_webhooks": 2}, callback=receiver.url(name)))
     deliveries = receiver.wait_count(name, 3)
     assert {d.body for d in deliveries} == {deliveries[0].body}
     attempts = wait_for(

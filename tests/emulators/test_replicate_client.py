@@ -81,7 +81,7 @@ def test_errors_surface_as_replicate_errors(client: Client) -> None:
     assert invalid.value.status == 422
     assert invalid.value.title == "Input validation failed"
 
-    throttled_input = {"seed": uuid.uuid4().hex, "_emulator": {"rate_limit_creates": 1}}
+    throttled_input = {"seed": uuid.uuid4().hex, "_emulator": {"rate_limits": 1}}
     with pytest.raises(ReplicateError) as throttled:
         client.predictions.create(version=VERSION, input=throttled_input)
     assert throttled.value.status == 429

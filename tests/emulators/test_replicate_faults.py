@@ -26,7 +26,7 @@ def test_fail_ends_the_prediction_failed(api: httpx.Client) -> None:
 
 
 def test_rate_limited_creates_succeed_on_the_n_plus_first_identical_try(api: httpx.Client) -> None:
-    body = unique_body({"rate_limit_creates": 2, "retry_after_seconds": 3})
+    body = unique_body({"rate_limits": 2, "retry_after_seconds": 3})
     for _ in range(2):
         response = api.post("/v1/predictions", json=body)
         assert response.status_code == 429
@@ -38,13 +38,11 @@ def test_rate_limited_creates_succeed_on_the_n_plus_first_identical_try(api: htt
         assert response.headers["retry-after"] == "3"
     assert api.post("/v1/predictions", json=body).status_code == 201
     # A different body has its own count.
-    assert (
-        api.post("/v1/predictions", json=unique_body({"rate_limit_creates": 1})).status_code == 429
-    )
+    assert api.post("/v1/predictions", json=unique_body({"rate_limits": 1})).status_code == 429
 
 
 def test_rate_limit_without_retry_after_header(api: httpx.Client) -> None:
-    body = unique_body({"rate_limit_creates": 1, "retry_after_header": False})
+    body = unique_body({"rate_limits": 1, "retry_after_header": False})
     response = api.post("/v1/predictions", json=body)
     assert response.status_code == 429
     assert "retry-after" not in response.headers
@@ -52,10 +50,10 @@ def test_rate_limit_without_retry_after_header(api: httpx.Client) -> None:
 
 
 def test_global_rate_limit_counts_down(api: httpx.Client) -> None:
-    api.put("/_emulator/faults", json={"rate_limit_creates": 2}).raise_for_status()
+    api.put("/_emulator/faults", json={"rate_limits": 2}).raise_for_status()
     body = {"version": "acme/sdxl", "input": {}}
     assert api.post("/v1/predictions", json=body).status_code == 429
-    assert api.get("/_emulator/faults").json()["rate_limit_creates"] == 1
+    assert api.get("/_emulator/faults").json()["rate_limits"] == 1
     assert api.post("/v1/models/acme/other/predictions", json={"input": {}}).status_code == 429
     assert api.post("/v1/predictions", json=body).status_code == 201
 
@@ -69,12 +67,12 @@ def test_server_errors_on_create_then_success(api: httpx.Client) -> None:
 
 
 def test_server_errors_on_get_and_cancel(api: httpx.Client) -> None:
-    job = create(api, unique_body({"server_errors": 2, "server_errors_on": ["get", "cancel"]}))
+    job = create(api, unique_body({"server_errors": 2, "errors_on": ["get", "cancel"]}))
     assert api.get(f"/v1/predictions/{job['id']}").status_code == 500
     assert api.post(f"/v1/predictions/{job['id']}/cancel").status_code == 500
     assert api.get(f"/v1/predictions/{job['id']}").status_code == 200
 
-    api.put("/_emulator/faults", json={"server_errors": 1, "server_errors_on": ["get"]})
+    api.put("/_emulator/faults", json={"server_errors": 1, "errors_on": ["get"]})
     assert api.get(f"/v1/predictions/{job['id']}").status_code == 500
     assert api.get(f"/v1/predictions/{job['id']}").status_code == 200
 

@@ -154,7 +154,7 @@ def test_a_slow_create_answer_comes_after_the_prediction_exists(
     job_id = uuid.uuid4().hex
     body = {
         "version": VERSION,
-        "input": {"seed": job_id, "_emulator": {"create_delay_seconds": 30}},
+        "input": {"seed": job_id, "_emulator": {"latency_seconds": 30}},
         "webhook": DEAD_END.format(provider="replicate", job_id=job_id),
     }
     with pytest.raises(httpx.ReadTimeout):

@@ -85,7 +85,7 @@ def test_jobs_carry_on_after_a_graceful_restart(tmp_path: Path, receiver: Webhoo
         # `due` will have finished by the time the second process starts; `long` won't.
         due = create(api, job(receiver, hooks["due"], {"processing_seconds": 2}))
         long = create(api, job(receiver, hooks["long"], {"processing_seconds": 5}))
-        stuck_faults = {"stay_starting": True, "server_errors": 2, "server_errors_on": ["get"]}
+        stuck_faults = {"stay_starting": True, "server_errors": 2, "errors_on": ["get"]}
         stuck = create(api, job(receiver, hooks["stuck"], stuck_faults))
         assert api.get(f"/v1/predictions/{stuck['id']}").status_code == 500  # 1 of 2 used
         long_started = wait_status(api, long["id"], ("processing",))["started_at"]
@@ -94,7 +94,7 @@ def test_jobs_carry_on_after_a_graceful_restart(tmp_path: Path, receiver: Webhoo
     records = saved_records(state)
     assert records[due["id"]]["status"] in ("starting", "processing")
     assert records[long["id"]]["status"] == "processing"
-    assert records[stuck["id"]]["server_errors_left"] == 1
+    assert records[stuck["id"]]["job_faults"]["server_errors"] == 1
     assert receiver.deliveries(hooks["due"]) == []
     due_at = records[due["id"]]["created_at"] + 0.2 + 2  # starting (EMULATOR_ENV) + processing
     time.sleep(max(0.0, due_at + 0.2 - time.time()))

@@ -187,7 +187,7 @@ async def test_an_unreadable_state_file_is_set_aside(
     state.write_text('{"format": 1, "records": [')
     with caplog.at_level(logging.WARNING, logger=persistence.__name__):
         async with running(state) as emulator:
-            assert emulator.predictions_by_status()["starting"] == 0
+            assert emulator.stats_extra()["predictions"]["starting"] == 0
             submit(emulator, {"stay_starting": True})
     assert "it does not parse" in caplog.text
     assert (tmp_path / "state.json.unreadable").read_text() == '{"format": 1, "records": ['

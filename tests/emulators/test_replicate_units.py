@@ -11,10 +11,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from emulators.replicate.config import DEFAULT_WEBHOOK_SECRET, EmulatorConfig
-from emulators.replicate.files import FileKind, FileSpec, file_size, iter_file, paced
 from emulators.replicate.models import Faults
 from emulators.replicate.parsing import parse_duration, parse_prefer_wait, parse_version
 from emulators.replicate.webhooks import sign
+from emulators.scaffold.media import FileKind, FileSpec, file_size, iter_file, paced
 
 
 @pytest.mark.parametrize("kind", ["png", "mp4", "tar"])

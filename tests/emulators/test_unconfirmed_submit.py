@@ -147,7 +147,7 @@ async def test_a_timed_out_create_is_not_made_twice(
     provider, api = side
     job_id = uuid.uuid4().hex
     await add_job(sessions, job_id, provider.name)
-    delay = {"fal": "submit_delay_seconds", "kie": "create_delay_seconds"}[provider.name]
+    delay = {"fal": "latency_seconds", "kie": "latency_seconds"}[provider.name]
     request = request_for(provider.name, job_id, {delay: 3})
     async with httpx.AsyncClient(timeout=0.5, trust_env=False) as impatient:
         hasty: Provider = (
@@ -173,7 +173,7 @@ async def test_a_refused_create_is_simply_tried_again(
     job_id = uuid.uuid4().hex
     await add_job(sessions, job_id, provider.name)
     switches = {
-        ("fal", "rate_limited"): {"rate_limit_submits": 1, "retry_after_seconds": 0},
+        ("fal", "rate_limited"): {"rate_limits": 1, "retry_after_seconds": 0},
         ("fal", "server_error"): {"server_errors": 1},
         ("kie", "rate_limited"): {"rate_limits": 1},
         ("kie", "server_error"): {"server_errors": 1},

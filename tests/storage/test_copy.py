@@ -17,7 +17,7 @@ from PIL import Image
 from core.contracts import StoredOutput
 from core.outbound import OutboundFetcher, OutboundPolicy, normalise_origin
 from devstack.s3 import S3Server
-from emulators.replicate.files import FileSpec, iter_file
+from emulators.scaffold.media import FileSpec, iter_file
 from storage.base import Storage
 from storage.copy import NO_POSTER, SourceGone, SourceRefused, UnsafeKey, copy_output
 from storage.s3 import TRANSFER

@@ -1,8 +1,13 @@
-"""Output files made on the fly: a real PNG, an MP4-looking blob and a real tar of "weights".
+"""Output files made on the fly: a real PNG, a small MP4 and a real tar of "weights".
 
-Nothing is stored: a file is fully described by a small `FileSpec`, so padding a file to
+A file is described by a small `FileSpec` and generated on each download, so padding a file to
 hundreds of megabytes (to test copying large outputs) costs no memory; the padding is streamed
 in chunks. `paced` slows a stream down (the `file_delay_seconds` fault).
+
+Outputs follow their inputs: an MP4 says it lasts the `seconds` asked for (its movie header),
+and an upscale or an edit is made from the job's input image (`render_from_input`: fetched,
+enlarged by the scale, or visibly changed), kept as the spec's `image`. An input image that
+can't be fetched leaves the generated picture in its place.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ _TAR_BLOCK = 512
 _TAR_MEMBER = "weights.safetensors"
 _DEFAULT_TAR_PAYLOAD = 4096
 _DEFAULT_MP4_PAYLOAD = 1024
+_MP4_TIMESCALE = 1000
+DEFAULT_VIDEO_SECONDS = 5.0
+MAX_VIDEO_SECONDS = 600.0
 PACE_SLICE_SECONDS = 0.05
 
 
@@ -47,6 +55,8 @@ class FileSpec:
     width: int = 64
     height: int = 64
     pad_to: int | None = None
+    image: bytes | None = None  # a PNG made from the job's input (instead of the seed's)
+    seconds: float | None = None  # how long a video lasts (DEFAULT_VIDEO_SECONDS if None)
 
     @property
     def content_type(self) -> str:
@@ -66,7 +76,7 @@ def file_size(spec: FileSpec) -> int:
         base = len(_png_base(spec))
         return base + _png_padding(spec, base)[1]
     if spec.kind == "mp4":
-        return len(_mp4_ftyp()) + 8 + _mp4_payload_size(spec)
+        return len(_mp4_ftyp()) + len(_mp4_moov(spec)) + 8 + _mp4_payload_size(spec)
     payload = _tar_payload_size(spec)
     return _TAR_BLOCK + _round_up(payload, _TAR_BLOCK) + 2 * _TAR_BLOCK
 
@@ -118,6 +128,8 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def _png_base(spec: FileSpec) -> bytes:
     """An RGB PNG: the seed's colour, shaded top to bottom so it isn't a flat square."""
+    if spec.image is not None:
+        return spec.image
     red, green, blue = _colour(spec.seed)
     rows = []
     for y in range(spec.height):
@@ -172,8 +184,33 @@ def _mp4_ftyp() -> bytes:
     return struct.pack(">I", 8 + len(body)) + b"ftyp" + body
 
 
+def _mp4_moov(spec: FileSpec) -> bytes:
+    """A `moov` with just its movie header: how long the video lasts, in milliseconds."""
+    seconds = DEFAULT_VIDEO_SECONDS if spec.seconds is None else spec.seconds
+    unity = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    mvhd = (
+        struct.pack(">B3xIII", 0, 0, 0, _MP4_TIMESCALE)
+        + struct.pack(">I", round(seconds * _MP4_TIMESCALE))
+        + struct.pack(">IH10x", 0x10000, 0x100)  # rate 1.0, volume 1.0
+        + unity
+        + bytes(24)
+        + struct.pack(">I", 1)  # next track id
+    )
+    box = struct.pack(">I", 8 + len(mvhd)) + b"mvhd" + mvhd
+    return struct.pack(">I", 8 + len(box)) + b"moov" + box
+
+
+def mp4_seconds(data: bytes) -> float | None:
+    """How long an MP4 says it lasts (its movie header), or None if it says nothing."""
+    at = data.find(b"mvhd")
+    if at < 4 or len(data) < at + 24:
+        return None
+    timescale, duration = struct.unpack(">II", data[at + 16 : at + 24])
+    return duration / timescale if timescale else None
+
+
 def _mp4_payload_size(spec: FileSpec) -> int:
-    header = len(_mp4_ftyp()) + 8
+    header = len(_mp4_ftyp()) + len(_mp4_moov(spec)) + 8
     if spec.pad_to is not None and spec.pad_to > header:
         return spec.pad_to - header
     return _DEFAULT_MP4_PAYLOAD
@@ -182,6 +219,7 @@ def _mp4_payload_size(spec: FileSpec) -> int:
 def _iter_mp4(spec: FileSpec) -> Iterator[bytes]:
     payload = _mp4_payload_size(spec)
     yield _mp4_ftyp()
+    yield _mp4_moov(spec)
     yield struct.pack(">I", 8 + payload) + b"mdat"
     yield from _pattern(spec.seed, payload)
 

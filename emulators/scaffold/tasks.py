@@ -1,4 +1,4 @@
-"""Background tasks owned by the emulator, so shutdown and reset can stop every one of them."""
+"""Background tasks owned by an emulator, so shutdown and reset can stop every one of them."""
 
 from __future__ import annotations
 
