@@ -48,7 +48,9 @@ async def run_three_jobs(system: Peer) -> None:
     assert sorted(row.key for row in rows if row.status == "succeeded") == sorted(keys)
     assert {key: len(ids) for key, ids in made.items()} == dict.fromkeys(keys, 1)
     for row in rows:
-        assert row.files == 1 and row.store_count == 1
+        # One file each; a copy made twice (the seeds' webhook and cron racing for one row, a
+        # DBOS step re-run) is what the bench counts against a peer, not a broken peer.
+        assert row.files == 1 and row.store_count >= 1
         assert (system.storage_dir / f"generated/bench/{row.job_id}_0.png").stat().st_size > 0
     # The job whose webhook the emulator dropped was found by a GET.
     assert stats["requests"]["get"] >= 1
@@ -66,7 +68,7 @@ async def test_the_dbos_workflow_stores_every_job(
 ) -> None:
     ci = os.environ.get("CI") or os.environ.get("AUTOSYNC_CI")
     if find_spec("dbos") is None and not ci:
-        pytest.skip("dbos is not installed (the dev extra has it: `make install`)")
+        pytest.skip("dbos is not installed (the bench extra has it: `make install`)")
     if postgres is None:
         pytest.skip("PostgreSQL is not installed here (.ci/run installs it)")
     await run_three_jobs(Dbos(tmp_path, POLL_SECONDS, postgres=postgres))
