@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.contracts import JOB_STATUS_RANK, TERMINAL_JOB_STATUSES, JobStatus
+from core.db import newest_first
 from core.events import append_event, job_payload, project_topic, user_topic
 from core.models import Job, Project, RecoveryAttempt, utcnow
 
@@ -147,12 +148,7 @@ async def list_jobs(
         query = query.where(Job.status == status)
     if project_id is not None:
         query = query.where(Job.project_id == project_id)
-    if before is not None:
-        created_at, job_id = before
-        query = query.where(
-            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
-        )
-    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    query = newest_first(query, Job.created_at, Job.id, before, limit)
     return (await session.scalars(query)).all()
 
 

@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.contracts import SyncMode, SyncStatus
+from core.db import newest_first
 from core.events import append_run_status
 from core.models import ACTIVE_SYNC_STATUSES, SyncRun, SyncRunLog, SyncRunModule, utcnow
 
@@ -75,11 +76,7 @@ async def list_runs(
         query = query.where(SyncRun.company_id == company_id)
     if status:
         query = query.where(SyncRun.status == status)
-    if before is not None:
-        created, run_id = before
-        query = query.where(or_(SyncRun.created_at < created,
-                                and_(SyncRun.created_at == created, SyncRun.id < run_id)))  # fmt: skip
-    query = query.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)
+    query = newest_first(query, SyncRun.created_at, SyncRun.id, before, limit)
     return (await session.scalars(query)).all()
 
 
