@@ -51,7 +51,7 @@ from core.contracts import (
     SubmitRequest,
 )
 from core.db import uninterrupted
-from core.job_store import advance_job
+from core.jobs.store import advance_job
 from core.models import Job, utcnow
 from core.outbound import OutboundFetcher, OutboundRefused, OutboundTooLarge
 from providers.base import (

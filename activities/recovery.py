@@ -20,11 +20,11 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from core.contracts import (
+    PROVIDER_EVENT_SIGNAL,
     TERMINAL_JOB_STATUSES,
     TERMINAL_PHASES,
     JobKind,
     JobStatus,
-    MediaJobInput,
     ProviderEvent,
     ProviderPhase,
     ProviderRef,
@@ -32,20 +32,13 @@ from core.contracts import (
     media_job_workflow_id,
 )
 from core.events import append_event, job_payload, user_topic
-from core.job_start import (
-    InputRefused,
-    poll_policy,
-    signed_input,
-    start_job_workflow,
-    webhook_url,
-    workflow_input,
-)
-from core.job_store import RESTORING, advance_job
+from core.jobs.start import InputRefused, signed_input, start_adopting, start_new
+from core.jobs.store import RESTORING, advance_job
 from core.models import Job, RecoveryAttempt, utcnow
 from core.outbound import OutboundFetcher, OutboundRefused
 from core.recovery import RECOVERY_SWEEP, RecoveryItem, RecoveryReport
 from core.settings import Settings
-from core.starts import StartOutcome, StartResult, start_resolved, workflow_status
+from core.starts import StartOutcome, StartResult, workflow_status
 from providers import registry
 from providers.base import Provider, ProviderError
 from storage.base import Storage
@@ -319,7 +312,7 @@ class RecoverySweeper:
         read the row before another's claim matches nothing (the claim moved `updated_at`),
         and one that read it after finds that claim. A restore's claim also marks the job
         `restoring`, which lets its restored copy record the job succeeded
-        (`core.job_store.advance_job`).
+        (`core.jobs.store.advance_job`).
         """
         now = utcnow()
         recent = now - timedelta(minutes=self._settings.recovery_interval_minutes)
@@ -359,7 +352,7 @@ class RecoverySweeper:
         if item.action == "nudge":
             assert snapshot is not None  # a nudge is planned on a terminal snapshot
             await self._temporal.get_workflow_handle(media_job_workflow_id(job.id)).signal(
-                "provider_event", ProviderEvent(snapshot=snapshot, webhook_id="recovery")
+                PROVIDER_EVENT_SIGNAL, ProviderEvent(snapshot=snapshot, webhook_id="recovery")
             )
             return "done", ""
         if item.action in ("adopt", "restore"):
@@ -391,12 +384,7 @@ class RecoverySweeper:
             except InputRefused as exc:
                 await self._fail(job.id, f"could not be started: {exc.field}: {exc.message}")
                 return "job_failed", exc.message
-        job_input = workflow_input(job, self._settings, sent)
-        started = await start_resolved(
-            self._temporal,
-            media_job_workflow_id(job.id),
-            lambda: start_job_workflow(self._temporal, self._settings, job_input, first=True),
-        )
+        started = await start_new(self._temporal, self._settings, job, sent)
         if started.outcome == StartOutcome.NOT_STARTED and not started.unavailable:
             await self._fail(job.id, f"could not start the job: {started.error}")
             return "job_failed", f"the orchestrator refused it: {started.error}"
@@ -408,21 +396,7 @@ class RecoverySweeper:
 
     async def _adopt(self, job: Job) -> StartResult:
         """A new workflow (the job's closed one's id again) following the provider job."""
-        assert job.provider_job_id is not None
-        kind = JobKind(job.kind)
-        job_input = MediaJobInput(
-            job_id=job.id, user_id=job.user_id, kind=kind, provider=job.provider,
-            model=job.model, input=job.input,
-            webhook_url=webhook_url(self._settings, job.provider, job.id),
-            poll=poll_policy(self._settings, kind), project_id=job.project_id,
-            node_id=job.node_id, adopt_provider_job_id=job.provider_job_id,
-        )  # fmt: skip
-        return await start_resolved(
-            self._temporal,
-            media_job_workflow_id(job.id),
-            lambda: start_job_workflow(self._temporal, self._settings, job_input),
-            reuses_id=True,
-        )
+        return await start_adopting(self._temporal, self._settings, job)
 
     async def _mark_needs_regeneration(self, job_id: str, reason: str) -> None:
         async with self._sessions() as session, session.begin():

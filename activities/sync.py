@@ -41,7 +41,8 @@ from core.contracts import (
 )
 from core.db import uninterrupted
 from core.events import append_event, append_run_status, sync_run_topic
-from core.models import ACTIVE_SYNC_STATUSES, SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
+from core.models import SyncCursor, SyncRun, SyncRunLog, SyncRunModule, utcnow
+from core.sync_runs.store import active_run_id
 from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
 from sync_modules.base import SyncModule
 from sync_modules.erp_client import ErpClient, Page
@@ -284,12 +285,7 @@ class SyncActivities:
                 return None
             except IntegrityError:
                 await session.rollback()
-            busy = await session.scalar(
-                select(SyncRun.id).where(
-                    SyncRun.company_id == run.company_id,
-                    SyncRun.status.in_(ACTIVE_SYNC_STATUSES),
-                )
-            )
+            busy = await active_run_id(session, run.company_id)
             # Keep a trace of the skipped run in the history.
             skipped = SyncRun(
                 status=SyncStatus.CANCELED.value,

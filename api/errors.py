@@ -10,12 +10,13 @@ reasons are plain text and stay so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any
 
 import sqlalchemy.exc
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -90,6 +91,35 @@ def error_response(
     body = {"code": code or code_for(status_code), "message": message,
             "details": jsonable_encoder(details or {})}  # fmt: skip
     return JSONResponse({"error": body}, status_code=status_code, headers=headers)
+
+
+ORCHESTRATOR_DOWN = "the orchestrator is unavailable; try again"
+
+
+def orchestrator_unavailable(message: str = ORCHESTRATOR_DOWN, **recorded: str) -> HTTPException:
+    """Temporal is down, unreachable or not answering: a 503 with Retry-After.
+
+    `recorded` names what the request recorded before it could not go on (`job_id`,
+    `run_id`): the answer's code is then `orchestrator_unavailable`, with those ids in its
+    details; without, it is the plain 503 (`unavailable`).
+    """
+    detail: str | dict[str, str] = (
+        {"code": "orchestrator_unavailable", "message": message, **recorded}
+        if recorded
+        else message
+    )
+    return HTTPException(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+@asynccontextmanager
+async def temporal_errors_as_503() -> AsyncIterator[None]:
+    """Temporal's errors in the block, as `orchestrator_unavailable()`; others go on."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_temporal_error(exc):
+            raise
+        raise orchestrator_unavailable() from exc
 
 
 def _phrase(status_code: int) -> str:
@@ -177,7 +207,7 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
         log.warning("orchestrator unavailable on %s %s: %s", request.method, request.url.path, exc)
         return error_response(
             503,
-            "the orchestrator is unavailable; try again",
+            ORCHESTRATOR_DOWN,
             code="orchestrator_unavailable",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )

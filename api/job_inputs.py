@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Caller
 from core.contracts import JobKind
-from core.job_start import InputRefused, signed_input
+from core.jobs.start import InputRefused, signed_input
 from core.settings import Settings
 from providers import registry
 from providers.spec import CallerCheck

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, status
 
 from api.auth import Caller, KeyRejected, KeyRevoked, KeyRing
-from api.deps import BearerCredentials, get_caller
+from api.deps import BearerCredentials, caller_of
 from core.links import split_stream_token, stream_scope
+from core.settings import Settings
 from core.tokens import link_token_valid
 
 
@@ -48,15 +49,19 @@ def check_link(
 
 
 async def link_or_key(
-    request: Request, credentials: BearerCredentials, token: str | None, scope: str
+    keyring: KeyRing,
+    settings: Settings,
+    credentials: BearerCredentials,
+    token: str | None,
+    scope: str,
 ) -> Caller | None:
     """The caller of the header's key when there is a header (it wins, as on the streams);
     else None when `token` opens `scope`, whoever owns it."""
     if credentials is not None or token is None:
-        return await get_caller(request, credentials)
+        return await caller_of(keyring, credentials)
     try:
         check_link(
-            request.app.state.settings.signing_secret(),
+            settings.signing_secret(),
             scope,
             token,
             renew="read the job again for a fresh link",

@@ -99,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.state.metrics = ApiMetrics()  # before the lifespan: it watches the event hub
-    app.include_router(recovery.router)  # before jobs: /v1/jobs/adopt
+    app.include_router(recovery.router)
+    app.include_router(jobs.adopt_router)
     app.include_router(jobs.router)
     app.include_router(sync_runs.router)
     app.include_router(schedules.router)

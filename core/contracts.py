@@ -82,8 +82,14 @@ PHASE_RANK: dict[ProviderPhase, int] = {
 # --- Workflow ids: derived from domain ids so the API never needs a lookup -------------------
 
 MEDIA_JOB_PREFIX = "media-job-"
-# The workflow type, so code below the workflows (core/) can start one by name.
+# The workflow types and their signals, so code below the workflows (core/) can start and
+# signal them by name.
 MEDIA_JOB_WORKFLOW = "MediaJobWorkflow"
+SYNC_RUN_WORKFLOW = "SyncRunWorkflow"
+# Both workflows: (reason: str) -> stop, reaching the provider / before the next page.
+CANCEL_SIGNAL = "cancel"
+# MediaJobWorkflow: (ProviderEvent) -> a webhook's (or the recovery sweep's) news of the job.
+PROVIDER_EVENT_SIGNAL = "provider_event"
 
 
 def media_job_workflow_id(job_id: str) -> str:
@@ -393,11 +399,12 @@ class SyncMode(StrEnum):
     PERIOD = "period"
 
 
-SYNC_RUN_PREFIX = "sync-run-"
+# A sync run's workflow id (`core.events.SYNC_RUN_TOPIC_PREFIX` names its events' topic).
+SYNC_RUN_WORKFLOW_PREFIX = "sync-run-"
 
 
 def sync_run_workflow_id(run_id: str) -> str:
-    return f"{SYNC_RUN_PREFIX}{run_id}"
+    return f"{SYNC_RUN_WORKFLOW_PREFIX}{run_id}"
 
 
 @dataclass

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Select, and_, event, or_
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Select[Any])
 
 
 def _url(database_url: str, *, is_async: bool) -> URL:
@@ -76,6 +78,18 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def newest_first(
+    query: S, created_at: Any, id_: Any, before: tuple[datetime, str] | None, limit: int
+) -> S:
+    """A page of `query` newest first by (`created_at`, `id_`); `before` is the (created_at,
+    id) of the last row of the previous page (keyset paging: no row is skipped or repeated
+    while rows are added)."""
+    if before is not None:
+        created, ident = before
+        query = query.where(or_(created_at < created, and_(created_at == created, id_ < ident)))
+    return query.order_by(created_at.desc(), id_.desc()).limit(limit)
 
 
 async def uninterrupted(work: Coroutine[Any, Any, T]) -> T:

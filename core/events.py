@@ -22,7 +22,8 @@ from core.models import Event, Job, SyncRun, utcnow
 NOTIFY_CHANNEL = "autosync_events"
 _ORDER_LOCK = 0x6175746F  # "auto"
 
-SYNC_RUN_PREFIX = "sync-run:"
+# A sync run's topic (`core.contracts.SYNC_RUN_WORKFLOW_PREFIX` names its workflow).
+SYNC_RUN_TOPIC_PREFIX = "sync-run:"
 
 
 def user_topic(user_id: str) -> str:
@@ -34,7 +35,7 @@ def project_topic(project_id: str) -> str:
 
 
 def sync_run_topic(run_id: str) -> str:
-    return f"{SYNC_RUN_PREFIX}{run_id}"
+    return f"{SYNC_RUN_TOPIC_PREFIX}{run_id}"
 
 
 async def append_event(

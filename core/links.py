@@ -1,4 +1,5 @@
-"""Links for browsers and providers: the API's URL of a stored file, opened by a signed token.
+"""Links for browsers and providers: the API's URL of a stored file, opened by a signed token,
+and where a workflow is in the Temporal web UI.
 
 `{PUBLIC_BASE_URL}/v1/jobs/{job_id}/outputs/{n}?token=…` (and `…/thumbnail?token=…`) opens that
 one file until the token expires; `?token=` on the event stream (`stream_token`) opens one
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+from core.ids import JOB_ID
+from core.settings import Settings
 from core.tokens import link_expiry, link_token
 
-_OUTPUT_PATH = re.compile(r"^/v1/jobs/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/outputs/(\d{1,4})/?$")
+_OUTPUT_PATH = re.compile(rf"^/v1/jobs/({JOB_ID})/outputs/(\d{{1,4}})/?$")
 
 
 def output_scope(job_id: str, index: int, *, thumbnail: bool = False) -> str:
@@ -71,3 +74,11 @@ def own_output(url: str, base_url: str) -> tuple[str, int] | None:
         path = path[len(prefix) :]
     match = _OUTPUT_PATH.match(path)
     return (match.group(1), int(match.group(2))) if match else None
+
+
+def workflow_url(settings: Settings, workflow_id: str) -> str | None:
+    """The workflow's page in the Temporal web UI; None when no UI is configured."""
+    ui = settings.temporal_ui_url.rstrip("/")
+    if not ui:
+        return None
+    return f"{ui}/namespaces/{quote(settings.temporal_namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"

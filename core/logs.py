@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from core.contracts import MEDIA_JOB_PREFIX, SYNC_RUN_PREFIX
+from core.contracts import MEDIA_JOB_PREFIX, SYNC_RUN_WORKFLOW_PREFIX
 from core.tracing import current_trace_ids
 
 LOG_FORMATS = ("text", "json")
@@ -64,8 +64,8 @@ def context_fields(record: logging.LogRecord) -> dict[str, Any]:
         # Our workflow ids name what they run: the job or sync run id is their suffix.
         if workflow_id.startswith(MEDIA_JOB_PREFIX):
             fields["job_id"] = workflow_id.removeprefix(MEDIA_JOB_PREFIX)
-        elif workflow_id.startswith(SYNC_RUN_PREFIX):
-            fields["run_id"] = workflow_id.removeprefix(SYNC_RUN_PREFIX)
+        elif workflow_id.startswith(SYNC_RUN_WORKFLOW_PREFIX):
+            fields["run_id"] = workflow_id.removeprefix(SYNC_RUN_WORKFLOW_PREFIX)
     for key, value in vars(record).items():
         if key not in _STANDARD and not key.startswith("temporal_") and isinstance(value, _PLAIN):
             fields[key] = value

@@ -1,4 +1,4 @@
-"""Starting a workflow while Temporal may be down, and telling what happened.
+"""Starting and signalling a workflow while Temporal may be down, and telling what happened.
 
 A start can end three ways that matter to whoever wrote a row for it first:
 
@@ -9,6 +9,9 @@ A start can end three ways that matter to whoever wrote a row for it first:
   passed, connection reset). Then the workflow is described before anyone marks the row
   failed: a workflow that exists is fine; one that can't be asked about is `UNKNOWN`.
 
+A signal either reaches a running workflow, finds none (`signal_workflow` says False: it never
+started, or it ended), or can't be sent now (`Unreachable`).
+
 Used by the API (jobs, sync runs) and the recovery sweep; no `api` imports here.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -135,3 +139,22 @@ async def start_resolved(
             return StartResult(StartOutcome.EXISTS)
         return StartResult(StartOutcome.NOT_STARTED, message, unavailable=True)
     return StartResult(StartOutcome.STARTED)
+
+
+class Unreachable(Exception):
+    """Temporal could not be asked now (down, unreachable or not answering); the client's
+    error is the cause, and its message this one's."""
+
+
+async def signal_workflow(client: Client, workflow_id: str, signal: str, arg: Any) -> bool:
+    """Send `signal` to the workflow: False when no workflow of that id runs (it never started,
+    or it ended). Raises Unreachable when Temporal can't be asked."""
+    try:
+        await client.get_workflow_handle(workflow_id).signal(signal, arg)
+    except Exception as exc:
+        if not is_temporal_error(exc):
+            raise
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise Unreachable(str(exc)) from exc
+    return True

@@ -39,6 +39,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 # Contracts and pure helpers only: activities are called by name (see core.contracts).
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        CANCEL_SIGNAL,
         ERR_PROVIDER_REJECTED,
         ERR_SUBMIT_UNCONFIRMED,
         EVENT_FROM_POLLER,
@@ -49,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         MEDIA_STORE_OUTPUTS,
         MEDIA_SUBMIT,
         PHASE_RANK,
+        PROVIDER_EVENT_SIGNAL,
         SA_STATUS,
         TERMINAL_PHASES,
         UNCONFIRMED_SUBMIT_WAIT_SECONDS,
@@ -127,7 +129,7 @@ class MediaJobWorkflow:
 
     # --- messages ---------------------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=PROVIDER_EVENT_SIGNAL)
     def provider_event(self, event: ProviderEvent) -> None:
         if event.source == EVENT_FROM_POLLER:
             self._polls += 1
@@ -138,7 +140,7 @@ class MediaJobWorkflow:
             return
         self._apply(event.snapshot)
 
-    @workflow.signal
+    @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self, reason: str = "canceled by user") -> None:
         if self._status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED):
             self._cancel_reason = self._cancel_reason or reason or "canceled by user"

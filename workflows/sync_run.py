@@ -25,12 +25,14 @@ from temporalio.workflow import ActivityCancellationType
 # Contracts and pure helpers only: activities are called by name (see core.contracts).
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        CANCEL_SIGNAL,
         ERR_PROVIDER_RATE_LIMITED,
         SA_MODULE,
         SA_STATUS,
         SYNC_FETCH_PAGES,
         SYNC_OPEN_RUN,
         SYNC_RECORD,
+        SYNC_RUN_WORKFLOW,
         SYNC_UPDATED_SINCE,
         ModuleProgress,
         ModuleStatus,
@@ -56,7 +58,7 @@ class SyncRunResult:
     error_message: str | None = None
 
 
-@workflow.defn(name="SyncRunWorkflow")
+@workflow.defn(name=SYNC_RUN_WORKFLOW)
 class SyncRunWorkflow:
     @workflow.init
     def __init__(self, run: SyncRunInput) -> None:
@@ -77,7 +79,7 @@ class SyncRunWorkflow:
         # The page activity under way per module: a cancel stops each at its next page.
         self._fetching: dict[str, workflow.ActivityHandle[ModuleProgress]] = {}
 
-    @workflow.signal
+    @workflow.signal(name=CANCEL_SIGNAL)
     def cancel(self, reason: str = "canceled by user") -> None:
         if self._status in (SyncStatus.QUEUED, SyncStatus.RUNNING):
             self._cancel_reason = self._cancel_reason or reason or "canceled by user"

@@ -11,19 +11,19 @@ import secrets
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.auth import KEY_ID_PATTERN, KeyRing, hash_key, key_id
-from api.deps import AdminCaller, SessionDep
+from api.auth import KEY_ID_PATTERN, hash_key, key_id
+from api.deps import AdminCaller, KeyRingDep, SessionDep
+from core.ids import NAME_ID_PATTERN
 from core.models import ApiKey, User, utcnow
 from storage.keys import safe_part
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ApiKeyId = Annotated[str, Path(pattern=KEY_ID_PATTERN, description="the key's id")]
 
 
@@ -98,7 +98,7 @@ async def find_key(session: AsyncSession, id_: str) -> tuple[ApiKey, bool]:
 async def list_keys(
     caller: AdminCaller,
     session: SessionDep,
-    user_id: Annotated[str | None, Query(pattern=USER_ID_PATTERN)] = None,
+    user_id: Annotated[str | None, Query(pattern=NAME_ID_PATTERN)] = None,
 ) -> ApiKeysPublic:
     """Every key (never the key itself), oldest first; `user_id` filters."""
     query = select(ApiKey, User.is_admin).join(User, ApiKey.user_id == User.id)
@@ -144,13 +144,12 @@ async def read_key(api_key_id: ApiKeyId, caller: AdminCaller, session: SessionDe
 
 @router.delete("/{api_key_id}", response_model=ApiKeyPublic)
 async def revoke_key(
-    api_key_id: ApiKeyId, request: Request, caller: AdminCaller, session: SessionDep
+    api_key_id: ApiKeyId, caller: AdminCaller, session: SessionDep, keyring: KeyRingDep
 ) -> ApiKeyPublic:
     """Revoke a key: it is refused from now on ("revoked API key"); revoking again is a no-op."""
     row, is_admin = await find_key(session, api_key_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         await session.commit()
-    keyring: KeyRing = request.app.state.keyring
     keyring.forget(row.key_hash)
     return key_public(row, is_admin)

@@ -28,11 +28,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocketDisconnect
 
 from api.auth import Caller, KeyRejected, KeyRing
-from api.deps import CurrentCaller, SessionDep, SettingsDep
-from api.event_hub import Dropped, EventHub, StreamEvent, TopicFilter
+from api.deps import (
+    CurrentCaller,
+    EventHubDep,
+    KeyRingDep,
+    SessionDep,
+    SessionsDep,
+    SettingsDep,
+)
+from api.event_hub import Dropped, StreamEvent, TopicFilter
 from api.link_auth import LinkRejected, stream_caller
 from api.pagination import MAX_DB_INT
-from core.events import SYNC_RUN_PREFIX
+from core.events import SYNC_RUN_TOPIC_PREFIX
 from core.links import stream_token
 from core.models import Event, Project
 from core.pull_store import PULL_SYNC_PREFIX
@@ -94,7 +101,7 @@ async def _authorize(
                 project = await session.get(Project, ident)
             if project is None or not caller.can_see(project.user_id):
                 raise StreamError(404, f"topic {topic!r}: no such project")
-        elif f"{kind}:" == SYNC_RUN_PREFIX:
+        elif f"{kind}:" == SYNC_RUN_TOPIC_PREFIX:
             if not caller.is_admin:
                 raise StreamError(403, f"topic {topic!r}: sync runs are for admins")
         elif f"{kind}:" == PULL_SYNC_PREFIX:
@@ -104,7 +111,10 @@ async def _authorize(
             raise StreamError(
                 422, f"topic {topic!r}: expected user:<id>, project:<id> or sync-run:<id|*>"
             )
-        if topic.endswith("*") and topic not in (f"{SYNC_RUN_PREFIX}*", f"{PULL_SYNC_PREFIX}*"):
+        if topic.endswith("*") and topic not in (
+            f"{SYNC_RUN_TOPIC_PREFIX}*",
+            f"{PULL_SYNC_PREFIX}*",
+        ):
             raise StreamError(
                 422, f"topic {topic!r}: only sync-run:* and pull-sync:* may use a wildcard"
             )
@@ -166,6 +176,10 @@ def _sse(event: StreamEvent) -> str:
 )
 async def events(
     request: Request,
+    hub: EventHubDep,
+    keyring: KeyRingDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
     topic: Annotated[list[str] | None, Query(description="topics to follow")] = None,
     after: Annotated[
         int | None, Query(ge=0, le=MAX_DB_INT, description="resume after this event id")
@@ -175,16 +189,12 @@ async def events(
     ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: `id` is the event id, `event` its type, `data` the event as JSON."""
-    hub: EventHub = request.app.state.event_hub
     try:
         caller = await _caller(
-            request.app.state.keyring,
-            request.app.state.settings.signing_secret(),
-            request.headers.get("authorization"),
-            token,
+            keyring, settings.signing_secret(), request.headers.get("authorization"), token
         )
         topics = _split(topic or []) or [f"user:{caller.user_id}"]
-        filter_ = await _authorize(request.app.state.sessions, caller, topics)
+        filter_ = await _authorize(sessions, caller, topics)
         start = _after(after, request.headers.get("last-event-id"))
     except StreamError as exc:
         raise HTTPException(exc.status_code, exc.message) from None
@@ -227,6 +237,10 @@ async def events(
 @router.websocket("/ws")
 async def ws(
     websocket: WebSocket,
+    hub: EventHubDep,
+    keyring: KeyRingDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
     topic: Annotated[list[str] | None, Query()] = None,
     after: Annotated[int | None, Query(ge=0, le=MAX_DB_INT)] = None,
     token: Annotated[str | None, Query()] = None,
@@ -235,16 +249,12 @@ async def ws(
 
     Errors before streaming close the socket with 4401 (auth), 4403, 4404 or 4422 and a reason.
     """
-    hub: EventHub = websocket.app.state.event_hub
     try:
         caller = await _caller(
-            websocket.app.state.keyring,
-            websocket.app.state.settings.signing_secret(),
-            websocket.headers.get("authorization"),
-            token,
+            keyring, settings.signing_secret(), websocket.headers.get("authorization"), token
         )
         topics = _split(topic or []) or [f"user:{caller.user_id}"]
-        filter_ = await _authorize(websocket.app.state.sessions, caller, topics)
+        filter_ = await _authorize(sessions, caller, topics)
         start = _after(after, websocket.headers.get("last-event-id"))
     except StreamError as exc:
         await websocket.close(code=4000 + exc.status_code, reason=exc.message[:120])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
-from api.deps import SettingsDep, TemporalDep
-from api.health_checks import HealthMonitor, classify
+from api.deps import HealthMonitorDep, LiveClientsDep, SessionsDep, TemporalDep
+from api.health_checks import classify
 
 router = APIRouter(prefix="/v1", tags=["health"])
 
@@ -21,7 +21,11 @@ router = APIRouter(prefix="/v1", tags=["health"])
     },
 )
 async def health(
-    request: Request, response: Response, settings: SettingsDep, temporal: TemporalDep
+    response: Response,
+    monitor: HealthMonitorDep,
+    temporal: TemporalDep,
+    sessions: SessionsDep,
+    live: LiveClientsDep,
 ) -> dict[str, Any]:
     """Temporal, workers, database, recent errors, webhooks, live streams and stuck jobs.
 
@@ -29,13 +33,7 @@ async def health(
     unreachable, nobody polls a required task queue, many errors or stuck jobs): container
     health checks and probes need no body parsing. The body is the same either way.
     """
-    state = request.app.state
-    monitor: HealthMonitor | None = getattr(state, "health_monitor", None)
-    if monitor is None:
-        monitor = state.health_monitor = HealthMonitor(settings)
-    observations = await monitor.observations(temporal, state.sessions)
-    hub = getattr(state, "event_hub", None)
-    live = hub.clients if hub is not None else None
+    observations = await monitor.observations(temporal, sessions)
     report = classify(observations.with_live_clients(live)).as_json()
     if report["status"] == "critical":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -1,141 +1,79 @@
-"""Media jobs: start, read, list (the gallery feed), cancel, and read stored outputs."""
+"""Media jobs: start, read, list (the gallery feed), cancel, adopt, and read stored outputs."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from urllib.parse import quote
 
+import httpx
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Caller
 from api.deps import (
+    AdminCaller,
     BearerCredentials,
     CurrentCaller,
+    KeyRingDep,
+    MetricsDep,
+    ProvidersDep,
     SessionDep,
     SettingsDep,
     StorageDep,
     TemporalDep,
 )
+from api.errors import orchestrator_unavailable
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import Claim, IdempotencyKeyHeader
 from api.job_inputs import check_for_caller, invalid, provider_input
 from api.link_auth import link_or_key
 from api.pagination import decode_cursor, encode_cursor
-from api.routes.metrics import MetricsDep
-from api.schemas import CancelRequest, JobCreate, JobPublic, JobsPublic, OutputPublic
+from api.schemas.jobs import (
+    AdoptRequest,
+    CancelRequest,
+    JobCreate,
+    JobPublic,
+    JobsPublic,
+    job_public,
+)
 from core.contracts import (
+    CANCEL_SIGNAL,
+    MEDIA_JOB_WORKFLOW,
     TERMINAL_JOB_STATUSES,
     JobKind,
     JobStatus,
-    ProviderPhase,
-    media_job_workflow_id,
+    ProviderRef,
 )
 from core.events import append_event, job_payload, user_topic
-from core.job_start import start_job_workflow, workflow_input
-from core.job_store import advance_job, get_job, list_jobs
-from core.links import output_link, output_scope
+from core.ids import JOB_ID_PATTERN
+from core.jobs import cancel
+from core.jobs.cancel import Cancelled
+from core.jobs.start import start_adopting, start_new
+from core.jobs.store import advance_job, find_tracked, get_job, list_jobs, record_adopted
+from core.links import output_scope
 from core.models import Job, Project
+from core.recovery import legacy_kind
 from core.settings import Settings
-from core.starts import (
-    RETRY_AFTER_SECONDS,
-    StartOutcome,
-    StartResult,
-    is_temporal_error,
-    start_resolved,
-)
+from core.starts import RETRY_AFTER_SECONDS, StartOutcome, Unreachable
 from providers import registry
+from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
 from storage.base import Storage
-from workflows.media_job import MediaJobWorkflow
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+# Adoption makes a job, but is an admin's recovery tool: it is documented with recovery.
+adopt_router = APIRouter(prefix="/v1/jobs", tags=["recovery"])
 
 # Job ids are ours (hex uuids), but arrive in URLs: anything else is refused before any lookup.
-JobId = Annotated[
-    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="the job's id")
-]
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job's id")]
 LinkToken = Annotated[
     str | None,
     Query(description="the signed token of this file's link (`url` / `thumbnail_url` of a job)"),
 ]
-
-
-def job_public(job: Job, settings: Settings) -> JobPublic:
-    workflow_id = media_job_workflow_id(job.id)
-    ui = settings.temporal_ui_url.rstrip("/")
-    return JobPublic(
-        id=job.id,
-        kind=JobKind(job.kind),
-        status=JobStatus(job.status),
-        user_id=job.user_id,
-        provider=job.provider,
-        provider_status=job.provider_status,
-        provider_phase=ProviderPhase(job.provider_phase) if job.provider_phase else None,
-        provider_job_id=job.provider_job_id,
-        model=job.model,
-        input=job.input,
-        project_id=job.project_id,
-        node_id=job.node_id,
-        error=job.error,
-        outputs=[output_public(job.id, o, settings) for o in job.outputs],
-        output_data=job.output_data,
-        storage_provider=job.storage_provider,
-        storage_bucket=job.storage_bucket,
-        storage_context=job.storage_context,
-        storage_keys=job.storage_keys or [],
-        operation_type=job.operation_type,
-        recovery_state=job.recovery_state,
-        recovery_reason=job.recovery_reason,
-        webhook_count=job.webhook_count,
-        poll_count=job.poll_count,
-        created_at=job.created_at,
-        submitted_at=job.submitted_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-        updated_at=job.updated_at,
-        workflow_id=workflow_id,
-        workflow_url=(
-            f"{ui}/namespaces/{quote(settings.temporal_namespace)}/workflows/{workflow_id}"
-            if ui
-            else None
-        ),
-    )
-
-
-def output_public(job_id: str, output: dict[str, Any], settings: Settings) -> OutputPublic:
-    """One stored output, with signed links; records written before thumbnails existed lack
-    the newer fields."""
-    thumbnail = output.get("thumbnail")
-
-    def link(thumbnail: bool) -> str:
-        return output_link(
-            settings.public_base_url,
-            settings.signing_secret(),
-            job_id,
-            output["index"],
-            ttl_seconds=settings.link_ttl_seconds,
-            thumbnail=thumbnail,
-        )
-
-    return OutputPublic(
-        index=output["index"],
-        url=link(False),
-        thumbnail_url=link(True) if thumbnail else None,
-        key=output["key"],
-        thumbnail_key=thumbnail["key"] if thumbnail else None,
-        content_type=output["content_type"],
-        bytes=output["bytes"],
-        sha256=output["sha256"],
-        width=output.get("width"),
-        height=output.get("height"),
-        metadata=output.get("metadata") or {},
-    )
 
 
 async def visible_job(session: SessionDep, caller: Caller, job_id: str) -> Job:
@@ -230,24 +168,24 @@ async def create_job(
             raise
         return await job_made_before(session, temporal, settings, caller, response, made)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
-    started = await start_job(temporal, settings, job, sent)
+    started = await start_new(temporal, settings, job, sent)
     if started.runs:
         return job_public(job, settings)
     if claim is not None:
         # Left queued: a retry with the key starts it, else the recovery sweep does (or fails
         # it) once it is RECOVERY_MIN_AGE_MINUTES old.
-        raise unavailable(
+        raise orchestrator_unavailable(
             f"the orchestrator is unavailable ({started.error}); job {job_id} is queued: "
             f"retry with the same {IDEMPOTENCY_HEADER}",
-            job_id,
+            job_id=job_id,
         )
     if started.outcome == StartOutcome.UNKNOWN:
         # It may run: never failed behind its back. The sweep starts it or finds it running.
-        raise unavailable(
+        raise orchestrator_unavailable(
             f"the orchestrator did not answer ({started.error}); job {job_id} may have "
             "started: it is started or failed within minutes; GET it to follow it, and send an "
             f"{IDEMPOTENCY_HEADER} to retry creates safely",
-            job_id,
+            job_id=job_id,
         )
     await advance_job(
         session, job_id, JobStatus.FAILED, error=f"could not start the job: {started.error}"
@@ -257,27 +195,8 @@ async def create_job(
         raise HTTPException(
             status.HTTP_502_BAD_GATEWAY, f"the orchestrator refused the job: {started.error}"
         )
-    raise unavailable(f"the orchestrator is unavailable ({started.error}); try again", job_id)
-
-
-async def start_job(
-    temporal: Client, settings: Settings, job: Job, sent: dict[str, Any]
-) -> StartResult:
-    """Start a new job's workflow (refused if it ever had one), resolving a lost answer."""
-    job_input = workflow_input(job, settings, sent)
-    return await start_resolved(
-        temporal,
-        media_job_workflow_id(job.id),
-        lambda: start_job_workflow(temporal, settings, job_input, first=True),
-    )
-
-
-def unavailable(message: str, job_id: str) -> HTTPException:
-    """503 with Retry-After, naming the job that was recorded."""
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        {"code": "orchestrator_unavailable", "message": message, "job_id": job_id},
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    raise orchestrator_unavailable(
+        f"the orchestrator is unavailable ({started.error}); try again", job_id=job_id
     )
 
 
@@ -302,14 +221,114 @@ async def job_made_before(
     if job.status == JobStatus.QUEUED.value and job.provider_job_id is None:
         sent = await provider_input(session, caller, settings, job.input)
         # Refused when the job ever had a workflow: a start can't make a second one.
-        started = await start_job(temporal, settings, job, sent)
+        started = await start_new(temporal, settings, job, sent)
         if not started.runs:
-            raise unavailable(
+            raise orchestrator_unavailable(
                 f"the orchestrator is unavailable ({started.error}); job {job.id} is queued: "
                 f"retry with the same {IDEMPOTENCY_HEADER}",
-                job.id,
+                job_id=job.id,
             )
     return job_public(job, settings)
+
+
+@adopt_router.post("/adopt", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+async def adopt(
+    body: AdoptRequest,
+    caller: AdminCaller,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+    response: Response,
+) -> JobPublic:
+    """Follow a job started at a provider outside the system (or before a crash) to the end.
+
+    Admin only: the job is looked up with our provider key. It becomes a job of the caller,
+    copied to storage like any other when it succeeds.
+    """
+    provider = providers.get(body.provider)
+    if provider is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"provider: {body.provider!r} is not supported; use one of: {', '.join(providers)}",
+        )
+    prompt = body.prompt
+    kind = body.kind or legacy_kind(prompt)
+    model = body.model or registry.default_model(body.provider, kind)
+    problem = (
+        f"{body.provider} has no default model for {kind.value} jobs; name one in 'model'"
+        if model is None
+        else registry.model_error(body.provider, model, kind)
+    )
+    if problem is not None:
+        raise invalid("model", problem, body.model)
+    assert model is not None
+    known = await find_tracked(session, body.provider, body.provider_job_id)
+    if known is not None:
+        known_id, owner = known
+        detail = {
+            "code": "already_tracked",
+            "message": f"{body.provider} job {body.provider_job_id} is already tracked",
+        }
+        if caller.can_see(owner):  # another user's job id is theirs to know
+            detail |= {"message": f"{detail['message']} as job {known_id}", "job_id": known_id}
+        raise HTTPException(status.HTTP_409_CONFLICT, detail)
+    if body.project_id is not None:
+        await check_project_node(session, caller, body.project_id, body.node_id)
+    await session.rollback()  # end the reads before the provider call and the writes (SQLite)
+    job_id = uuid.uuid4().hex
+    try:
+        await provider.get(
+            ProviderRef(
+                job_id=job_id,
+                kind=kind,
+                provider=body.provider,
+                provider_job_id=body.provider_job_id,
+                model=model,
+            )
+        )
+    except ProviderRejected as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"provider_job_id: {body.provider} does not know job {body.provider_job_id!r} ({exc})",
+        ) from exc
+    except (ProviderError, httpx.HTTPError) as exc:
+        raise provider_failure(body.provider, exc) from exc
+    job = Job(
+        id=job_id, user_id=caller.user_id, kind=kind.value, provider=body.provider, model=model,
+        input={"prompt": prompt} if prompt else {}, status=JobStatus.QUEUED.value,
+        provider_job_id=body.provider_job_id, project_id=body.project_id, node_id=body.node_id,
+        metadata_={"adopted": True},
+    )  # fmt: skip
+    await record_adopted(session, job, caller.user_id)
+    started = await start_adopting(temporal, settings, job)
+    if not started.runs:
+        # Recorded: the recovery sweep adopts it once it is RECOVERY_MIN_AGE_MINUTES old.
+        raise orchestrator_unavailable()
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return job_public(job, settings)
+
+
+def provider_failure(provider: str, exc: Exception) -> HTTPException:
+    """A provider that can't answer now: 503 (with its Retry-After when it rate limits us), or
+    502 when it could not be reached at all; never a 500."""
+    headers = None
+    if isinstance(exc, ProviderRateLimited):
+        code, status_code, message = "provider_rate_limited", 503, f"is rate limiting us: {exc}"
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    elif isinstance(exc, ProviderError):
+        code, status_code, message = "provider_unavailable", 503, f"is unavailable: {exc}"
+    elif isinstance(exc, httpx.TimeoutException):
+        code, status_code = "provider_unavailable", 503
+        message = f"did not answer in time ({type(exc).__name__})"
+    else:
+        code, status_code = "provider_unreachable", 502
+        message = f"could not be reached ({type(exc).__name__})"
+    return HTTPException(
+        status_code,
+        {"code": code, "message": f"{provider} {message}", "provider": provider},
+        headers=headers,
+    )
 
 
 @router.get("", response_model=JobsPublic)
@@ -368,48 +387,25 @@ async def cancel_job(
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} is already {job.status}")
     reason = body.reason if body else "canceled by user"
     try:
-        await temporal.get_workflow_handle(media_job_workflow_id(job_id)).signal(
-            MediaJobWorkflow.cancel, reason
-        )
-    except Exception as exc:
-        if not is_temporal_error(exc):
-            raise
-        metrics.signal("MediaJobWorkflow", "cancel", sent=False)
-        if not (isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND):
-            raise unavailable(f"could not reach the job: {exc}", job_id) from exc
-        return await cancel_without_workflow(session, settings, job, reason)
-    metrics.signal("MediaJobWorkflow", "cancel", sent=True)
-    return job_public(job, settings)
-
-
-async def cancel_without_workflow(
-    session: AsyncSession, settings: Settings, job: Job, reason: str
-) -> JobPublic:
-    """Cancel a job that has no running workflow (its start failed or was lost).
-
-    A queued job never reached a provider: it is canceled in our records (forward-only). One
-    that did is stranded: the recovery sweep adopts it, and then it can be cancelled.
-    """
-    if job.status != JobStatus.QUEUED.value or job.provider_job_id is not None:
+        cancelled, job = await cancel.cancel_job(temporal, session, job, reason)
+    except Unreachable as exc:
+        metrics.signal(MEDIA_JOB_WORKFLOW, CANCEL_SIGNAL, sent=False)
+        raise orchestrator_unavailable(f"could not reach the job: {exc}", job_id=job_id) from exc
+    metrics.signal(MEDIA_JOB_WORKFLOW, CANCEL_SIGNAL, sent=cancelled == Cancelled.SIGNALED)
+    if cancelled == Cancelled.STRANDED:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             {"code": "job_stranded",
-             "message": f"job {job.id} has no running workflow; the recovery sweep adopts it "
-                        "within minutes: cancel it again then", "job_id": job.id},
+             "message": f"job {job_id} has no running workflow; the recovery sweep adopts it "
+                        "within minutes: cancel it again then", "job_id": job_id},
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )  # fmt: skip
-    job_id = job.id
-    await session.rollback()  # end the reads before writing (SQLite)
-    await advance_job(session, job_id, JobStatus.CANCELED, error=reason)
-    await session.commit()
-    refreshed = await get_job(session, job_id)
-    assert refreshed is not None
-    if refreshed.status != JobStatus.CANCELED.value:
+    if cancelled == Cancelled.MOVED_ON:
         # Its workflow started meanwhile and moved it on: the cancel reaches it next time.
         raise HTTPException(
-            status.HTTP_409_CONFLICT, f"job {job_id} is {refreshed.status} now; cancel it again"
+            status.HTTP_409_CONFLICT, f"job {job_id} is {job.status} now; cancel it again"
         )
-    return job_public(refreshed, settings)
+    return job_public(job, settings)
 
 
 @router.get("/{job_id}/outputs/{index}", response_model=None)
@@ -418,13 +414,15 @@ async def read_output(
     index: int,
     request: Request,
     credentials: BearerCredentials,
+    keyring: KeyRingDep,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
     token: LinkToken = None,
 ) -> Any:
     """The stored file (a redirect to a presigned URL on S3), by the job's auth or its link."""
-    caller = await link_or_key(request, credentials, token, output_scope(job_id, index))
+    scope = output_scope(job_id, index)
+    caller = await link_or_key(keyring, settings, credentials, token, scope)
     output = await visible_output(session, caller, job_id, index)
     return await serve_object(
         request, storage, settings, output["key"], output["content_type"], output["sha256"]
@@ -437,6 +435,7 @@ async def read_thumbnail(
     index: int,
     request: Request,
     credentials: BearerCredentials,
+    keyring: KeyRingDep,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
@@ -444,7 +443,7 @@ async def read_thumbnail(
 ) -> Any:
     """The output's WebP thumbnail (images only), by the job's auth or its link."""
     scope = output_scope(job_id, index, thumbnail=True)
-    caller = await link_or_key(request, credentials, token, scope)
+    caller = await link_or_key(keyring, settings, credentials, token, scope)
     output = await visible_output(session, caller, job_id, index)
     thumbnail = output.get("thumbnail")
     if not thumbnail:

@@ -8,91 +8,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
-from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import (
     Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleHandle,
     ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
     ScheduleSpec,
-    ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AdminCaller, SettingsDep, TemporalDep
-from core.contracts import SA_COMPANY, SyncMode, SyncRunInput
-from core.settings import Settings
-from core.starts import RETRY_AFTER_SECONDS, is_temporal_error, never_sent
-from sync_modules.registry import all_modules
-from workflows.sync_run import SyncRunWorkflow
+from api.errors import orchestrator_unavailable, temporal_errors_as_503
+from api.schemas.sync_runs import ScheduleCreate, SchedulePublic, ScheduleRetime
+from core.ids import NAME_ID_PATTERN
+from core.starts import is_temporal_error, never_sent
+from core.sync_runs.start import SCHEDULE_PREFIX, incremental_schedule, schedule_id
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
-PREFIX = "sync-incremental-"
-_COMPANY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # A call on a schedule being deleted can hang until the server gives up (30 s): answer sooner.
 RPC_TIMEOUT = timedelta(seconds=10)
 # Checked before it becomes part of a Temporal schedule id.
-CompanyPath = Annotated[str, Path(pattern=_COMPANY, description="the company's id")]
-
-
-class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    company_id: str = Field(pattern=_COMPANY)
-    every_minutes: int = Field(ge=1, le=7 * 24 * 60, description="minutes between runs")
-    paused: bool = False
-
-
-class ScheduleRetime(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    every_minutes: int = Field(ge=1, le=7 * 24 * 60)
-
-
-class SchedulePublic(BaseModel):
-    company_id: str
-    schedule_id: str
-    every_minutes: int | None
-    paused: bool
-    note: str | None
-    next_runs: list[datetime]
-    recent_runs: list[str] = Field(description="workflow ids of the latest runs it started")
-
-
-def schedule_id(company_id: str) -> str:
-    return f"{PREFIX}{company_id}"
-
-
-def _action(settings: Settings, company_id: str) -> ScheduleActionStartWorkflow:
-    return ScheduleActionStartWorkflow(
-        SyncRunWorkflow.run,
-        SyncRunInput(
-            run_id="",  # the workflow makes one per run
-            company_id=company_id,
-            mode=SyncMode.INCREMENTAL,
-            modules=list(all_modules()),
-            page_size=settings.sync_page_size,
-            pages_per_activity=settings.sync_pages_per_activity,
-            concurrency=settings.sync_concurrency,
-            max_retries=settings.sync_max_retries,
-            task_queue=settings.erp_task_queue,
-            max_enrich=settings.max_enrich_per_run,
-        ),
-        id=f"sync-run-scheduled-{company_id}",
-        task_queue=settings.sync_task_queue,
-        typed_search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(SA_COMPANY, company_id)]
-        ),
-    )
+CompanyPath = Annotated[str, Path(pattern=NAME_ID_PATTERN, description="the company's id")]
 
 
 async def _public(handle: ScheduleHandle, company_id: str) -> SchedulePublic:
@@ -131,15 +73,7 @@ async def _answering(temporal: Client, company_id: str | None) -> AsyncIterator[
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"company {company_id} has no schedule"
             ) from exc
-        raise _unavailable() from exc
-
-
-def _unavailable() -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        "the orchestrator is unavailable; try again",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+        raise orchestrator_unavailable() from exc
 
 
 async def _deleted(temporal: Client, company_id: str) -> bool:
@@ -175,27 +109,19 @@ async def create_schedule(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"company {body.company_id!r} has no ERP token configured (ERP_TOKENS)",
         )
+    schedule = incremental_schedule(
+        settings, body.company_id, timedelta(minutes=body.every_minutes),
+        paused=body.paused, note=f"created by {caller.user_id}",
+    )  # fmt: skip
     try:
-        handle = await temporal.create_schedule(
-            schedule_id(body.company_id),
-            Schedule(
-                action=_action(settings, body.company_id),
-                spec=ScheduleSpec(
-                    intervals=[ScheduleIntervalSpec(every=timedelta(minutes=body.every_minutes))]
-                ),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-                state=ScheduleState(paused=body.paused, note=f"created by {caller.user_id}"),
-            ),
-            rpc_timeout=RPC_TIMEOUT,
-        )
+        async with temporal_errors_as_503():
+            handle = await temporal.create_schedule(
+                schedule_id(body.company_id), schedule, rpc_timeout=RPC_TIMEOUT
+            )
     except ScheduleAlreadyRunningError:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"company {body.company_id} already has a schedule"
         ) from None
-    except Exception as exc:
-        if not is_temporal_error(exc):
-            raise
-        raise _unavailable() from exc
     response.headers["Location"] = f"/v1/schedules/{body.company_id}"
     async with _answering(temporal, body.company_id):
         return await _public(handle, body.company_id)
@@ -207,9 +133,9 @@ async def list_schedules(caller: AdminCaller, temporal: TemporalDep) -> list[Sch
     found: list[SchedulePublic] = []
     async with _answering(temporal, None):
         async for entry in await temporal.list_schedules(rpc_timeout=RPC_TIMEOUT):
-            if not entry.id.startswith(PREFIX):
+            if not entry.id.startswith(SCHEDULE_PREFIX):
                 continue
-            company = entry.id.removeprefix(PREFIX)
+            company = entry.id.removeprefix(SCHEDULE_PREFIX)
             try:
                 found.append(await _public(temporal.get_schedule_handle(entry.id), company))
             except RPCError as exc:

@@ -16,14 +16,20 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.routes.metrics import api_metrics
-from core.contracts import TERMINAL_JOB_STATUSES, JobStatus, ProviderEvent, media_job_workflow_id
-from core.job_store import get_job
-from core.tokens import valid_job_id, webhook_token_valid
+from api.deps import MetricsDep, SessionDep, SettingsDep, TemporalDep, WebhookVerifiersDep
+from core.contracts import (
+    MEDIA_JOB_WORKFLOW,
+    PROVIDER_EVENT_SIGNAL,
+    TERMINAL_JOB_STATUSES,
+    JobStatus,
+    ProviderEvent,
+    media_job_workflow_id,
+)
+from core.ids import valid_job_id
+from core.jobs.store import get_job
+from core.tokens import webhook_token_valid
 from core.webhook_receipts import receipt_key, receipt_seen, record_receipt
-from providers.base import WebhookRejected, WebhookUnavailable, WebhookVerifier
-from workflows.media_job import MediaJobWorkflow
+from providers.base import WebhookRejected, WebhookUnavailable
 
 log = logging.getLogger("autosync.webhooks")
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -53,6 +59,8 @@ async def receive_webhook(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    verifiers: WebhookVerifiersDep,
+    metrics: MetricsDep,
     job_id: str | None = None,
     token: str | None = None,
 ) -> dict[str, str]:
@@ -64,11 +72,9 @@ async def receive_webhook(
     of a webhook id already handed over, are acknowledged (200) but signal nothing: retrying
     them would never help, so a provider must not be told to.
     """
-    verifiers: dict[str, WebhookVerifier] = request.app.state.webhook_verifiers
     verifier = verifiers.get(provider)
     if verifier is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no webhooks for this provider")
-    metrics = api_metrics(request)
     metrics.webhooks_received.labels(provider).inc()
     if not valid_job_id(job_id):
         log.warning("%s webhook for a malformed job id %s", provider, _loggable(job_id))
@@ -121,16 +127,16 @@ async def receive_webhook(
     )
     handle = temporal.get_workflow_handle(media_job_workflow_id(job_id))
     try:
-        await handle.signal(MediaJobWorkflow.provider_event, event)
+        await handle.signal(PROVIDER_EVENT_SIGNAL, event)
     except RPCError as exc:
-        metrics.signal("MediaJobWorkflow", "provider_event", sent=False)
+        metrics.signal(MEDIA_JOB_WORKFLOW, PROVIDER_EVENT_SIGNAL, sent=False)
         if exc.status == RPCStatusCode.NOT_FOUND and await _closed(handle):
             return {"status": "ignored", "reason": "job already finished"}
         log.error("could not signal job %s: %s", job_id, exc.message)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "could not deliver the event; retry later"
         ) from exc
-    metrics.signal("MediaJobWorkflow", "provider_event", sent=True)
+    metrics.signal(MEDIA_JOB_WORKFLOW, PROVIDER_EVENT_SIGNAL, sent=True)
     if receipt_id is not None:
         # Recorded only once Temporal took the event, so a failed hand-over is retried.
         await record_receipt(session, provider, receipt_id, job_id)

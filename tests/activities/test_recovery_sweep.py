@@ -19,8 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.recovery import RecoverySweeper
 from core.contracts import SEARCH_ATTRIBUTES, JobStatus, media_job_workflow_id
-from core.job_start import start_job_workflow, workflow_input
-from core.job_store import advance_job
+from core.jobs.start import media_job_input, start_job_workflow
+from core.jobs.store import advance_job
 from core.models import Job, RecoveryAttempt, utcnow
 from core.outbound import OutboundFetcher
 from core.recovery import RecoveryItem
@@ -135,11 +135,11 @@ async def test_a_queued_job_that_never_started_is_started_with_the_apis_input(
     handle = temporal.get_workflow_handle(media_job_workflow_id(job.id))
     described = await handle.describe()
     assert described.status == WorkflowExecutionStatus.RUNNING
-    # the input the API builds (core.job_start.workflow_input) for the same row
+    # the input the API builds (core.jobs.start.media_job_input) for the same row
     history = await handle.fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
     [payload] = await temporal.data_converter.decode(started.input.payloads)
-    expected = workflow_input(await reload(sessions, job.id), settings, job.input)
+    expected = media_job_input(await reload(sessions, job.id), settings, job.input)
     assert payload["job_id"] == expected.job_id and payload["webhook_url"] == expected.webhook_url
     assert payload["input"] == expected.input
     assert await attempts(sessions, job.id) == ["started"]
@@ -169,7 +169,7 @@ async def test_a_queued_job_whose_workflow_ended_is_failed(
     fetcher: OutboundFetcher,
 ) -> None:
     job = await add_job(sessions)
-    await start_job_workflow(temporal, settings, workflow_input(job, settings, job.input))
+    await start_job_workflow(temporal, settings, media_job_input(job, settings, job.input))
     await temporal.get_workflow_handle(media_job_workflow_id(job.id)).terminate("incident")
     report = await sweeper(sessions, temporal, settings, fetcher).sweep(False)
     [item] = [i for i in report.items if i.job_id == job.id]
@@ -208,7 +208,7 @@ async def test_a_workflow_started_by_someone_else_is_not_an_error(
     # the sweep read the job, then the user's retry (same Idempotency-Key) started it
     sweep = sweeper(sessions, temporal, settings, fetcher)
     await start_job_workflow(
-        temporal, settings, workflow_input(job, settings, job.input), first=True
+        temporal, settings, media_job_input(job, settings, job.input), first=True
     )
     item = RecoveryItem(
         job_id=job.id, user_id=job.user_id, kind=job.kind, provider=job.provider,

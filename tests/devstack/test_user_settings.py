@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from core.job_start import webhook_url
+from core.jobs.start import webhook_url
 from core.settings import Settings
 from devstack import stack as stack_module
 from devstack.stack import Stack, StackConfig

@@ -1,4 +1,8 @@
-"""Starting a job's workflow: shared by the API (new and adopted jobs) and the recovery sweep."""
+"""Starting a job's workflow: shared by the API (new and adopted jobs) and the recovery sweep.
+
+One builder makes every job's workflow input (`media_job_input`): a job with a provider job
+(adopted, or stranded after a crash) is followed, one without is submitted.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from core.contracts import (
 from core.links import output_link, own_output
 from core.models import Job
 from core.settings import Settings
+from core.starts import StartResult, start_resolved
 from core.tokens import webhook_token
 from providers.inputs import PROMPT_FIELDS
 
@@ -125,9 +130,12 @@ def _origin(url: str) -> tuple[str, str] | None:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-def workflow_input(job: Job, settings: Settings, sent: dict[str, Any]) -> MediaJobInput:
-    """What the job's workflow starts with; `sent` is the input as the provider gets it
-    (`signed_input`). The API and the recovery sweep start jobs with the same input."""
+def media_job_input(
+    job: Job, settings: Settings, sent: dict[str, Any] | None = None
+) -> MediaJobInput:
+    """What the job's workflow starts with. `sent`: the input as the provider gets it
+    (`signed_input`), for a job to submit; a job that has a provider job already is adopted
+    (its workflow follows that job) and keeps its input as recorded."""
     kind = JobKind(job.kind)
     return MediaJobInput(
         job_id=job.id,
@@ -135,11 +143,38 @@ def workflow_input(job: Job, settings: Settings, sent: dict[str, Any]) -> MediaJ
         kind=kind,
         provider=job.provider,
         model=job.model,
-        input=sent,
+        input=job.input if sent is None else sent,
         webhook_url=webhook_url(settings, job.provider, job.id),
         poll=poll_policy(settings, kind),
         project_id=job.project_id,
         node_id=job.node_id,
+        adopt_provider_job_id=job.provider_job_id,
+    )
+
+
+async def start_new(
+    client: Client, settings: Settings, job: Job, sent: dict[str, Any]
+) -> StartResult:
+    """Start the workflow of a job that never had one (refused if it ever had one, so a start
+    retried after a crash can't run a second), resolving a lost answer."""
+    job_input = media_job_input(job, settings, sent)
+    return await start_resolved(
+        client,
+        media_job_workflow_id(job.id),
+        lambda: start_job_workflow(client, settings, job_input, first=True),
+    )
+
+
+async def start_adopting(client: Client, settings: Settings, job: Job) -> StartResult:
+    """Start a workflow that follows the job's provider job to the end (an adoption, or a job
+    whose workflow is gone: the closed workflow's id is used again)."""
+    assert job.provider_job_id is not None
+    job_input = media_job_input(job, settings)
+    return await start_resolved(
+        client,
+        media_job_workflow_id(job.id),
+        lambda: start_job_workflow(client, settings, job_input),
+        reuses_id=True,
     )
 
 

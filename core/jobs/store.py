@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.contracts import JOB_STATUS_RANK, TERMINAL_JOB_STATUSES, JobStatus
+from core.db import newest_first
 from core.events import append_event, job_payload, project_topic, user_topic
-from core.models import Job, Project, utcnow
+from core.models import Job, Project, RecoveryAttempt, utcnow
 
 # `jobs.recovery_state` while the recovery sweep restores a job's outputs (its claim), and once
 # the restored copy is recorded.
@@ -147,10 +148,34 @@ async def list_jobs(
         query = query.where(Job.status == status)
     if project_id is not None:
         query = query.where(Job.project_id == project_id)
-    if before is not None:
-        created_at, job_id = before
-        query = query.where(
-            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
-        )
-    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    query = newest_first(query, Job.created_at, Job.id, before, limit)
     return (await session.scalars(query)).all()
+
+
+async def find_tracked(
+    session: AsyncSession, provider: str, provider_job_id: str
+) -> tuple[str, str] | None:
+    """(job id, owner's user id) of the job that follows this provider job, if one does."""
+    row = (
+        await session.execute(
+            select(Job.id, Job.user_id).where(
+                Job.provider == provider, Job.provider_job_id == provider_job_id
+            )
+        )
+    ).first()
+    return (row.id, row.user_id) if row is not None else None
+
+
+async def record_adopted(session: AsyncSession, job: Job, by: str) -> None:
+    """Record an adopted job (queued, with its provider job), the recovery attempt that says
+    who adopted it, and its `job.queued` event; commits."""
+    session.add(job)
+    await session.flush()
+    session.add(
+        RecoveryAttempt(
+            job_id=job.id, problem="orphan", action="adopt", result="started",
+            detail=f"adopted by {by}",
+        )
+    )  # fmt: skip
+    await append_event(session, user_topic(job.user_id), "job.queued", job_payload(job))
+    await session.commit()

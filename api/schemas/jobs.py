@@ -1,4 +1,4 @@
-"""Request and response models of the jobs API: what comes in and what goes out differ."""
+"""Request and response models of the jobs API (adoption's too), and a job row made public."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contracts import JobKind, JobStatus, ProviderPhase
+from core.contracts import JobKind, JobStatus, ProviderPhase, media_job_workflow_id
+from core.ids import NAME_ID_PATTERN
+from core.links import output_link, workflow_url
+from core.models import Job
+from core.settings import Settings
 from providers import registry
-
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class JobCreate(BaseModel):
@@ -45,8 +47,8 @@ class JobCreate(BaseModel):
         ),
         max_length=256,
     )
-    project_id: str | None = Field(None, pattern=_ID)
-    node_id: str | None = Field(None, pattern=_ID)
+    project_id: str | None = Field(None, pattern=NAME_ID_PATTERN)
+    node_id: str | None = Field(None, pattern=NAME_ID_PATTERN)
 
     @model_validator(mode="after")
     def _check(self) -> JobCreate:
@@ -124,3 +126,96 @@ class JobsPublic(BaseModel):
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("canceled by user", max_length=500)
+
+
+class AdoptRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"provider": "replicate", "provider_job_id": "abc123"}]},
+    )
+
+    provider: str = Field(description="a provider's name (GET /v1/me lists them)")
+    # Never dots alone: the id becomes a URL path segment at the provider.
+    provider_job_id: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*$"
+    )
+    kind: JobKind | None = Field(
+        None, description="left out: from the prompt's legacy prefix ([EDITED], [UPSCALED], "
+        "[VIDEO]), else generation",
+    )  # fmt: skip
+    model: str | None = Field(
+        None,
+        max_length=256,
+        description="needed for fal (its URLs); checked like a job's (Replicate "
+        "'owner/name[:version]')",
+    )
+    prompt: str | None = Field(None, max_length=10_000)
+    project_id: str | None = None
+    node_id: str | None = None
+
+
+def job_public(job: Job, settings: Settings) -> JobPublic:
+    workflow_id = media_job_workflow_id(job.id)
+    return JobPublic(
+        id=job.id,
+        kind=JobKind(job.kind),
+        status=JobStatus(job.status),
+        user_id=job.user_id,
+        provider=job.provider,
+        provider_status=job.provider_status,
+        provider_phase=ProviderPhase(job.provider_phase) if job.provider_phase else None,
+        provider_job_id=job.provider_job_id,
+        model=job.model,
+        input=job.input,
+        project_id=job.project_id,
+        node_id=job.node_id,
+        error=job.error,
+        outputs=[output_public(job.id, o, settings) for o in job.outputs],
+        output_data=job.output_data,
+        storage_provider=job.storage_provider,
+        storage_bucket=job.storage_bucket,
+        storage_context=job.storage_context,
+        storage_keys=job.storage_keys or [],
+        operation_type=job.operation_type,
+        recovery_state=job.recovery_state,
+        recovery_reason=job.recovery_reason,
+        webhook_count=job.webhook_count,
+        poll_count=job.poll_count,
+        created_at=job.created_at,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        updated_at=job.updated_at,
+        workflow_id=workflow_id,
+        workflow_url=workflow_url(settings, workflow_id),
+    )
+
+
+def output_public(job_id: str, output: dict[str, Any], settings: Settings) -> OutputPublic:
+    """One stored output, with signed links; records written before thumbnails existed lack
+    the newer fields."""
+    thumbnail = output.get("thumbnail")
+
+    def link(thumbnail: bool) -> str:
+        return output_link(
+            settings.public_base_url,
+            settings.signing_secret(),
+            job_id,
+            output["index"],
+            ttl_seconds=settings.link_ttl_seconds,
+            thumbnail=thumbnail,
+        )
+
+    return OutputPublic(
+        index=output["index"],
+        url=link(False),
+        thumbnail_url=link(True) if thumbnail else None,
+        key=output["key"],
+        thumbnail_key=thumbnail["key"] if thumbnail else None,
+        content_type=output["content_type"],
+        bytes=output["bytes"],
+        sha256=output["sha256"],
+        width=output.get("width"),
+        height=output.get("height"),
+        metadata=output.get("metadata") or {},
+    )
