@@ -30,10 +30,13 @@ error; network failures stay httpx errors, worth retrying.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import importlib.util
 import ipaddress
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,6 +46,13 @@ import httpcore
 import httpx
 
 from core.settings import Settings
+
+# httpcore 1.0.9 imports the optional `sniffio` on every lock it sets up, i.e. several times a
+# request; anyio >= 4.11 no longer installs it, and Python doesn't remember a failed import, so
+# each one searched sys.path again (~0.5 ms of CPU a request). Record the absence once: a later
+# `import sniffio` fails at once, as it would anyway (encode/httpcore#1103, not released yet).
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -239,6 +249,10 @@ class _CheckedAddressesBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+# The backend of `OutboundSession`'s connections (it keeps no state of its own).
+_SESSION_BACKEND = _CheckedAddressesBackend()
+
+
 class _CheckedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport on a connection pool whose network backend is the one above."""
 
@@ -292,6 +306,8 @@ class OutboundFetcher:
     ) -> None:
         self.policy = policy
         self._resolve = resolver
+        self._verify = verify
+        self._session_tls: ssl.SSLContext | None = None  # made when a session first needs it
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
         self._client = httpx.AsyncClient(
             transport=_CheckedTransport(verify, limits),
@@ -340,6 +356,23 @@ class OutboundFetcher:
             yield Fetched(response, str(final), self.policy)
         finally:
             await response.aclose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[OutboundSession]:
+        """Requests that each want their whole body at once, on connections of the session's
+        own (one per origin, kept between its requests, closed at its end) instead of the
+        shared pool: see `OutboundSession`."""
+        session = OutboundSession(self)
+        try:
+            yield session
+        finally:
+            await session.aclose()
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context of sessions' https connections (made once, when first needed)."""
+        if self._session_tls is None:
+            self._session_tls = httpx.create_ssl_context(verify=self._verify, trust_env=False)
+        return self._session_tls
 
     async def check(self, url: str) -> None:
         """Refuse `url` (OutboundRefused) unless the policy would let it be fetched now."""
@@ -443,3 +476,115 @@ class OutboundFetcher:
         if not found:
             raise httpx.ConnectError(f"cannot resolve {host}: no address")
         return tuple(dict.fromkeys(found))
+
+
+class OutboundSession:
+    """A few requests in a row to one place, each answered with its status and whole body,
+    under the fetcher's policy: the same checks (first URL and every redirect of a GET),
+    connections only to the checked addresses, the byte cap, the connect and read deadlines.
+
+    It talks to httpcore directly, on a connection of its own: httpx's layers and the shared
+    pool's bookkeeping (it looks at every pooled connection for every request) cost several
+    times the CPU of the request itself when hundreds run at once. Pull-sync opens one per
+    client pull: the acknowledge reuses the sync-data's connection.
+    """
+
+    def __init__(self, fetcher: OutboundFetcher) -> None:
+        self._fetcher = fetcher
+        # by (scheme, host, port)
+        self._connections: dict[tuple[bytes, bytes, int], httpcore.AsyncHTTPConnection] = {}
+        self._closing: list[httpcore.AsyncHTTPConnection] = []  # replaced, closed at the end
+        policy = fetcher.policy
+        self._timeouts = {
+            "connect": policy.connect_timeout, "read": policy.read_timeout,
+            "write": policy.read_timeout, "pool": policy.connect_timeout,
+        }  # fmt: skip
+
+    async def read(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+        content: bytes | None = None,
+    ) -> tuple[int, bytes]:
+        """The status and the whole body of `url`, as `OutboundFetcher.open` would fetch it
+        (a GET follows redirects under the policy; another method is sent once)."""
+        fetcher, policy = self._fetcher, self._fetcher.policy
+        given = [(b"Accept-Encoding", b"identity")]
+        given += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        if content is not None:
+            given.append((b"Content-Length", str(len(content)).encode("ascii")))
+        current = fetcher._parse(url)
+        previous: httpx.URL | None = None
+        try:
+            for _ in range(policy.max_redirects + 1):
+                target = await fetcher._check(current, previous, None)
+                request = httpcore.Request(
+                    method,
+                    httpcore.URL(scheme=current.raw_scheme, host=current.raw_host,
+                                 port=current.port, target=current.raw_path),
+                    headers=[(b"Host", current.netloc), *given], content=content,
+                    extensions={"timeout": self._timeouts},
+                )  # fmt: skip
+                token = _checked.set({target.endpoint: target.addresses})
+                try:
+                    response = await self._connection(request.url.origin).handle_async_request(
+                        request
+                    )
+                finally:
+                    _checked.reset(token)
+                try:
+                    found = {k.lower(): v for k, v in response.headers}
+                    location = found.get(b"location", b"").decode("latin-1")
+                    if method == "GET" and response.status in REDIRECT_CODES and location:
+                        previous = current
+                        try:
+                            current = current.join(location)
+                        except httpx.InvalidURL as exc:
+                            raise OutboundRefused(f"a redirect to an invalid URL ({exc})") from exc
+                        continue
+                    length = found.get(b"content-length", b"")
+                    if 200 <= response.status < 300 and length.isdigit():
+                        if int(length) > policy.max_bytes:
+                            raise policy.too_large()
+                    chunks: list[bytes] = []
+                    total = 0
+                    async for chunk in response.aiter_stream():
+                        total += len(chunk)
+                        if total > policy.max_bytes:
+                            raise policy.too_large()
+                        chunks.append(chunk)
+                    return response.status, b"".join(chunks)
+                finally:
+                    await response.aclose()
+        # httpcore's errors as httpx's (same names), which callers already handle.
+        except httpcore.TimeoutException as exc:
+            raise getattr(httpx, type(exc).__name__, httpx.TimeoutException)(str(exc)) from exc
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+            raise getattr(httpx, type(exc).__name__, httpx.TransportError)(str(exc)) from exc
+        raise OutboundRefused(f"more than {policy.max_redirects} redirects")
+
+    def _connection(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
+        """The session's idle connection to `origin`, or a new one (it connects on first use,
+        through the checked-addresses backend)."""
+        key = (origin.scheme, origin.host, origin.port)
+        kept = self._connections.get(key)
+        if kept is not None and kept.is_idle() and not kept.has_expired():
+            return kept
+        if kept is not None:
+            self._closing.append(kept)
+        made = httpcore.AsyncHTTPConnection(
+            origin,
+            ssl_context=self._fetcher._tls() if origin.scheme == b"https" else None,
+            network_backend=_SESSION_BACKEND,
+        )
+        self._connections[key] = made
+        return made
+
+    async def aclose(self) -> None:
+        for connection in [*self._closing, *self._connections.values()]:
+            with contextlib.suppress(Exception):
+                await connection.aclose()
+        self._connections.clear()
+        self._closing.clear()
