@@ -109,10 +109,17 @@ async def sync_data(
     return _json(body)
 
 
-async def acknowledge(body: Acknowledge, client: ClientDep) -> Response:
+async def acknowledge(
+    body: Acknowledge, client: ClientDep, emulator: EmulatorDep, request: Request
+) -> Response:
     """Those records are synced; `ack_*` faults make it fail, lie or invent ids."""
     client.counters["acknowledge"] += 1
     faults = client.faults
+    if faults.slow_acknowledge:
+        await asyncio.sleep(emulator.config.slow_seconds)
+        if await request.is_disconnected():
+            client.counters["acknowledge_abandoned"] += 1
+            return _json({"acknowledged": [], "unknown": []})  # nobody is listening
     if faults.ack_fails:
         raise ApiProblem(500, "server error", "acknowledge failed (injected by the emulator)")
     done, unknown = client.acknowledge(body.ids)
