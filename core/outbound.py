@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import importlib.util
 import ipaddress
 import socket
@@ -100,7 +101,7 @@ def normalise_origin(origin: str) -> str:
 
 def non_public_reason(address: str) -> str | None:
     """Why `address` is not a public address (None: it is)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 scope id
+    ip = _ip(address.split("%", 1)[0])  # drop an IPv6 scope id
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour
         if embedded is None and ip in _NAT64:
@@ -122,9 +123,16 @@ def non_public_reason(address: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """`ipaddress.ip_address`, remembered: the same few addresses are checked on every request
+    (pull-sync's clients, twice per pull), and parsing is most of a check's cost."""
+    return ipaddress.ip_address(text)
+
+
 def _is_address(host: str) -> bool:
     try:
-        ipaddress.ip_address(host)
+        _ip(host)
     except ValueError:
         return False
     return True
@@ -172,7 +180,7 @@ class OutboundPolicy:
     def outside_networks(self, address: str) -> str | None:
         """Why `address` is outside `allowed_networks` (None: inside one of them)."""
         assert self.allowed_networks is not None
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = _ip(address.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         if any(ip.version == net.version and ip in net for net in self.allowed_networks):
@@ -208,8 +216,8 @@ _checked: contextvars.ContextVar[Mapping[tuple[str, int], tuple[str, ...]] | Non
 class _CheckedAddressesBackend(httpcore.AsyncNetworkBackend):
     """Connects to the addresses the fetcher checked for (host, port), never looks a host up."""
 
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -249,8 +257,100 @@ class _CheckedAddressesBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class _AsyncioStream(httpcore.AsyncNetworkStream):
+    """A connection on asyncio's own streams, for `OutboundSession`: httpcore's AnyIO stream
+    opens a cancel scope for every read and write and races connects through a task group,
+    which costs more CPU than the HTTP itself on small answers. Errors are httpcore's."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout("timed out reading the answer") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout("timed out sending the request") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        self._writer.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            self._writer.close()
+            raise httpcore.ConnectTimeout("timed out in the TLS handshake") from exc
+        except (ssl.SSLError, OSError) as exc:
+            self._writer.close()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return self  # the same streams, now over TLS
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":  # while idle: the server hung up (an expired keep-alive)
+            return self._reader.at_eof() or self._writer.is_closing()
+        names = {"ssl_object": "ssl_object", "client_addr": "sockname",
+                 "server_addr": "peername", "socket": "socket"}  # fmt: skip
+        return self._writer.get_extra_info(names[info]) if info in names else None
+
+
+class _AsyncioBackend(httpcore.AsyncNetworkBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, local_addr=(local_address, 0) if local_address else None
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        for option in socket_options or ():
+            writer.get_extra_info("socket").setsockopt(*option)
+        return _AsyncioStream(reader, writer)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise OutboundRefused("unix sockets are not fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 # The backend of `OutboundSession`'s connections (it keeps no state of its own).
-_SESSION_BACKEND = _CheckedAddressesBackend()
+_SESSION_BACKEND = _CheckedAddressesBackend(_AsyncioBackend())
 
 
 class _CheckedTransport(httpx.AsyncHTTPTransport):
