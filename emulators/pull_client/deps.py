@@ -10,7 +10,9 @@ from emulators.pull_client.problems import ApiProblem
 from emulators.pull_client.state import DEFAULT_CLIENT, ClientIdentity, PullClientEmulator
 
 
-def get_emulator(request: Request) -> PullClientEmulator:
+# Both async: FastAPI runs a plain `def` dependency on its thread pool, a thread hop per
+# request that cost the emulator more CPU than the answer itself.
+async def get_emulator(request: Request) -> PullClientEmulator:
     emulator: PullClientEmulator = request.app.state.emulator
     return emulator
 
@@ -18,7 +20,7 @@ def get_emulator(request: Request) -> PullClientEmulator:
 EmulatorDep = Annotated[PullClientEmulator, Depends(get_emulator)]
 
 
-def get_identity(request: Request, emulator: EmulatorDep) -> ClientIdentity:
+async def get_identity(request: Request, emulator: EmulatorDep) -> ClientIdentity:
     """`/c/{client_id}/...` names the identity; the unprefixed routes are `default`'s."""
     client_id = request.path_params.get("client_id", DEFAULT_CLIENT)
     client = emulator.clients.get(client_id)
