@@ -235,10 +235,14 @@ class _GroupStore:
                     stored.set_result(new.get(client_id, 0))
 
     async def aclose(self) -> None:
+        """Stop writing; answers still waiting are not stored (their callers are cancelled)."""
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        for _, _, stored in self._waiting:
+            stored.cancel()
+        self._waiting = []
 
 
 class PullSyncActivities:
@@ -300,9 +304,12 @@ class PullSyncActivities:
                 return await self._pull(target, mode, store)
 
         async with _heartbeating():
+            pulls = [asyncio.ensure_future(one(c)) for c in batch.client_ids]
             try:
-                done = await asyncio.gather(*(one(c) for c in batch.client_ids))
-            finally:
+                done = await asyncio.gather(*pulls)
+            finally:  # a failed store fails the batch: the pulls still under way stop here
+                for pull in pulls:
+                    pull.cancel()
                 await store.aclose()
             outcomes = [o for o in done if isinstance(o, PullOutcome)]
             became: dict[str, str] = {}
