@@ -110,7 +110,12 @@ async def test_a_worker_killed_mid_pull_stores_every_record_once(stack: Stack) -
                           headers={"Authorization": f"Bearer {ADMIN}"}) as api,
         httpx.AsyncClient(base_url=stack.pull_client_url, timeout=30) as emulator,
     ):  # fmt: skip
-        (await api.post("/v1/pull-sync/scheduler/stop")).raise_for_status()
+
+        async def stop_scheduler() -> httpx.Response:
+            return await api.post("/v1/pull-sync/scheduler/stop")
+
+        # No scheduled cycle in the way (the worker creates the schedule as it starts).
+        await until(stop_scheduler, lambda r: r.status_code == 200, 30, "the cycle schedule")
         for name in CLIENTS:
             body = {"client_id": name, "user_id": f"u-{name}", "records": RECORDS}
             (await emulator.post("/_emulator/clients", json=body)).raise_for_status()
