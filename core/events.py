@@ -9,10 +9,11 @@ for everything after the last id it saw.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, text
+from sqlalchemy import Table, delete, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Event, Job, SyncRun, utcnow
@@ -62,6 +63,29 @@ async def append_event(
             {"channel": NOTIFY_CHANNEL, "id": str(event_id)},
         )
     return event_id
+
+
+async def append_events(
+    session: AsyncSession, topic: str, events: Sequence[tuple[str, dict[str, Any]]]
+) -> None:
+    """Append several `(type, payload)` events of one topic in one statement; the caller
+    commits. As `append_event`: on PostgreSQL the transaction holds the events lock until it
+    ends (one NOTIFY wakes the listeners for all of them)."""
+    if not events:
+        return
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ORDER_LOCK})
+    now = utcnow()
+    await session.execute(
+        insert(cast(Table, Event.__table__)),
+        [{"topic": topic, "type": type_, "payload": payload, "created_at": now}
+         for type_, payload in events],
+    )  # fmt: skip
+    if postgres:
+        await session.execute(
+            text("SELECT pg_notify(:channel, :id)"), {"channel": NOTIFY_CHANNEL, "id": "batch"}
+        )
 
 
 def _iso(value: datetime | None) -> str | None:

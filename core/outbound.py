@@ -30,10 +30,14 @@ error; network failures stay httpx errors, worth retrying.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import functools
+import importlib.util
 import ipaddress
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,6 +47,13 @@ import httpcore
 import httpx
 
 from core.settings import Settings
+
+# httpcore 1.0.9 imports the optional `sniffio` on every lock it sets up, i.e. several times a
+# request; anyio >= 4.11 no longer installs it, and Python doesn't remember a failed import, so
+# each one searched sys.path again (~0.5 ms of CPU a request). Record the absence once: a later
+# `import sniffio` fails at once, as it would anyway (encode/httpcore#1103, not released yet).
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -90,7 +101,7 @@ def normalise_origin(origin: str) -> str:
 
 def non_public_reason(address: str) -> str | None:
     """Why `address` is not a public address (None: it is)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 scope id
+    ip = _ip(address.split("%", 1)[0])  # drop an IPv6 scope id
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour
         if embedded is None and ip in _NAT64:
@@ -112,9 +123,16 @@ def non_public_reason(address: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """`ipaddress.ip_address`, remembered: the same few addresses are checked on every request
+    (pull-sync's clients, twice per pull), and parsing is most of a check's cost."""
+    return ipaddress.ip_address(text)
+
+
 def _is_address(host: str) -> bool:
     try:
-        ipaddress.ip_address(host)
+        _ip(host)
     except ValueError:
         return False
     return True
@@ -162,7 +180,7 @@ class OutboundPolicy:
     def outside_networks(self, address: str) -> str | None:
         """Why `address` is outside `allowed_networks` (None: inside one of them)."""
         assert self.allowed_networks is not None
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = _ip(address.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         if any(ip.version == net.version and ip in net for net in self.allowed_networks):
@@ -198,8 +216,8 @@ _checked: contextvars.ContextVar[Mapping[tuple[str, int], tuple[str, ...]] | Non
 class _CheckedAddressesBackend(httpcore.AsyncNetworkBackend):
     """Connects to the addresses the fetcher checked for (host, port), never looks a host up."""
 
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -237,6 +255,102 @@ class _CheckedAddressesBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class _AsyncioStream(httpcore.AsyncNetworkStream):
+    """A connection on asyncio's own streams, for `OutboundSession`: httpcore's AnyIO stream
+    opens a cancel scope for every read and write and races connects through a task group,
+    which costs more CPU than the HTTP itself on small answers. Errors are httpcore's."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout("timed out reading the answer") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout("timed out sending the request") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        self._writer.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            self._writer.close()
+            raise httpcore.ConnectTimeout("timed out in the TLS handshake") from exc
+        except (ssl.SSLError, OSError) as exc:
+            self._writer.close()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return self  # the same streams, now over TLS
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":  # while idle: the server hung up (an expired keep-alive)
+            return self._reader.at_eof() or self._writer.is_closing()
+        names = {"ssl_object": "ssl_object", "client_addr": "sockname",
+                 "server_addr": "peername", "socket": "socket"}  # fmt: skip
+        return self._writer.get_extra_info(names[info]) if info in names else None
+
+
+class _AsyncioBackend(httpcore.AsyncNetworkBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, local_addr=(local_address, 0) if local_address else None
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        for option in socket_options or ():
+            writer.get_extra_info("socket").setsockopt(*option)
+        return _AsyncioStream(reader, writer)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise OutboundRefused("unix sockets are not fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+# The backend of `OutboundSession`'s connections (it keeps no state of its own).
+_SESSION_BACKEND = _CheckedAddressesBackend(_AsyncioBackend())
 
 
 class _CheckedTransport(httpx.AsyncHTTPTransport):
@@ -292,6 +406,8 @@ class OutboundFetcher:
     ) -> None:
         self.policy = policy
         self._resolve = resolver
+        self._verify = verify
+        self._session_tls: ssl.SSLContext | None = None  # made when a session first needs it
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
         self._client = httpx.AsyncClient(
             transport=_CheckedTransport(verify, limits),
@@ -340,6 +456,23 @@ class OutboundFetcher:
             yield Fetched(response, str(final), self.policy)
         finally:
             await response.aclose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[OutboundSession]:
+        """Requests that each want their whole body at once, on connections of the session's
+        own (one per origin, kept between its requests, closed at its end) instead of the
+        shared pool: see `OutboundSession`."""
+        session = OutboundSession(self)
+        try:
+            yield session
+        finally:
+            await session.aclose()
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context of sessions' https connections (made once, when first needed)."""
+        if self._session_tls is None:
+            self._session_tls = httpx.create_ssl_context(verify=self._verify, trust_env=False)
+        return self._session_tls
 
     async def check(self, url: str) -> None:
         """Refuse `url` (OutboundRefused) unless the policy would let it be fetched now."""
@@ -443,3 +576,115 @@ class OutboundFetcher:
         if not found:
             raise httpx.ConnectError(f"cannot resolve {host}: no address")
         return tuple(dict.fromkeys(found))
+
+
+class OutboundSession:
+    """A few requests in a row to one place, each answered with its status and whole body,
+    under the fetcher's policy: the same checks (first URL and every redirect of a GET),
+    connections only to the checked addresses, the byte cap, the connect and read deadlines.
+
+    It talks to httpcore directly, on a connection of its own: httpx's layers and the shared
+    pool's bookkeeping (it looks at every pooled connection for every request) cost several
+    times the CPU of the request itself when hundreds run at once. Pull-sync opens one per
+    client pull: the acknowledge reuses the sync-data's connection.
+    """
+
+    def __init__(self, fetcher: OutboundFetcher) -> None:
+        self._fetcher = fetcher
+        # by (scheme, host, port)
+        self._connections: dict[tuple[bytes, bytes, int], httpcore.AsyncHTTPConnection] = {}
+        self._closing: list[httpcore.AsyncHTTPConnection] = []  # replaced, closed at the end
+        policy = fetcher.policy
+        self._timeouts = {
+            "connect": policy.connect_timeout, "read": policy.read_timeout,
+            "write": policy.read_timeout, "pool": policy.connect_timeout,
+        }  # fmt: skip
+
+    async def read(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+        content: bytes | None = None,
+    ) -> tuple[int, bytes]:
+        """The status and the whole body of `url`, as `OutboundFetcher.open` would fetch it
+        (a GET follows redirects under the policy; another method is sent once)."""
+        fetcher, policy = self._fetcher, self._fetcher.policy
+        given = [(b"Accept-Encoding", b"identity")]
+        given += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        if content is not None:
+            given.append((b"Content-Length", str(len(content)).encode("ascii")))
+        current = fetcher._parse(url)
+        previous: httpx.URL | None = None
+        try:
+            for _ in range(policy.max_redirects + 1):
+                target = await fetcher._check(current, previous, None)
+                request = httpcore.Request(
+                    method,
+                    httpcore.URL(scheme=current.raw_scheme, host=current.raw_host,
+                                 port=current.port, target=current.raw_path),
+                    headers=[(b"Host", current.netloc), *given], content=content,
+                    extensions={"timeout": self._timeouts},
+                )  # fmt: skip
+                token = _checked.set({target.endpoint: target.addresses})
+                try:
+                    response = await self._connection(request.url.origin).handle_async_request(
+                        request
+                    )
+                finally:
+                    _checked.reset(token)
+                try:
+                    found = {k.lower(): v for k, v in response.headers}
+                    location = found.get(b"location", b"").decode("latin-1")
+                    if method == "GET" and response.status in REDIRECT_CODES and location:
+                        previous = current
+                        try:
+                            current = current.join(location)
+                        except httpx.InvalidURL as exc:
+                            raise OutboundRefused(f"a redirect to an invalid URL ({exc})") from exc
+                        continue
+                    length = found.get(b"content-length", b"")
+                    if 200 <= response.status < 300 and length.isdigit():
+                        if int(length) > policy.max_bytes:
+                            raise policy.too_large()
+                    chunks: list[bytes] = []
+                    total = 0
+                    async for chunk in response.aiter_stream():
+                        total += len(chunk)
+                        if total > policy.max_bytes:
+                            raise policy.too_large()
+                        chunks.append(chunk)
+                    return response.status, b"".join(chunks)
+                finally:
+                    await response.aclose()
+        # httpcore's errors as httpx's (same names), which callers already handle.
+        except httpcore.TimeoutException as exc:
+            raise getattr(httpx, type(exc).__name__, httpx.TimeoutException)(str(exc)) from exc
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+            raise getattr(httpx, type(exc).__name__, httpx.TransportError)(str(exc)) from exc
+        raise OutboundRefused(f"more than {policy.max_redirects} redirects")
+
+    def _connection(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
+        """The session's idle connection to `origin`, or a new one (it connects on first use,
+        through the checked-addresses backend)."""
+        key = (origin.scheme, origin.host, origin.port)
+        kept = self._connections.get(key)
+        if kept is not None and kept.is_idle() and not kept.has_expired():
+            return kept
+        if kept is not None:
+            self._closing.append(kept)
+        made = httpcore.AsyncHTTPConnection(
+            origin,
+            ssl_context=self._fetcher._tls() if origin.scheme == b"https" else None,
+            network_backend=_SESSION_BACKEND,
+        )
+        self._connections[key] = made
+        return made
+
+    async def aclose(self) -> None:
+        for connection in [*self._closing, *self._connections.values()]:
+            with contextlib.suppress(Exception):
+                await connection.aclose()
+        self._connections.clear()
+        self._closing.clear()

@@ -34,7 +34,7 @@ def classify(method: str, path: str) -> str | None:
     )
 
 
-def get_identity(request: Request, emulator: EmulatorDep) -> ClientIdentity:
+async def get_identity(request: Request, emulator: EmulatorDep) -> ClientIdentity:
     """`/c/{client_id}/...` names the identity; the unprefixed routes are `default`'s."""
     client_id = request.path_params.get("client_id", DEFAULT_CLIENT)
     client = emulator.clients.get(client_id)
@@ -137,10 +137,17 @@ async def sync_data(
     return _json(body)
 
 
-async def acknowledge(body: Acknowledge, client: ClientDep) -> Response:
+async def acknowledge(
+    body: Acknowledge, client: ClientDep, emulator: EmulatorDep, request: Request
+) -> Response:
     """Those records are synced; `ack_*` faults make it fail, lie or invent ids."""
     client.counters["acknowledge"] += 1
     faults = client.faults
+    if faults.slow_acknowledge:
+        await asyncio.sleep(emulator.config.slow_seconds)
+        if await request.is_disconnected():
+            client.counters["acknowledge_abandoned"] += 1
+            return _json({"acknowledged": [], "unknown": []})  # nobody is listening
     if faults.ack_fails:
         raise problem(500, "server error", "acknowledge failed (injected by the emulator)")
     done, unknown = client.acknowledge(body.ids)

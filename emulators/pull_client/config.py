@@ -19,7 +19,8 @@ class PullClientEmulatorConfig(EmulatorSettings):
     # sync-data pages: what `limit` is when absent, and its largest honoured value.
     default_page_size: int = Field(default=100, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
-    # How long a `slow` fault holds an answer (longer than the backend's 15 s timeout).
+    # How long a `slow` (or `slow_acknowledge`) fault holds an answer (by default longer than
+    # the backend's 15 s timeout).
     slow_seconds: float = Field(default=20.0, ge=0, le=600)
     # Records in a `huge` answer's padding, in bytes.
     huge_bytes: int = Field(default=8 * 1024 * 1024, ge=1)

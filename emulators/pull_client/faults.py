@@ -44,6 +44,9 @@ class Faults(BaseModel):
     huge_body: bool = False
     # sync-data ignores `limit` and answers every pending record (or this many copies).
     ignore_limit: bool = False
+    # acknowledge holds the request `slow_seconds` before reading it; a caller that has gone
+    # meanwhile (a worker killed mid-pull) acknowledged nothing.
+    slow_acknowledge: bool = False
     # acknowledge answers 500 and marks nothing synced.
     ack_fails: bool = False
     # acknowledge marks the records synced, then answers 500 anyway.

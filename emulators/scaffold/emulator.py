@@ -8,7 +8,7 @@ A protocol subclasses `EmulatorBase`, keeps its own jobs or rows, and overrides 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from fastapi import Request
@@ -66,10 +66,12 @@ class EmulatorBase(Generic[C, F]):
         return ()
 
 
-def state_of(cls: type[E]) -> Callable[[Request], E]:
+def state_of(cls: type[E]) -> Callable[[Request], Awaitable[E]]:
     """A dependency giving routes the app's emulator as its own class."""
 
-    def get_emulator(request: Request) -> E:
+    # async: FastAPI runs a plain `def` dependency on its thread pool, a thread hop per
+    # request that cost an emulator more CPU than the answer itself.
+    async def get_emulator(request: Request) -> E:
         emulator = request.app.state.emulator
         assert isinstance(emulator, cls)
         return emulator

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.emulators.support import wait_for
+
 
 def make(control: httpx.Client, client_id: str, records: int) -> str:
     response = control.post(
@@ -103,3 +105,22 @@ def test_fail_next_is_spent(control: httpx.Client) -> None:
     base = make(control, "n", 1)
     faults(control, "n", fail_next=2)
     assert [control.get(f"{base}/health").status_code for _ in range(3)] == [500, 500, 200]
+
+
+def test_a_held_acknowledge_whose_caller_left_marks_nothing(control: httpx.Client) -> None:
+    base = make(control, "w", 2)
+    ids = [r["id"] for r in control.get(f"{base}/sync-data").json()["records"]]
+    faults(control, "w", slow_acknowledge=True)
+    with pytest.raises(httpx.ReadTimeout):  # the caller gives up (or dies) during the hold
+        control.post(f"{base}/acknowledge", json={"ids": ids}, timeout=1.0)
+    stats = wait_for(
+        lambda: control.get(f"{base}/stats").json(),
+        lambda s: s["requests"].get("acknowledge_abandoned") == 1,
+        timeout=15,
+        what="the held acknowledge to end",
+    )
+    assert stats["pending"] == 2
+    # A caller that waits is acknowledged once the hold is over.
+    answer = control.post(f"{base}/acknowledge", json={"ids": ids}, timeout=30).json()
+    assert answer["acknowledged"] == ids
+    assert control.get(f"{base}/stats").json()["pending"] == 0

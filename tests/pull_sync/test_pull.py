@@ -4,12 +4,15 @@ refused whole, other clients unaffected; client URLs only inside the allowed net
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities import pull_sync
 from core.outbound import OutboundFetcher
 from core.pull_contracts import PullMode
 from tests.pull_sync.support import (
@@ -214,3 +217,32 @@ async def test_recent_pulls_only_clients_with_pending_records(
     add_records(control, "beta", 1)
     result = await pull(acts, list(three.values()), PullMode.RECENT)
     assert [(r.skipped, r.stored) for r in result.results] == [(True, 0), (False, 1), (True, 0)]
+
+
+async def test_a_store_that_fails_fails_the_batch_and_acknowledges_nothing(
+    control: httpx.Client,
+    sessions: async_sessionmaker[AsyncSession],
+    http: OutboundFetcher,
+    three: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records are acknowledged only once their transaction committed: a database that fails
+    the store fails the whole batch (Temporal retries it), and no client hears a thing."""
+
+    async def broken(*args: object, **kwargs: object) -> dict[str, int]:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    acts = activities(sessions, http, settings())
+    monkeypatch.setattr(pull_sync, "store_answers", broken)
+    with pytest.raises(OperationalError):
+        await pull(acts, list(three.values()))
+    await asyncio.sleep(0.2)  # anything left running would show now
+    left = [t for t in asyncio.all_tasks() if "pull_batch" in repr(t.get_coro())]
+    assert left == []
+    assert await stored_total(sessions) == 0
+    for name in CLIENTS:
+        emulated = emulator_client(control, name)
+        assert emulated["pending"] == 5 and "acknowledge" not in emulated["requests"]
+    monkeypatch.undo()
+    again = await pull(acts, list(three.values()))  # the retry stores and acknowledges all
+    assert [(r.ok, r.stored, r.acknowledged) for r in again.results] == [(True, 5, 5)] * 3

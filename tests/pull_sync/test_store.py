@@ -17,8 +17,11 @@ from core.pull_store import (
     cleanup,
     mark_healthy,
     record_pull,
+    record_pulls,
     register,
+    store_answers,
     store_records,
+    unregister,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -139,3 +142,74 @@ async def test_cleanup_removes_old_inactive_clients_and_old_attempts(
         left = set((await session.scalars(select(PullClient.id))).all())
         assert left == {recent, live}
         assert await session.scalar(select(func.count()).select_from(PullRecord)) == 1
+
+
+async def test_answers_of_several_clients_are_stored_together_and_counted_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two clients of one user in one statement: an item both touch ends as the newest says,
+    each client's stored_count grows by its new records only, timestamps read back exact."""
+    first = await new_client(sessions, "http://127.0.0.1:1")
+    second = await new_client(sessions, "http://127.0.0.1:2")
+    later = T0 + timedelta(microseconds=7)
+    answers = {
+        first: [rec(1, "capture", T0, item=5), rec(2, "capture", T0, item=6)],
+        second: [rec(1, "remove", later, item=5), rec(3, "favorite", T0, item=7)],
+    }
+    async with sessions() as session, session.begin():
+        assert await store_answers(session, answers) == {first: 2, second: 2}
+    async with sessions() as session, session.begin():  # the same answers again: nothing new
+        assert await store_answers(session, answers) == {}
+    async with sessions() as session:
+        item = await session.get(PullItem, ("u1", "5"))
+        assert item is not None and (item.action, item.client_id) == ("remove", second)
+        assert item.recorded_at == later
+        record = await session.get(PullRecord, (first, "r2"))
+        assert record is not None and record.recorded_at == T0
+        assert record.payload == {"pokemon_id": 6} and record.item_key == "6"
+        counts = dict((await session.execute(select(PullClient.id, PullClient.stored_count))).all())
+        assert counts == {first: 2, second: 2}
+
+
+async def test_a_batch_of_pulls_is_recorded_at_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    ok = await new_client(sessions, "http://127.0.0.1:1")
+    failing = await new_client(sessions, "http://127.0.0.1:2")
+    gone = await new_client(sessions, "http://127.0.0.1:3")
+    async with sessions() as session, session.begin():
+        row = await session.get(PullClient, gone)
+        assert row is not None
+        await unregister(session, [row])
+    for n in range(1, 4):
+        outcomes = [
+            PullOutcome(ok, ok=True, fetched=2, stored=2, acknowledged=2, pending=n),
+            PullOutcome(failing, ok=False, error=f"down {n}"),
+            PullOutcome(gone, ok=True),
+        ]
+        async with sessions() as session, session.begin():
+            became = await record_pulls(
+                session, outcomes, cycle_id=f"c{n}", mode="all", max_failures=3
+            )
+        assert became == ({failing: "inactive"} if n == 3 else {})
+    async with sessions() as session:
+        good = await session.get(PullClient, ok)
+        bad = await session.get(PullClient, failing)
+        assert good is not None and bad is not None
+        assert (good.consecutive_failures, good.pending_count, good.active) == (0, 3, True)
+        assert good.last_ok_at is not None and good.last_pull_at is not None
+        assert (bad.consecutive_failures, bad.last_error, bad.active) == (3, "down 3", False)
+        assert bad.inactive_since is not None and bad.pending_count == 0
+        attempts = (await session.scalars(select(PullAttempt.client_id))).all()
+        assert sorted(attempts) == sorted([ok, failing] * 3)  # none for the unregistered one
+        events = (
+            await session.execute(
+                select(Event.type, Event.payload).where(Event.type != "pull_client.registered")
+            )
+        ).all()
+        kinds = [(type_, payload["id"]) for type_, payload in events]
+        assert kinds.count(("pull_client.pulled", ok)) == 3
+        assert kinds.count(("pull_client.pulled", failing)) == 2
+        assert ("pull_client.inactive", failing) in kinds
+        inactive = next(p for t, p in events if t == "pull_client.inactive")
+        assert inactive["active"] is False and inactive["consecutive_failures"] == 3
