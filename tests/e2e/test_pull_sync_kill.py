@@ -45,7 +45,7 @@ async def stack() -> AsyncIterator[Stack]:
     tmp = Path(tempfile.mkdtemp(prefix="autosync-pull-kill-"))
     config = StackConfig.ephemeral(
         tmp,
-        emulator_port=None, fal_port=None, kie_port=None, erp_port=None,
+        provider_ports={}, erp_port=None,
         worker_metrics_port=None, pull_client_port=free_port(),
         api_keys=f"{ADMIN}=root:admin",
         env={
