@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -114,6 +114,7 @@ async def test_one_trace_from_the_rest_call_to_the_provider_call(
             public_base_url=f"http://127.0.0.1:{api_port}",
             outbound_allowed_origins=[emulator_url],
             poll_interval_seconds=0.5,
+            provider_pollers=False,  # each job polls on its own: no poller workflow here
             api_rate_limit_per_second=0,
         ).using(
             ReplicateSettings(
@@ -125,9 +126,10 @@ async def test_one_trace_from_the_rest_call_to_the_provider_call(
         )
         client = await Client.connect(target, interceptors=temporal_interceptors())
         app = create_app(settings)
-        async with build_workers(settings, client) as workers:
-            media, copies = workers  # MediaJobWorkflow and its activities; the output copy
-            async with media, copies, serving(app) as api_url:
+        async with build_workers(settings, client) as workers, AsyncExitStack() as running:
+            for worker in workers:  # the job's workflow and activities, the copy, the pollers
+                await running.enter_async_context(worker)
+            async with serving(app) as api_url:
                 async with httpx.AsyncClient(
                     base_url=api_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30
                 ) as api:
