@@ -293,7 +293,11 @@ async def test_fal_webhook_signed_with_another_key_is_refused(e2e: E2E) -> None:
         done = await wait_job(api, job["id"])
         assert done["status"] == "succeeded" and done["webhook_count"] == 0, done
     attempts = await webhook_attempts(e2e, FAL, done, 3)  # the first and both retries
-    assert [a["status_code"] for a in attempts] == [401, 401, 401]
+    codes = [a["status_code"] for a in attempts]
+    # Refused while the job ran; a retry that comes after the poll finished the job is
+    # acknowledged unread (a finished job's webhooks are ignored before any verification), and
+    # webhook_count 0 above says no forged event was ever taken.
+    assert codes[0] == 401 and set(codes) <= {401, 200}, codes
 
 
 @LOCAL_ONLY
