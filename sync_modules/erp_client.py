@@ -18,6 +18,12 @@ class Page:
     next_cursor: str | None
 
 
+# The upstream counts requests as they arrive; ours are spaced as they leave, and a request
+# held up on its way (a busy event loop, the network) lands closer to the next one. 5 % more
+# space keeps such a pair inside the upstream's second (the measured rate: about 9.5/s of 10).
+PACING_HEADROOM = 1.05
+
+
 class Pacer:
     """Spaces this process's requests at least `interval` apart.
 
@@ -54,7 +60,7 @@ class ErpClient:
         self._http = http
         self._base = base_url.rstrip("/")
         self._tokens = tokens
-        self._pacer = Pacer(min_interval)
+        self._pacer = Pacer(min_interval * PACING_HEADROOM)
 
     def token_for(self, company_id: str) -> str:
         try:
