@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any, TypeGuard
 
-from emulators.scaffold.inputs import FromInput, from_input, requested_seconds
+from emulators.scaffold.inputs import FromInput, from_input, requested_video_length
 from emulators.scaffold.media import MAX_SIDE, FileKind, FileSpec, file_size
 
 MAX_IMAGES = 4
@@ -87,7 +87,7 @@ def plan(request_id: str, model_id: str, payload: dict[str, Any], pad_to: int | 
             payload={"diffusers_lora_file": _file_object("lora.tar", files)}, files=files
         )
     if any(word in name for word in _VIDEO_WORDS):
-        files = {"output.mp4": replace(spec("mp4", 0), seconds=requested_seconds(payload))}
+        files = {"output.mp4": replace(spec("mp4", 0), seconds=requested_video_length(payload))}
         return OutputPlan(
             payload={"video": _file_object("output.mp4", files), "seed": seed}, files=files
         )

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from emulators.scaffold.inputs import FromInput, from_input, requested_seconds
+from emulators.scaffold.inputs import FromInput, from_input, requested_video_length
 from emulators.scaffold.media import FileKind, FileSpec, clamp_side
 
 MAX_OUTPUTS = 4
@@ -64,7 +64,7 @@ def plan_outputs(
 
     if is_video_model(model):
         return OutputPlan(
-            {"out-0.mp4": replace(spec("mp4", 0), seconds=requested_seconds(payload))}
+            {"out-0.mp4": replace(spec("mp4", 0), seconds=requested_video_length(payload))}
         )
     if any(hint in model.lower() for hint in _UPSCALE_HINTS):
         source = from_input(payload, upscale=True, default_scale=DEFAULT_SCALE)

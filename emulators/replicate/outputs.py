@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from emulators.replicate.records import derived_version
-from emulators.scaffold.inputs import FromInput, from_input, requested_seconds
+from emulators.scaffold.inputs import FromInput, from_input, requested_video_length
 from emulators.scaffold.media import FileKind, FileSpec, clamp_side
 
 MAX_OUTPUTS = 4
@@ -41,7 +41,7 @@ def plan_prediction(
         return FileSpec(kind=kind, seed=f"{job_id}:{n}", width=width, height=height, pad_to=pad_to)
 
     if "video" in name:
-        video = replace(spec("mp4", 0), seconds=requested_seconds(payload))
+        video = replace(spec("mp4", 0), seconds=requested_video_length(payload))
         return OutputPlan(final="out-0.mp4", files={"out-0.mp4": video})
     if "upscale" in name or "esrgan" in name:
         source = from_input(payload, upscale=True, default_scale=DEFAULT_SCALE)

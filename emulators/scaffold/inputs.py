@@ -77,7 +77,7 @@ def requested_scale(payload: dict[str, Any], default: float) -> float:
     return default
 
 
-def requested_seconds(payload: dict[str, Any]) -> float | None:
+def requested_video_length(payload: dict[str, Any]) -> float | None:
     """How long a video should last: `duration`, else `num_frames` at `fps`; None if unsaid."""
     seconds = _number(payload.get("duration"))
     if seconds is None:

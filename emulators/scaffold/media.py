@@ -200,7 +200,7 @@ def _mp4_moov(spec: FileSpec) -> bytes:
     return struct.pack(">I", 8 + len(box)) + b"moov" + box
 
 
-def mp4_seconds(data: bytes) -> float | None:
+def mp4_declared_length(data: bytes) -> float | None:
     """How long an MP4 says it lasts (its movie header), or None if it says nothing."""
     at = data.find(b"mvhd")
     if at < 4 or len(data) < at + 24:

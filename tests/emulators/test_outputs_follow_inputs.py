@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageOps
 
-from emulators.scaffold.media import mp4_seconds
+from emulators.scaffold.media import mp4_declared_length
 from tests.emulators.fal_support import submit, wait_completed
 from tests.emulators.kie_support import create as kie_create
 from tests.emulators.kie_support import result_urls, task_body, wait_state
@@ -57,7 +57,7 @@ def test_replicate_outputs_follow_their_inputs(api: httpx.Client) -> None:
     assert changed.tobytes() == ImageOps.invert(source).tobytes() != source.tobytes()
 
     video = api.get(replicate_output(api, "minimax/video-01", {"prompt": "x", "duration": 7}))
-    assert mp4_seconds(video.content) == 7
+    assert mp4_declared_length(video.content) == 7
 
 
 def fal_result(fal_api: httpx.Client, model: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def test_fal_outputs_follow_their_inputs(fal_api: httpx.Client) -> None:
     video = fal_result(
         fal_api, "fal-ai/kling-video/v2/master/text-to-video", {"prompt": "x", "duration": "10"}
     )
-    assert mp4_seconds(fal_api.get(video["video"]["url"]).content) == 10
+    assert mp4_declared_length(fal_api.get(video["video"]["url"]).content) == 10
 
 
 def kie_output(kie_api: httpx.Client, model: str, **payload: Any) -> str:
@@ -111,4 +111,4 @@ def test_kie_outputs_follow_their_inputs(kie_api: httpx.Client) -> None:
     assert image(kie_api, edited).tobytes() == ImageOps.invert(source).tobytes()
 
     video = kie_output(kie_api, "kling/v2-1-master-text-to-video", duration="5")
-    assert mp4_seconds(kie_api.get(video).content) == 5
+    assert mp4_declared_length(kie_api.get(video).content) == 5

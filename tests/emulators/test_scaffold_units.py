@@ -22,9 +22,9 @@ from emulators.scaffold.faults import (
     WebhookFaults,
     request_key,
 )
-from emulators.scaffold.inputs import FromInput, render, requested_scale, requested_seconds
+from emulators.scaffold.inputs import FromInput, render, requested_scale, requested_video_length
 from emulators.scaffold.jobs import ProviderJob, provider_jobs
-from emulators.scaffold.media import FileSpec, iter_file, mp4_seconds
+from emulators.scaffold.media import FileSpec, iter_file, mp4_declared_length
 from emulators.scaffold.stats import Stats
 
 Kind = Literal["create", "get"]
@@ -121,14 +121,15 @@ def test_provider_jobs_are_listed_and_counted_per_app_job() -> None:
 
 
 def test_a_video_lasts_what_its_input_asks() -> None:
-    assert requested_seconds({"duration": "10"}) == 10
-    assert requested_seconds({"duration": 6.5}) == 6.5
-    assert requested_seconds({"num_frames": 48, "fps": 16}) == 3
-    assert requested_seconds({"prompt": "x"}) is None
+    as_text, as_number = {"duration": "10"}, {"duration": 6.5}  # what a video input asks
+    assert requested_video_length(as_text) == 10
+    assert requested_video_length(as_number) == 6.5
+    assert requested_video_length({"num_frames": 48, "fps": 16}) == 3
+    assert requested_video_length({"prompt": "x"}) is None
     video = b"".join(iter_file(FileSpec("mp4", "s", seconds=7.25)))
-    assert mp4_seconds(video) == 7.25
+    assert mp4_declared_length(video) == 7.25
     assert video[4:8] == b"ftyp"
-    assert mp4_seconds(b"".join(iter_file(FileSpec("mp4", "s")))) == 5.0  # the default
+    assert mp4_declared_length(b"".join(iter_file(FileSpec("mp4", "s")))) == 5.0  # the default
 
 
 def png(width: int, height: int) -> bytes:

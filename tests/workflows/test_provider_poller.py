@@ -36,6 +36,9 @@ from workflows.media_job import MediaJobWorkflow
 from workflows.provider_poller import ProviderPollerWorkflow
 
 POLICY = PollPolicy(interval_seconds=10, max_seconds=300, bulk_poller=True)
+# The timers the workflow asks for (settings it schedules, not times anything took).
+LAST_RESORT_TIMER = timedelta(seconds=POLICY.max_seconds)
+EVERY_INTERVAL_TIMER = timedelta(seconds=POLICY.interval_seconds)
 
 
 class ScriptedSweep:
@@ -108,7 +111,7 @@ async def test_a_job_whose_webhooks_are_lost_is_finished_by_the_pollers_signal(
     # Found by the poller: counted as a poll, and the job's own provider read never ran.
     assert (state.poll_count, state.webhook_count) == (1, 0)
     assert media.polls == 0
-    assert await timer_waits(handle) == [timedelta(seconds=POLICY.max_seconds)]
+    assert await timer_waits(handle) == [LAST_RESORT_TIMER]
 
 
 async def test_the_jobs_own_timer_stays_the_last_resort(
@@ -126,7 +129,7 @@ async def test_the_jobs_own_timer_stays_the_last_resort(
 
     assert result.status == JobStatus.SUCCEEDED
     assert media.polls == 1
-    assert await timer_waits(handle) == [timedelta(seconds=POLICY.max_seconds)]
+    assert await timer_waits(handle) == [LAST_RESORT_TIMER]
 
 
 async def test_without_a_poller_the_job_polls_every_interval_as_before(
@@ -144,7 +147,7 @@ async def test_without_a_poller_the_job_polls_every_interval_as_before(
         result = await handle.result()
 
     assert result.status == JobStatus.SUCCEEDED
-    assert await timer_waits(handle) == [timedelta(seconds=10)] * 2
+    assert await timer_waits(handle) == [EVERY_INTERVAL_TIMER] * 2
 
 
 async def test_the_poller_continues_as_new_after_its_sweeps(
