@@ -201,29 +201,30 @@ async def events(
 
     async def body() -> AsyncIterator[str]:
         yield f"retry: {RETRY_MS}\n: following {', '.join(topics)}\n\n"
-        stream = hub.stream(filter_, start).__aiter__()
-        next_event: asyncio.Task[StreamEvent] | None = None
+        stream = hub.batches(filter_, start).__aiter__()
+        next_batch: asyncio.Task[list[StreamEvent]] | None = None
         try:
             while True:
-                if next_event is None:
-                    next_event = asyncio.ensure_future(stream.__anext__())
-                done, _ = await asyncio.wait({next_event}, timeout=KEEPALIVE_SECONDS)
+                if next_batch is None:
+                    next_batch = asyncio.ensure_future(stream.__anext__())
+                done, _ = await asyncio.wait({next_batch}, timeout=KEEPALIVE_SECONDS)
                 if not done:
                     yield ": keepalive\n\n"
                     continue
-                event = next_event.result()  # Dropped / StopAsyncIteration end the stream
-                next_event = None
-                yield _sse(event)
+                batch = next_batch.result()  # Dropped / StopAsyncIteration end the stream
+                next_batch = None
+                # One write for all the events waiting: the same SSE frames, fewer sends.
+                yield "".join(_sse(event) for event in batch)
         except Dropped:
             return
         except StopAsyncIteration:  # the hub closed: this process is shutting down
             yield ": server going away, reconnect with Last-Event-ID\n\n"
             return
         finally:
-            if next_event is not None:
-                next_event.cancel()
+            if next_batch is not None:
+                next_batch.cancel()
                 with contextlib.suppress(BaseException):
-                    await next_event
+                    await next_batch
             await stream.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(
@@ -266,8 +267,9 @@ async def ws(
                 await websocket.receive_text()  # clients don't talk; this sees them leave
 
     async def pump() -> None:
-        async for event in hub.stream(filter_, start):
-            await websocket.send_text(event.text)
+        async for batch in hub.batches(filter_, start):
+            for event in batch:
+                await websocket.send_text(event.text)
 
     # Two tasks rather than a race per event: sending stays a queue read and a write.
     watcher = asyncio.create_task(watch_close())
