@@ -253,7 +253,13 @@ async def _observe_temporal(settings: Settings, client: Client, now: datetime) -
         (settings.storage_task_queue, "media jobs' output copies", True, [act]),
         (settings.sync_task_queue, "sync runs", True, [wf, act]),
         (settings.erp_task_queue, "sync runs' page fetches", False, [act]),
+        (settings.pull_sync_task_queue, "pull-sync of registered clients", False, [wf, act]),
     ]
+    if settings.provider_pollers:
+        # Without them a job whose webhook was lost waits for its own, stretched, timer.
+        wanted.append(
+            (settings.poller_task_queue, "provider pollers (the poll fallback)", False, [wf, act])
+        )
     since = now - timedelta(seconds=settings.health_poller_window_seconds)
 
     async def live_pollers(queue: str, task_type: TaskQueueType.ValueType) -> int:
