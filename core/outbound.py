@@ -213,7 +213,19 @@ _checked: contextvars.ContextVar[Mapping[tuple[str, int], tuple[str, ...]] | Non
 )
 
 
-class _CheckedAddressesBackend(httpcore.AsyncNetworkBackend):
+class _TcpOnlyBackend(httpcore.AsyncNetworkBackend):
+    """What every outbound backend refuses: a URL never reaches a local unix socket."""
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise OutboundRefused("unix sockets are not fetched")
+
+
+class _CheckedAddressesBackend(_TcpOnlyBackend):
     """Connects to the addresses the fetcher checked for (host, port), never looks a host up."""
 
     def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
@@ -244,14 +256,6 @@ class _CheckedAddressesBackend(httpcore.AsyncNetworkBackend):
                 error = exc
         assert error is not None
         raise error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise OutboundRefused("unix sockets are not fetched")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -315,7 +319,7 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
         return self._writer.get_extra_info(names[info]) if info in names else None
 
 
-class _AsyncioBackend(httpcore.AsyncNetworkBackend):
+class _AsyncioBackend(_TcpOnlyBackend):
     async def connect_tcp(
         self,
         host: str,
@@ -336,14 +340,6 @@ class _AsyncioBackend(httpcore.AsyncNetworkBackend):
         for option in socket_options or ():
             writer.get_extra_info("socket").setsockopt(*option)
         return _AsyncioStream(reader, writer)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore calls it so
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise OutboundRefused("unix sockets are not fetched")
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
