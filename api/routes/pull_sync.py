@@ -29,13 +29,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.pull_sync import client_fetcher
 from api.auth import Caller
 from api.deps import AdminCaller, CurrentCaller, SessionDep, SettingsDep, TemporalDep
+from api.errors import temporal_errors_as_503
 from core import pull_queries, pull_schedules
+from core.links import workflow_url
 from core.outbound import OutboundRefused
 from core.pull_contracts import CYCLE_WORKFLOW, CycleSummary, PullCycleInput, PullMode
 from core.pull_models import PullClient
 from core.pull_store import client_payload, register, unregister
 from core.settings import Settings
-from core.starts import RETRY_AFTER_SECONDS, is_temporal_error
 
 router = APIRouter(prefix="/v1/pull-sync", tags=["pull-sync"])
 seed_router = APIRouter(prefix="/api/v1/pull-sync", tags=["pull-sync (seed aliases)"])
@@ -166,21 +167,6 @@ async def _checked_url(settings: Settings, url: str) -> str:
     return url
 
 
-@asynccontextmanager
-async def _temporal() -> AsyncIterator[None]:
-    """Temporal down: a 503 with Retry-After."""
-    try:
-        yield
-    except Exception as exc:
-        if not is_temporal_error(exc):
-            raise
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the orchestrator is unavailable; try again",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from exc
-
-
 def _scheduler(state: pull_schedules.SchedulerState) -> SchedulerPublic:
     return SchedulerPublic(
         schedule_id=state.schedule_id, exists=True, running=state.running,
@@ -193,7 +179,7 @@ async def _run_cycle(
     temporal: Client, settings: Settings, caller: Caller, mode: PullMode, *, wait: bool
 ) -> SyncResult | SyncStarted:
     workflow_id = f"pull-sync-{mode.value}-{uuid.uuid4().hex[:12]}"
-    async with _temporal():
+    async with temporal_errors_as_503():
         handle = await temporal.start_workflow(
             CYCLE_WORKFLOW,
             PullCycleInput(mode=mode.value, trigger=caller.user_id),
@@ -203,11 +189,11 @@ async def _run_cycle(
         )
     if not wait:
         return SyncStarted(
-            workflow_id=workflow_id, mode=mode.value,
-            temporal_ui=f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}"
-            f"/workflows/{workflow_id}",
-        )  # fmt: skip
-    async with _temporal():
+            workflow_id=workflow_id,
+            mode=mode.value,
+            temporal_ui=workflow_url(settings, workflow_id) or "",
+        )
+    async with temporal_errors_as_503():
         summary: CycleSummary = await handle.result()
     return SyncResult(
         workflow_id=workflow_id, mode=summary.mode, clients=summary.clients, ok=summary.ok,
@@ -355,7 +341,7 @@ async def scheduler_start(
     caller: AdminCaller, temporal: TemporalDep, settings: SettingsDep
 ) -> SchedulerPublic:
     """Run cycles again (creates the schedule if it is missing)."""
-    async with _temporal():
+    async with temporal_errors_as_503():
         return _scheduler(await pull_schedules.start(temporal, settings, caller.user_id))
 
 
@@ -390,7 +376,7 @@ class _Missing(Exception):
 @asynccontextmanager
 async def _missing_is_none() -> AsyncIterator[None]:
     """A missing schedule raises _Missing; Temporal down is a 503."""
-    async with _temporal():
+    async with temporal_errors_as_503():
         try:
             yield
         except RPCError as exc:
