@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpcore
+import httptools
 import httpx
 
 from core.settings import Settings
@@ -579,22 +580,17 @@ class OutboundSession:
     under the fetcher's policy: the same checks (first URL and every redirect of a GET),
     connections only to the checked addresses, the byte cap, the connect and read deadlines.
 
-    It talks to httpcore directly, on a connection of its own: httpx's layers and the shared
-    pool's bookkeeping (it looks at every pooled connection for every request) cost several
-    times the CPU of the request itself when hundreds run at once. Pull-sync opens one per
-    client pull: the acknowledge reuses the sync-data's connection.
+    It speaks HTTP/1.1 itself, on asyncio's streams and the C parser uvicorn already brings
+    (httptools), on connections of its own: httpx's and httpcore's layers (the shared pool's
+    bookkeeping, h11's pure-Python parsing, AnyIO's locks and cancel scopes) cost about three
+    times the CPU of the request itself when hundreds run at once (bench/pull_sync.py).
+    Pull-sync opens one per client pull: the acknowledge reuses the sync-data's connection.
     """
 
     def __init__(self, fetcher: OutboundFetcher) -> None:
         self._fetcher = fetcher
-        # by (scheme, host, port)
-        self._connections: dict[tuple[bytes, bytes, int], httpcore.AsyncHTTPConnection] = {}
-        self._closing: list[httpcore.AsyncHTTPConnection] = []  # replaced, closed at the end
-        policy = fetcher.policy
-        self._timeouts = {
-            "connect": policy.connect_timeout, "read": policy.read_timeout,
-            "write": policy.read_timeout, "pool": policy.connect_timeout,
-        }  # fmt: skip
+        # by (scheme, host, port): an idle connection kept for the session's next request
+        self._connections: dict[tuple[str, str, int], _Http11] = {}
 
     async def read(
         self,
@@ -607,80 +603,168 @@ class OutboundSession:
         """The status and the whole body of `url`, as `OutboundFetcher.open` would fetch it
         (a GET follows redirects under the policy; another method is sent once)."""
         fetcher, policy = self._fetcher, self._fetcher.policy
-        given = [(b"Accept-Encoding", b"identity")]
-        given += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        given = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        given += "Accept-Encoding: identity\r\n"
         if content is not None:
-            given.append((b"Content-Length", str(len(content)).encode("ascii")))
+            given += f"Content-Length: {len(content)}\r\n"
         current = fetcher._parse(url)
         previous: httpx.URL | None = None
         try:
             for _ in range(policy.max_redirects + 1):
                 target = await fetcher._check(current, previous, None)
-                request = httpcore.Request(
-                    method,
-                    httpcore.URL(scheme=current.raw_scheme, host=current.raw_host,
-                                 port=current.port, target=current.raw_path),
-                    headers=[(b"Host", current.netloc), *given], content=content,
-                    extensions={"timeout": self._timeouts},
-                )  # fmt: skip
-                token = _checked.set({target.endpoint: target.addresses})
+                head = (
+                    f"{method} {current.raw_path.decode('ascii')} HTTP/1.1\r\n"
+                    f"Host: {current.netloc.decode('ascii')}\r\n{given}\r\n"
+                ).encode("latin-1")
+                connection = await self._connection(current, target)
                 try:
-                    response = await self._connection(request.url.origin).handle_async_request(
-                        request
-                    )
+                    answer = await connection.exchange(head + (content or b""), policy)
                 finally:
-                    _checked.reset(token)
-                try:
-                    found = {k.lower(): v for k, v in response.headers}
-                    location = found.get(b"location", b"").decode("latin-1")
-                    if method == "GET" and response.status in REDIRECT_CODES and location:
-                        previous = current
-                        try:
-                            current = current.join(location)
-                        except httpx.InvalidURL as exc:
-                            raise OutboundRefused(f"a redirect to an invalid URL ({exc})") from exc
-                        continue
-                    length = found.get(b"content-length", b"")
-                    if 200 <= response.status < 300 and length.isdigit():
-                        if int(length) > policy.max_bytes:
-                            raise policy.too_large()
-                    chunks: list[bytes] = []
-                    total = 0
-                    async for chunk in response.aiter_stream():
-                        total += len(chunk)
-                        if total > policy.max_bytes:
-                            raise policy.too_large()
-                        chunks.append(chunk)
-                    return response.status, b"".join(chunks)
-                finally:
-                    await response.aclose()
-        # httpcore's errors as httpx's (same names), which callers already handle.
+                    if connection.reusable:
+                        self._connections[connection.key] = connection
+                    else:
+                        await connection.aclose()
+                location = answer.headers.get(b"location", b"").decode("latin-1")
+                if method == "GET" and answer.status in REDIRECT_CODES and location:
+                    previous = current
+                    try:
+                        current = current.join(location)
+                    except httpx.InvalidURL as exc:
+                        raise OutboundRefused(f"a redirect to an invalid URL ({exc})") from exc
+                    continue
+                return answer.status, answer.body
+        # The stream's errors are httpcore's; callers know httpx's (same names).
         except httpcore.TimeoutException as exc:
             raise getattr(httpx, type(exc).__name__, httpx.TimeoutException)(str(exc)) from exc
-        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
             raise getattr(httpx, type(exc).__name__, httpx.TransportError)(str(exc)) from exc
         raise OutboundRefused(f"more than {policy.max_redirects} redirects")
 
-    def _connection(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
-        """The session's idle connection to `origin`, or a new one (it connects on first use,
-        through the checked-addresses backend)."""
-        key = (origin.scheme, origin.host, origin.port)
-        kept = self._connections.get(key)
-        if kept is not None and kept.is_idle() and not kept.has_expired():
+    async def _connection(self, url: httpx.URL, target: _Target) -> _Http11:
+        """The session's idle connection to the URL's origin if the server kept it open, or a
+        new one to the addresses just checked."""
+        host, port = target.endpoint
+        key = (url.scheme, host, port)
+        kept = self._connections.pop(key, None)
+        if kept is not None and kept.alive():
             return kept
         if kept is not None:
-            self._closing.append(kept)
-        made = httpcore.AsyncHTTPConnection(
-            origin,
-            ssl_context=self._fetcher._tls() if origin.scheme == b"https" else None,
-            network_backend=_SESSION_BACKEND,
-        )
-        self._connections[key] = made
-        return made
+            await kept.aclose()
+        policy = self._fetcher.policy
+        token = _checked.set({target.endpoint: target.addresses})
+        try:
+            stream = await _SESSION_BACKEND.connect_tcp(host, port, timeout=policy.connect_timeout)
+        finally:
+            _checked.reset(token)
+        if url.scheme == "https":
+            stream = await stream.start_tls(
+                self._fetcher._tls(), server_hostname=host, timeout=policy.connect_timeout
+            )
+        assert isinstance(stream, _AsyncioStream)
+        return _Http11(key, stream)
 
     async def aclose(self) -> None:
-        for connection in [*self._closing, *self._connections.values()]:
+        for connection in self._connections.values():
             with contextlib.suppress(Exception):
                 await connection.aclose()
         self._connections.clear()
-        self._closing.clear()
+
+
+@dataclass
+class _Answer:
+    status: int
+    headers: dict[bytes, bytes]
+    body: bytes
+
+
+# What a server may send before its body: status line and headers (h11's default limit too).
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class _Http11:
+    """One HTTP/1.1 connection of a session: a request written whole, its answer parsed by
+    httptools as it arrives, under the policy's byte cap; kept for the next request only when
+    the answer was complete and the server keeps the connection open."""
+
+    def __init__(self, key: tuple[str, str, int], stream: _AsyncioStream) -> None:
+        self.key = key
+        self.reusable = False
+        self._stream = stream
+
+    def alive(self) -> bool:
+        """Idle and still open (a server that hung up makes its end readable)."""
+        return not self._stream.get_extra_info("is_readable")
+
+    async def exchange(self, request: bytes, policy: OutboundPolicy) -> _Answer:
+        self.reusable = False
+        await self._stream.write(request, timeout=policy.read_timeout)
+        reading = _Reading(policy.max_bytes)
+        parser = httptools.HttpResponseParser(reading)
+        seen = 0
+        while not reading.complete:
+            data = await self._stream.read(65536, timeout=policy.read_timeout)
+            if not data:
+                if reading.runs_to_close():
+                    break  # a body without a length ends where the connection does
+                raise httpcore.RemoteProtocolError("the server closed before its answer ended")
+            seen += len(data)
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                raise httpcore.RemoteProtocolError("the server switched protocols") from exc
+            except httptools.HttpParserError as exc:
+                if reading.too_large:
+                    raise policy.too_large() from None
+                raise httpcore.RemoteProtocolError(f"not an HTTP/1.1 answer ({exc})") from exc
+            if not reading.head_done and seen > MAX_HEAD_BYTES:
+                raise httpcore.RemoteProtocolError("the answer's headers are too long")
+        self.reusable = reading.complete and parser.should_keep_alive()
+        return _Answer(parser.get_status_code(), reading.headers, b"".join(reading.chunks))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _StopReading(Exception):
+    """Raised from a parser callback to stop the parser (it reports a callback error)."""
+
+
+class _Reading:
+    """httptools' callbacks for one answer: its headers, and its body up to the cap (a larger
+    Content-Length is refused before any of the body is read)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.headers: dict[bytes, bytes] = {}
+        self.chunks: list[bytes] = []
+        self.head_done = False
+        self.complete = False
+        self.too_large = False
+        self._left = max_bytes
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        length = self.headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self._left:
+            self.too_large = True
+            raise _StopReading
+
+    def on_body(self, body: bytes) -> None:
+        self._left -= len(body)
+        if self._left < 0:
+            self.too_large = True
+            raise _StopReading
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    def runs_to_close(self) -> bool:
+        """A body with neither a length nor chunks: the connection's end completes it."""
+        return (
+            self.head_done
+            and b"content-length" not in self.headers
+            and b"chunked" not in self.headers.get(b"transfer-encoding", b"").lower()
+        )

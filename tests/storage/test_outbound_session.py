@@ -1,5 +1,5 @@
-"""`OutboundFetcher.session()`, the lean path pull-sync takes (httpcore connections of its own,
-whole bodies): the same refusals, redirects, caps and TLS checks as `open`, against real
+"""`OutboundFetcher.session()`, the lean path pull-sync takes (HTTP/1.1 of its own on asyncio
+streams, httptools parsing, whole bodies): the same refusals, redirects, caps and TLS checks as
 servers on loopback."""
 
 from __future__ import annotations
@@ -198,3 +198,94 @@ async def test_a_redirect_from_https_down_to_http_is_refused(other: HttpSource) 
                 fetcher, origin + "/down"
             )
     assert other.requests == []
+
+
+class RawServer:
+    """A loopback TCP server that answers every connection with the same bytes, then closes:
+    the HTTP framings a hostile or old server may send, byte for byte."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(self.answer)
+            await writer.drain()
+            writer.close()
+
+        self._server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+
+def loopback_fetcher(base_url: str) -> OutboundFetcher:
+    return OutboundFetcher(
+        OutboundPolicy(allowed_origins=frozenset({normalise_origin(base_url)}), max_bytes=CAP)
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+         b"abcde"),
+        (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", b"until the end"),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+    ],
+)  # fmt: skip
+async def test_chunked_and_close_delimited_bodies_are_read_whole(
+    answer: bytes, body: bytes
+) -> None:
+    async with RawServer(answer) as base_url, loopback_fetcher(base_url) as fetcher:
+        status, read_body = await read(fetcher, base_url + "/x")
+    assert read_body == body
+    assert status in (200, 204)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        # The connection ends before the length it announced.
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "closed before"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "closed before"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not an HTTP/1.1 answer"),
+        # Headers without end: refused past the head limit, not buffered forever.
+        (b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 70_000, "headers are too long"),
+    ],
+)
+async def test_broken_framings_are_transport_errors(answer: bytes, error: str) -> None:
+    async with RawServer(answer) as base_url, loopback_fetcher(base_url) as fetcher:
+        with pytest.raises(httpx.TransportError, match=error):
+            await read(fetcher, base_url + "/x")
+
+
+async def test_a_chunked_body_past_the_cap_is_refused() -> None:
+    chunk = b"%x\r\n%s\r\n" % (CAP // 2, b"\x00" * (CAP // 2))
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3 + b"0\r\n\r\n"
+    async with RawServer(answer) as base_url, loopback_fetcher(base_url) as fetcher:
+        with pytest.raises(OutboundTooLarge):
+            await read(fetcher, base_url + "/x")
+
+
+async def test_the_second_request_reuses_a_kept_connection_and_not_a_closed_one(
+    source: HttpSource,
+) -> None:
+    source.add("/a", PNG)
+    async with loopback_fetcher(source.base_url) as fetcher, fetcher.session() as session:
+        assert await session.read(source.base_url + "/a") == (200, PNG)
+        assert await session.read(source.base_url + "/a") == (200, PNG)
+    # A server that closes after each answer: the session connects again instead of failing.
+    closing = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    async with closing as base_url, loopback_fetcher(base_url) as fetcher:
+        async with fetcher.session() as session:
+            assert await session.read(base_url + "/1") == (200, b"ok")
+            assert await session.read(base_url + "/2") == (200, b"ok")
+    assert closing.connections == 2
