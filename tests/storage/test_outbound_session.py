@@ -1,6 +1,6 @@
 """`OutboundFetcher.session()`, the lean path pull-sync takes (HTTP/1.1 of its own on asyncio
 streams, httptools parsing, whole bodies): the same refusals, redirects, caps and TLS checks as
-servers on loopback."""
+`open`, against real servers on loopback."""
 
 from __future__ import annotations
 
