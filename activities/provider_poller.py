@@ -46,9 +46,11 @@ from providers.base import BulkStatus, Provider, ProviderError
 
 # Statuses of jobs the poller follows: their provider job exists and has not been seen ending.
 FOLLOWED = (JobStatus.SUBMITTED.value, JobStatus.PROCESSING.value)
-# While webhooks of the provider arrive, a job quiet for an interval is only a long one: ask
-# about it after this many intervals (a lost webhook among delivered ones is still found).
-QUIET_FACTOR_WHILE_WEBHOOKS = 6
+# While webhooks of the provider arrive, a job quiet for an interval is likely only a long one:
+# ask about it after this many intervals, so a webhook lost among delivered ones is found
+# within three intervals (at six, one lost webhook cost a job a minute in bench/media_jobs.py).
+# Asking Replicate about more jobs costs no more list pages; single reads stay rate limited.
+QUIET_FACTOR_WHILE_WEBHOOKS = 2
 # Webhooks "arrive" when one came within this many intervals.
 ARRIVING_WITHIN_INTERVALS = 2
 # A job told of a phase is not told it again for this many intervals (its workflow records

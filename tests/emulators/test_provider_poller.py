@@ -164,12 +164,18 @@ async def test_sweep_signals_only_the_jobs_that_moved_in_a_few_list_calls(
     assert all(len(events) == 1 for events in signals.sent.values())
 
 
-async def test_jobs_quiet_for_less_than_an_interval_are_not_asked(
-    provider: ReplicateProvider, api: httpx.Client, sessions: async_sessionmaker[AsyncSession]
+@pytest.mark.parametrize(("interval", "asked"), [(200, 0), (60, 3)])
+async def test_while_webhooks_arrive_jobs_are_asked_once_quiet_for_two_intervals(
+    provider: ReplicateProvider,
+    api: httpx.Client,
+    sessions: async_sessionmaker[AsyncSession],
+    interval: int,
+    asked: int,
 ) -> None:
     await submit_jobs(provider, sessions, 3, {"stay_starting": True})
     async with sessions() as session:
-        # Webhooks of the provider arrive: jobs quiet for 5 min are long jobs, not lost ones.
+        # Webhooks of the provider arrive: jobs quiet for 5 min are long jobs at a 200 s
+        # interval (not asked), and maybe lost webhooks at a 60 s one (asked).
         session.add(WebhookReceipt(provider="replicate", webhook_id="msg_1", job_id="other"))
         await session.commit()
     signals = Signals()
@@ -177,13 +183,13 @@ async def test_jobs_quiet_for_less_than_an_interval_are_not_asked(
 
     result = await ActivityEnvironment().run(
         sweeper(sessions, provider, signals).sweep,
-        PollSweepRequest(provider="replicate", interval_seconds=60),
+        PollSweepRequest(provider="replicate", interval_seconds=interval),
     )
 
     assert result.webhooks_arriving
-    assert (result.in_flight, result.asked, result.provider_calls) == (3, 0, 0)
-    assert requests_of(api) == before
-    assert signals.sent == {}
+    assert (result.in_flight, result.asked) == (3, asked)
+    assert (requests_of(api) == before) is (asked == 0)
+    assert signals.sent == {}  # still starting: nothing moved
 
 
 @dataclass
