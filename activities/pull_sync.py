@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -162,30 +163,78 @@ def parse_sync_data(
     body: bytes, *, user_id: str, max_records: int
 ) -> tuple[list[PulledRecord], int | None]:
     """The records of a sync-data answer and the pending count it reports; BadAnswer if
-    anything in it is off (not JSON, wrong types, no ids, another user's, too many, twice)."""
+    anything in it is off (not JSON, wrong types, no ids, another user's, too many, twice).
+
+    Answers are checked by a plain loop over orjson's parse first (a third of pydantic's CPU
+    for the usual answer: this runs for every client every cycle); anything that loop does not
+    recognise at once goes to the pydantic models, which decide and say what is wrong."""
     try:
-        data = _SyncData.model_validate_json(body)
-    except ValidationError as exc:
-        if any(e.get("type") == "json_invalid" for e in exc.errors(include_input=False)):
-            raise BadAnswer("sync-data is not valid JSON") from None
-        raise BadAnswer(f"sync-data has the wrong shape ({_first_error(exc)})") from None
-    if len(data.records) > max_records:
-        raise BadAnswer(f"sync-data sent {len(data.records)} records, more than {max_records}")
+        fast = _fast_records(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        fast = None
+    if fast is None:
+        try:
+            parsed = _SyncData.model_validate_json(body)
+        except ValidationError as exc:
+            if any(e.get("type") == "json_invalid" for e in exc.errors(include_input=False)):
+                raise BadAnswer("sync-data is not valid JSON") from None
+            raise BadAnswer(f"sync-data has the wrong shape ({_first_error(exc)})") from None
+        fast = (
+            [(r.id, r.user_id, r.action, r.payload, r.timestamp) for r in parsed.records],
+            parsed.pending,
+        )
+    items, pending = fast
+    if len(items) > max_records:
+        raise BadAnswer(f"sync-data sent {len(items)} records, more than {max_records}")
     seen: set[str] = set()
     records: list[PulledRecord] = []
-    for record in data.records:
-        if record.user_id != user_id:
-            raise BadAnswer(f"record {record.id!r} is for user {record.user_id!r}, not {user_id!r}")
-        if record.id in seen:
-            raise BadAnswer(f"record {record.id!r} appears twice")
-        seen.add(record.id)
+    for record_id, record_user, action, payload, timestamp in items:
+        if record_user != user_id:
+            raise BadAnswer(f"record {record_id!r} is for user {record_user!r}, not {user_id!r}")
+        if record_id in seen:
+            raise BadAnswer(f"record {record_id!r} appears twice")
+        seen.add(record_id)
         records.append(
             PulledRecord(
-                id=record.id, user_id=record.user_id, action=record.action,
-                payload=record.payload, timestamp=record.timestamp.astimezone(UTC),
+                id=record_id, user_id=record_user, action=action, payload=payload,
+                timestamp=timestamp.astimezone(UTC),
             )
         )  # fmt: skip
-    return records, data.pending
+    return records, pending
+
+
+_Item = tuple[str, str, str, dict[str, Any], datetime]
+# RFC 3339 as clients send it; other ISO 8601 spellings go to pydantic, which decides.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
+_ACTIONS = frozenset({"capture", "favorite", "remove"})
+
+
+def _fast_records(data: Any) -> tuple[list[_Item], int | None] | None:
+    """The records of an answer that is plainly right (what `_SyncData` accepts in strict
+    mode), or None: let pydantic look."""
+    if type(data) is not dict:
+        return None
+    raw, pending = data.get("records"), data.get("pending")
+    if type(raw) is not list or not (pending is None or (type(pending) is int and pending >= 0)):
+        return None
+    items: list[_Item] = []
+    for r in raw:
+        if type(r) is not dict:
+            return None
+        rid, uid, action, stamp = r.get("id"), r.get("user_id"), r.get("action"), r.get("timestamp")
+        payload = r.get("payload", {})
+        if not (
+            type(rid) is str and 0 < len(rid) <= 128 and type(uid) is str and 0 < len(uid) <= 64
+            and action in _ACTIONS and type(payload) is dict
+            and type(stamp) is str and _RFC3339.fullmatch(stamp)
+        ):  # fmt: skip
+            return None
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            return None
+        items.append((rid, uid, action, payload, when))
+    return items, pending
 
 
 def parse_acknowledged(body: bytes, sent: Sequence[str]) -> list[str]:
