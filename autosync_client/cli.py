@@ -115,12 +115,12 @@ def _plain(value: Any) -> Any:
 
 def emit(ctx: typer.Context, value: Any, text: Callable[[], None]) -> None:
     """`value` as JSON with --json, else what `text` prints."""
-    if _options(ctx).json:
-        out.print_json(json.dumps(_plain(value)), indent=2) if sys.stdout.isatty() else print(
-            json.dumps(_plain(value))
-        )
-    else:
+    if not _options(ctx).json:
         text()
+    elif sys.stdout.isatty():
+        out.print_json(json.dumps(_plain(value)), indent=2)
+    else:
+        print(json.dumps(_plain(value)), flush=True)
 
 
 def _when(value: datetime | None) -> str:
