@@ -26,6 +26,8 @@ COPY workflows workflows
 COPY activities activities
 COPY api api
 COPY worker.py ./
+# The `autosync` CLI and its client, so `docker compose exec api autosync …` works.
+COPY autosync_client autosync_client
 # Not editable: the code lives in site-packages, compiled to bytecode at install (the worker's
 # workflow sandbox re-imports it for every workflow, and the runtime user can't write .pyc).
 RUN pip install --no-cache-dir --no-deps .

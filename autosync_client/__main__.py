@@ -1,0 +1,3 @@
+from autosync_client.cli import main
+
+main()
