@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import PROVIDER_POLLER_WORKFLOW, provider_poller_workflow_id
 from core.pull_schedules import CLEANUP_SCHEDULE_ID, CYCLE_SCHEDULE_ID, HEALTH_SCHEDULE_ID
+from core.retention.contracts import RETENTION_SCHEDULE_ID
 from core.settings import Settings
 from devstack.processes import temporal_cli_path
 from providers import registry
@@ -20,7 +21,7 @@ from workflows.maintenance import PRUNE_SCHEDULE_ID
 from workflows.recovery import RECOVERY_SCHEDULE_ID
 
 EVERY = [PRUNE_SCHEDULE_ID, RECOVERY_SCHEDULE_ID, CYCLE_SCHEDULE_ID, HEALTH_SCHEDULE_ID,
-         CLEANUP_SCHEDULE_ID]  # fmt: skip
+         CLEANUP_SCHEDULE_ID, RETENTION_SCHEDULE_ID]  # fmt: skip
 
 
 @pytest.fixture

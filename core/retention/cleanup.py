@@ -132,7 +132,9 @@ async def _delete_objects(
 
 def _same_backend(storage: ObjectStore) -> ColumnElement[bool]:
     bucket = (
-        Job.storage_bucket.is_(None) if storage.bucket is None else Job.storage_bucket == storage.bucket
+        Job.storage_bucket.is_(None)
+        if storage.bucket is None
+        else Job.storage_bucket == storage.bucket
     )
     return and_(Job.storage_provider == storage.name, bucket)
 
@@ -151,16 +153,20 @@ async def run_batch(
     result = RetentionBatchResult()
     async with sessions() as session:
         pending = (
-            await session.execute(
-                select(Job.id)
-                .where(
-                    Job.status == JobStatus.EXPIRED.value,
-                    Job.objects_deleted_at.is_(None),
-                    _same_backend(storage),
+            (
+                await session.execute(
+                    select(Job.id)
+                    .where(
+                        Job.status == JobStatus.EXPIRED.value,
+                        Job.objects_deleted_at.is_(None),
+                        _same_backend(storage),
+                    )
+                    .limit(batch.batch_size)
                 )
-                .limit(batch.batch_size)
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     result.objects_deleted += await _delete_objects(sessions, storage, pending)
 
     query = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -88,9 +89,7 @@ async def test_retention_deletes_exactly_what_is_due(
     sessions: async_sessionmaker[AsyncSession], storage: Storage, tmp_path: Path
 ) -> None:
     keys = await _seed(sessions, storage, tmp_path)
-    settings = Settings(
-        output_retention_days=30, output_retention_days_by_context={"videos": 90}
-    )
+    settings = Settings(output_retention_days=30, output_retention_days_by_context={"videos": 90})
     results = await _run_all(sessions, storage, settings)
     assert len(results) > 1  # batches of two: the cursor moved on
     assert sum(r.expired for r in results) == 3
@@ -100,11 +99,15 @@ async def test_retention_deletes_exactly_what_is_due(
     async with sessions() as session:
         statuses = {j: s for j, s in (await session.execute(select(Job.id, Job.status))).all()}
         stamped = (
-            await session.execute(select(Job.id).where(Job.objects_deleted_at.is_not(None)))
-        ).scalars().all()
+            (await session.execute(select(Job.id).where(Job.objects_deleted_at.is_not(None))))
+            .scalars()
+            .all()
+        )
         expired_events = (
-            await session.execute(select(Event.payload).where(Event.type == "job.expired"))
-        ).scalars().all()
+            (await session.execute(select(Event.payload).where(Event.type == "job.expired")))
+            .scalars()
+            .all()
+        )
     due = {"old1", "old2", "old3"}
     assert {j for j, s in statuses.items() if s == JobStatus.EXPIRED.value} == due
     assert statuses["failed"] == JobStatus.FAILED.value
@@ -143,7 +146,7 @@ async def test_no_retention_period_keeps_everything(
 
 
 def test_project_references_are_request_ids_and_output_links() -> None:
-    contents = [
+    contents: list[dict[str, Any]] = [
         {"nodes": [{"id": "a", "data": {"requestId": "j1"}}, "junk", {"id": "b"}]},
         {"nodes": [{"id": "c", "data": {"src": "/v1/jobs/j2/outputs/1?token=x"}}]},
         {"nodes": "not a list"},
