@@ -15,6 +15,7 @@ from core.retention.cleanup import referenced_job_ids, run_batch
 from core.retention.contracts import RetentionBatchInput, RetentionBatchResult
 from core.settings import Settings
 from storage.base import Storage
+from storage.local import LocalStorage
 
 
 def _keys(context: str, job_id: str) -> list[str]:
@@ -152,3 +153,16 @@ def test_project_references_are_request_ids_and_output_links() -> None:
         {"nodes": "not a list"},
     ]
     assert referenced_job_ids(contents) == {"j1", "j2"}
+
+
+async def test_retention_on_each_database(
+    sessions_each_db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    keys = await _seed(sessions_each_db, storage, tmp_path)
+    settings = Settings(output_retention_days=30, output_retention_days_by_context={"videos": 90})
+    results = await _run_all(sessions_each_db, storage, settings)
+    assert sum(r.expired for r in results) == 3
+    for job_id, job_keys in keys.items():
+        for key in job_keys:
+            assert await storage.exists(key) == (job_id not in {"old1", "old2", "old3"}), key
