@@ -4,7 +4,8 @@ period and mark them `expired`, keeping every output a project's node shows.
 A job is due when it `succeeded`, ended (`completed_at`) longer ago than the retention days of
 its storage context (OUTPUT_RETENTION_DAYS_BY_CONTEXT, else OUTPUT_RETENTION_DAYS; neither set:
 never), and was stored by the backend this process uses (a job stored on another backend is left
-alone rather than deleting keys from the wrong place).
+alone rather than deleting keys from the wrong place). A job the recovery sweep is restoring
+(`recovery_state` "restoring") waits for a later run.
 
 Order, so that a crash at any point is finished by the next run and nothing is deleted twice
 or from under a reader that could still get it:
@@ -23,7 +24,6 @@ whose `data.requestId` is the job, or that links one of its outputs (`/v1/jobs/{
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -35,11 +35,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.contracts import JobStatus
 from core.events import append_events, job_payload, user_topic
+from core.jobs.store import RESTORING
 from core.models import Job, Project, utcnow
 from core.retention.contracts import RetentionBatchInput, RetentionBatchResult
 from core.settings import Settings
-
-log = logging.getLogger("autosync.retention")
 
 _OUTPUT_LINK = re.compile(r"/v1/jobs/([A-Za-z0-9_.-]+)/outputs")
 
@@ -174,6 +173,8 @@ async def run_batch(
         .where(
             Job.status == JobStatus.SUCCEEDED.value,
             Job.completed_at.is_not(None),
+            # a restore the recovery sweep is making: its objects are being written right now
+            or_(Job.recovery_state.is_(None), Job.recovery_state != RESTORING),
             _same_backend(storage),
             due_condition(settings, now),
         )

@@ -1,6 +1,7 @@
 """A test receiver for alerts: a real HTTP server on loopback that keeps every POST it gets.
 
-`fail_first` answers that many requests with 503 first (the sender must retry them).
+`fail_first` answers that many requests with 503 first (the sender must retry them); paths in
+`refuse` always get 400 (a receiver that will never take them).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ class Received:
 
 
 class AlertReceiver:
-    def __init__(self, *, fail_first: int = 0) -> None:
+    def __init__(self, *, fail_first: int = 0, refuse: frozenset[str] = frozenset()) -> None:
         self.received: list[Received] = []
         self.fail_first = fail_first
+        self.refuse = refuse
         self._lock = threading.Lock()
         receiver = self
 
@@ -37,8 +39,11 @@ class AlertReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
-                    status = 503 if receiver.fail_first > 0 else 200
-                    receiver.fail_first -= 1
+                    if self.path in receiver.refuse:
+                        status = 400
+                    else:
+                        status = 503 if receiver.fail_first > 0 else 200
+                        receiver.fail_first -= 1
                     receiver.received.append(
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()},
                                  body, status)

@@ -60,7 +60,13 @@ def make_settings(receiver: AlertReceiver, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 
-async def seed_incidents(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def seed_incidents(sessions: async_sessionmaker[AsyncSession]) -> str:
+    """One incident of each kind but storage (and near misses); returns the ids' suffix.
+
+    Incident keys name their run or client, and delivery workflow ids name the incident: the
+    suffix keeps tests sharing the Temporal server from meeting each other's workflows.
+    """
+    tag = uuid.uuid4().hex[:8]
     now = utcnow()
     async with sessions() as session, session.begin():
         for n in range(5):  # 4 of 5 replicate jobs failed in the window
@@ -93,31 +99,32 @@ async def seed_incidents(sessions: async_sessionmaker[AsyncSession]) -> None:
         )  # fmt: skip
         session.add(
             SyncRun(
-                id="run-failed", company_id="acme", mode="incremental", status="FAILED",
+                id=f"run-failed-{tag}", company_id="acme", mode="incremental", status="FAILED",
                 error_message="upstream said 500", created_at=now - timedelta(minutes=30),
                 started_at=now - timedelta(minutes=30), finished_at=now - timedelta(minutes=5),
             )
         )  # fmt: skip
         session.add(
             SyncRun(
-                id="run-long", company_id="globex", mode="full",
+                id=f"run-long-{tag}", company_id="globex", mode="full",
                 status=SyncStatus.RUNNING.value, created_at=now - timedelta(hours=5),
                 started_at=now - timedelta(hours=5),
             )
         )  # fmt: skip
         session.add(
             SyncRun(
-                id="run-old-failure", company_id="acme", mode="full", status="FAILED",
+                id=f"run-old-failure-{tag}", company_id="acme", mode="full", status="FAILED",
                 created_at=now - timedelta(days=3), finished_at=now - timedelta(days=3),
             )
         )  # fmt: skip
         session.add(
             PullClient(
-                id="client-1", url="http://127.0.0.1:9/x", user_id="alice", active=False,
+                id=f"client-{tag}", url="http://127.0.0.1:9/x", user_id="alice", active=False,
                 consecutive_failures=5, last_error="connection refused",
                 inactive_since=now - timedelta(minutes=2),
             )
         )  # fmt: skip
+    return tag
 
 
 @dataclass
@@ -169,7 +176,7 @@ async def sweep(running: Running) -> AlertSweepResult:
 async def test_each_alert_kind_fires_once_signed(
     running: Running, sessions: async_sessionmaker[AsyncSession], receiver: AlertReceiver
 ) -> None:
-    await seed_incidents(sessions)
+    tag = await seed_incidents(sessions)
     first = await sweep(running)
     kinds = Counter(key.split(":", 1)[0] for key in first.opened)
     assert kinds == {kind.value: 1 for kind in AlertKind}
@@ -195,9 +202,9 @@ async def test_each_alert_kind_fires_once_signed(
     assert by_kind["failure_rate"]["subject"] == "replicate"
     assert by_kind["failure_rate"]["detail"]["failed"] == 4
     assert by_kind["stuck_jobs"]["detail"]["count"] == 1
-    assert by_kind["sync_failed"]["detail"]["run_id"] == "run-failed"
-    assert by_kind["sync_overrun"]["detail"]["run_id"] == "run-long"
-    assert by_kind["pull_client_inactive"]["detail"]["client_id"] == "client-1"
+    assert by_kind["sync_failed"]["detail"]["run_id"] == f"run-failed-{tag}"
+    assert by_kind["sync_overrun"]["detail"]["run_id"] == f"run-long-{tag}"
+    assert by_kind["pull_client_inactive"]["detail"]["client_id"] == f"client-{tag}"
     assert by_kind["storage_error"]["subject"] == "local"
 
     # The next sweeps find the same conditions: nothing is sent again.
@@ -270,3 +277,46 @@ async def test_an_alert_url_outside_the_outbound_rules_is_refused(
             await activities.deliver(AlertDeliverInput(incident_key="k1", target=target))
     assert refused.value.non_retryable
     assert receiver.received == []
+
+
+async def test_a_target_that_refuses_is_not_sent_the_incident_again(
+    env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    with AlertReceiver(refuse=frozenset({"/refuse"})) as receiver:
+        settings = make_settings(
+            receiver,
+            alert_webhook_urls=[
+                AlertTarget(url=f"{receiver.origin}/standard", secret=SECRET),
+                AlertTarget(url=f"{receiver.origin}/refuse", secret=SECRET),
+            ],
+        )
+        async with sessions() as session, session.begin():
+            session.add(
+                SyncRun(
+                    id=f"run-{uuid.uuid4().hex}", company_id="acme", mode="full", status="FAILED",
+                    created_at=utcnow(), finished_at=utcnow(),
+                )
+            )  # fmt: skip
+        task_queue = f"alerts-{uuid.uuid4().hex}"
+        async with alert_fetcher(settings) as fetcher:
+            activities = AlertActivities(
+                sessions=sessions, storage=None, fetcher=fetcher, settings=settings
+            )
+            async with Worker(
+                env.client,
+                task_queue=task_queue,
+                workflows=[AlertSweepWorkflow, AlertDeliveryWorkflow],
+                activities=[activities.evaluate, activities.deliver],
+            ):
+                running = Running(env.client, task_queue, activities)
+                first = await sweep(running)
+                (key,) = first.opened
+                outcome = await env.client.get_workflow_handle(
+                    alert_delivery_workflow_id(key)
+                ).result()
+                refused_target = settings.alert_webhook_urls[1].target_id
+                assert outcome[refused_target].startswith("failed: the alert URL answered 400")
+                # Still owed to the refusing URL, but its delivery workflow ran: not started again.
+                second = await sweep(running)
+                assert [item.targets for item in second.to_send] == [[refused_target]]
+    assert sorted(r.path for r in receiver.received) == ["/refuse", "/standard"]
