@@ -9,7 +9,6 @@ was lost is retried with the same `webhook-id` (`core.alerts.messages.message_id
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -32,8 +31,6 @@ from core.models import AlertDelivery, AlertIncident, utcnow
 from core.outbound import OutboundFetcher, OutboundPolicy, OutboundRefused, normalise_origin
 from core.settings import Settings
 from providers.standard_webhooks import sign
-
-log = logging.getLogger("autosync.alerts")
 
 # Answers worth another try: the receiver is busy or down.
 _RETRY_STATUSES = frozenset({408, 409, 425, 429})
@@ -84,7 +81,7 @@ class AlertActivities:
                 findings,
                 now,
                 targets=[t.target_id for t in settings.alert_webhook_urls],
-                lookback=_hours(settings.alert_lookback_hours),
+                lookback=timedelta(hours=settings.alert_lookback_hours),
             )
         if result.opened or result.resolved:
             activity.logger.info(
@@ -157,7 +154,3 @@ class AlertActivities:
                 )
         except IntegrityError:
             pass  # recorded by an attempt that overlapped this one
-
-
-def _hours(hours: float) -> timedelta:
-    return timedelta(hours=hours)
