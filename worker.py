@@ -38,13 +38,16 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.alerts import AlertActivities, alert_fetcher
 from activities.maintenance import MaintenanceActivities
 from activities.media import MediaActivities
 from activities.provider_poller import ProviderPollerActivities
 from activities.pull_sync import PullConfig, PullSyncActivities, client_fetcher
 from activities.recovery import RecoveryActivities, RecoverySweeper
+from activities.retention import RetentionActivities
 from activities.sync import SyncActivities
 from core import pull_schedules
+from core.alerts.contracts import ALERT_SCHEDULE_ID
 from core.contracts import (
     PROVIDER_POLLER_WORKFLOW,
     ProviderPollerInput,
@@ -53,6 +56,7 @@ from core.contracts import (
 from core.db import make_engine, make_sessionmaker
 from core.logs import TEXT_FORMAT, configure_logging
 from core.outbound import OutboundFetcher
+from core.retention.contracts import RETENTION_SCHEDULE_ID, RetentionInput
 from core.schedules import create_missing, every
 from core.settings import WORKER_QUEUE_NAMES, Settings, get_settings
 from core.tracing import flush_tracing, setup_tracing, temporal_interceptors, traced_transport
@@ -60,11 +64,13 @@ from providers import registry
 from providers.transport import FreshConnectionsForCreates
 from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
+from workflows.alerts import AlertDeliveryWorkflow, AlertSweepWorkflow
 from workflows.maintenance import PRUNE_SCHEDULE_ID, PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
 from workflows.provider_poller import ProviderPollerWorkflow
 from workflows.pull_sync import PullSyncCleanupWorkflow, PullSyncCycleWorkflow
 from workflows.recovery import RECOVERY_SCHEDULE_ID, RecoveryWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.sync_run import SyncRunWorkflow
 
 log = logging.getLogger("autosync.worker")
@@ -94,6 +100,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
         ) as http,
         OutboundFetcher.from_settings(settings) as fetcher,
         client_fetcher(settings) as pull_fetcher,  # pull-sync clients: their own URL rule
+        alert_fetcher(settings) as alert_urls,  # alert URLs: ALERT_ALLOWED_ORIGINS
     ):
         sessions = make_sessionmaker(engine)
         storage = build_storage(settings)
@@ -179,11 +186,22 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             max_heartbeat_throttle_interval=timedelta(seconds=2),
             graceful_shutdown_timeout=graceful,
         )
+        # Housekeeping rides on the sync queue: the events prune, the retention cleanup, alerts.
+        alerts = AlertActivities(
+            sessions=sessions, storage=storage, fetcher=alert_urls, settings=settings
+        )
+        retention = RetentionActivities(sessions=sessions, storage=storage, settings=settings)
         sync_runs = partial(
             Worker,
             client,
             task_queue=settings.sync_task_queue,
-            workflows=[SyncRunWorkflow, PruneEventsWorkflow],
+            workflows=[
+                SyncRunWorkflow,
+                PruneEventsWorkflow,
+                RetentionWorkflow,
+                AlertSweepWorkflow,
+                AlertDeliveryWorkflow,
+            ],
             activities=[
                 sync.record,
                 sync.updated_since,
@@ -191,6 +209,9 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 MaintenanceActivities(
                     sessions=sessions, idempotency_ttl_hours=settings.idempotency_ttl_hours
                 ).prune_events,
+                retention.batch,
+                alerts.evaluate,
+                alerts.deliver,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             workflow_runner=runner,
@@ -258,7 +279,28 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             ),
             timedelta(minutes=settings.recovery_interval_minutes),
         ),
+        # Always there: with no retention period set, a run finds nothing due.
+        RETENTION_SCHEDULE_ID: every(
+            ScheduleActionStartWorkflow(
+                RetentionWorkflow.run,
+                RetentionInput(batch_size=settings.retention_batch),
+                id=f"{RETENTION_SCHEDULE_ID}-run",
+                task_queue=settings.sync_task_queue,
+            ),
+            timedelta(hours=settings.retention_interval_hours),
+            "deletes outputs past OUTPUT_RETENTION_DAYS; jobs end `expired`",
+        ),
     }
+    if settings.alert_webhook_urls:  # no URL: nobody to tell, no sweep
+        schedules[ALERT_SCHEDULE_ID] = every(
+            ScheduleActionStartWorkflow(
+                AlertSweepWorkflow.run,
+                id=f"{ALERT_SCHEDULE_ID}-run",
+                task_queue=settings.sync_task_queue,
+            ),
+            timedelta(minutes=settings.alert_interval_minutes),
+            "finds incidents and sends each once to ALERT_WEBHOOK_URLS",
+        )
     created = await create_missing(client, schedules)
     created += await pull_schedules.ensure(client, settings)
     for schedule_id in created:

@@ -38,9 +38,10 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from core.contracts import TERMINAL_JOB_STATUSES, JobStatus, SyncStatus
+from core.contracts import JobStatus, SyncStatus
+from core.jobs.deadlines import stuck as stuck_jobs
 from core.models import Job, SyncRun
-from core.settings import DEFAULT_JOB_DEADLINE_MINUTES, Settings
+from core.settings import Settings
 
 Status = Literal["healthy", "degraded", "critical"]
 CheckStatus = Literal["ok", "degraded", "critical", "unknown"]
@@ -328,36 +329,18 @@ async def _database_figures(
         .select_from(SyncRun)
         .where(SyncRun.status == SyncStatus.FAILED.value, SyncRun.finished_at >= since)
     )
-    kinds = sorted(set(settings.job_deadline_minutes) | set(DEFAULT_JOB_DEADLINE_MINUTES))
-    past_deadline = or_(
-        *(
-            and_(
-                Job.kind == kind,
-                Job.created_at < now - timedelta(minutes=settings.job_deadline(kind)),
-            )
-            for kind in kinds
-        ),
-        and_(
-            Job.kind.not_in(kinds),
-            Job.created_at < now - timedelta(minutes=settings.job_deadline("")),
-        ),
-    )
-    stuck = (
-        select(Job.kind, func.count())
-        .where(Job.status.not_in([s.value for s in TERMINAL_JOB_STATUSES]), past_deadline)
-        .group_by(Job.kind)
-    )
+    stuck = select(Job.kind, func.count()).where(stuck_jobs(settings, now)).group_by(Job.kind)
     async with sessions() as session:
         await session.execute(text("SELECT 1"))
         failed_jobs, finished, polled = (await session.execute(recent)).one()
         failed_sync_runs = await session.scalar(failed_runs)
-        stuck_jobs = {kind: int(n) for kind, n in (await session.execute(stuck)).all()}
+        stuck_by_kind = {kind: int(n) for kind, n in (await session.execute(stuck)).all()}
     return {
         "failed_jobs": int(failed_jobs or 0),
         "failed_sync_runs": int(failed_sync_runs or 0),
         "finished_jobs": int(finished or 0),
         "finished_by_polling": int(polled or 0),
-        "stuck_jobs": stuck_jobs,
+        "stuck_jobs": stuck_by_kind,
     }
 
 

@@ -10,7 +10,7 @@ worker processes:
   polls, webhooks delivered to workflows, sync runs): the database is the one place every
   worker's results meet, so no process has to own a counter, a worker restart loses nothing
   and a retried activity counts nothing twice. Terminal states never change (status writes
-  only move forward), so counts over the retained rows only grow and are exposed as true
+  only move forward; a job the retention cleanup expired still counts as succeeded), so counts over the retained rows only grow and are exposed as true
   counters and histograms (`rate()` works); pruning rows would look like a counter reset.
   Every API process reports the same values: aggregate these with `max by`, not `sum by`.
   The query is one grouped scan of `jobs` and one of `sync_runs`, reused for
@@ -43,7 +43,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, case, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.contracts import TERMINAL_JOB_STATUSES, TERMINAL_SYNC_STATUSES
+from core.contracts import TERMINAL_JOB_STATUSES, TERMINAL_SYNC_STATUSES, JobStatus
 from core.models import Job, SyncRun
 
 if TYPE_CHECKING:
@@ -82,11 +82,16 @@ async def read_store_figures(session: AsyncSession) -> StoreFigures:
         duration = (func.julianday(Job.completed_at) - func.julianday(Job.created_at)) * 86400.0
     finished = and_(Job.status.in_(_TERMINAL_JOBS), Job.completed_at.is_not(None))
     seconds = case((finished, duration), else_=None)
+    # An expired job succeeded (retention deleted its outputs later): counted as succeeded,
+    # so the counters keep only growing when the cleanup expires jobs.
+    status = case(
+        (Job.status == JobStatus.EXPIRED.value, JobStatus.SUCCEEDED.value), else_=Job.status
+    )
     rows = (
         await session.execute(
             select(
                 Job.kind,
-                Job.status,
+                status,
                 func.count(),
                 func.coalesce(func.sum(Job.poll_count), 0),
                 func.coalesce(func.sum(Job.webhook_count), 0),
@@ -96,7 +101,7 @@ async def read_store_figures(session: AsyncSession) -> StoreFigures:
                     for bound in JOB_DURATION_BUCKETS
                 ),
                 func.count(seconds),
-            ).group_by(Job.kind, Job.status)
+            ).group_by(Job.kind, status)
         )
     ).all()
     runs = (

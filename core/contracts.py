@@ -43,9 +43,13 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+    # A succeeded job whose stored outputs the retention cleanup deleted (OUTPUT_RETENTION_DAYS).
+    EXPIRED = "expired"
 
 
-TERMINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+TERMINAL_JOB_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.EXPIRED}
+)
 
 JOB_STATUS_RANK: dict[JobStatus, int] = {
     JobStatus.QUEUED: 0,
@@ -55,6 +59,7 @@ JOB_STATUS_RANK: dict[JobStatus, int] = {
     JobStatus.SUCCEEDED: 4,
     JobStatus.FAILED: 4,
     JobStatus.CANCELED: 4,
+    JobStatus.EXPIRED: 5,  # only from succeeded, and only by the retention cleanup
 }
 
 

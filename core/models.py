@@ -147,6 +147,10 @@ class Job(Base):
     provider_completed_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Retention: when the cleanup marked the job `expired`, and when its objects were deleted
+    # (null while the deletion is pending: the next cleanup finishes it).
+    expired_at: Mapped[datetime | None]
+    objects_deleted_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_jobs_user_created", "user_id", "created_at", "id"),
@@ -288,3 +292,38 @@ class RecoveryAttempt(Base):
     action: Mapped[str] = mapped_column(String(32))  # what it did
     result: Mapped[str] = mapped_column(String(24))  # started | done | needs_regeneration | failed
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertIncident(Base):
+    """Something the alert sweep found (`core.alerts`), recorded once under its key.
+
+    The key names the incident itself (`sync_failed:{run_id}`), or, for a condition that comes
+    and goes (a failure rate, storage errors), the episode: one open row per condition, resolved
+    when the condition clears; a new episode gets a new key.
+    """
+
+    __tablename__ = "alert_incidents"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(160))
+    summary: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    resolved_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_alert_incidents_kind_subject", "kind", "subject"),)
+
+
+class AlertDelivery(Base):
+    """An incident sent to one alert URL (ALERT_WEBHOOK_URLS, by its target id): sent once."""
+
+    __tablename__ = "alert_deliveries"
+
+    incident_key: Mapped[str] = mapped_column(
+        ForeignKey("alert_incidents.key", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str] = mapped_column(String(32), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[datetime] = mapped_column(default=utcnow)

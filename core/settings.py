@@ -5,11 +5,13 @@ Every variable is documented in `.env.example`; defaults are the embedded one-co
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # How long a job may stay unfinished before /v1/health counts it as stuck, per kind.
@@ -21,8 +23,40 @@ DEFAULT_JOB_DEADLINE_MINUTES = {
     "training": 24 * 60,
 }
 
+# Storage contexts (folders) a retention period can be set for: core.contracts.STORAGE_CONTEXT.
+RETENTION_CONTEXTS = ("generated", "edited", "upscaled", "videos", "trainings")
+
 # The task queues a worker process can poll (WORKER_QUEUES), by what limits each.
 WORKER_QUEUE_NAMES = ("media", "storage", "sync", "erp", "pull-sync")
+
+
+class AlertTarget(BaseModel):
+    """One place alerts go (ALERT_WEBHOOK_URLS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048)
+    # Standard Webhooks secret (`whsec_` + base64): every alert to this URL is signed with it.
+    secret: str = ""
+    format: Literal["standard", "slack"] = "standard"
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: str) -> str:
+        if value:
+            encoded = value.removeprefix("whsec_")
+            try:
+                base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+            except ValueError:
+                raise ValueError(
+                    "ALERT_WEBHOOK_URLS: a secret is 'whsec_' followed by standard base64"
+                ) from None
+        return value
+
+    @property
+    def target_id(self) -> str:
+        """A stable name for this URL (deliveries are recorded under it), never the secret."""
+        return hashlib.sha256(self.url.encode()).hexdigest()[:16]
 
 
 class ProviderSettings(BaseSettings):
@@ -228,6 +262,35 @@ class Settings(BaseSettings):
     # registering is an admin's call unless the users are trusted with the allowed networks.
     pull_sync_self_registration: bool = False
 
+    # Retention (README "Retention"): stored outputs of succeeded jobs older than this many days
+    # (since they ended) are deleted by a scheduled cleanup and the jobs marked `expired`.
+    # Unset: kept forever. Outputs a project's node shows are never deleted.
+    output_retention_days: float | None = Field(default=None, gt=0)
+    # Per storage context (generated, edited, upscaled, videos, trainings) as JSON, e.g.
+    # {"videos": 7}; a context listed here uses its own value, even with the default unset.
+    output_retention_days_by_context: dict[str, float] = Field(default_factory=dict)
+    # How often the cleanup runs, and how many jobs it expires per batch (one activity each).
+    retention_interval_hours: float = Field(default=6.0, gt=0)
+    retention_batch: int = Field(default=200, ge=1, le=5000)
+
+    # Alerts (README "Alerts"): where they go, as JSON, a list of
+    # {"url": ..., "secret": "whsec_...", "format": "standard" | "slack"}. Empty: no alerts.
+    alert_webhook_urls: list[AlertTarget] = Field(default_factory=list)
+    # Origins alert URLs may use although they are plain http or private (test receivers);
+    # every other alert URL must pass the outbound fetcher's public-https rule. Comma separated.
+    alert_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How often the alert sweep (a Temporal Schedule) looks for incidents.
+    alert_interval_minutes: float = Field(default=1.0, gt=0)
+    # A provider's share of failed jobs among those ended in the last ALERT_WINDOW_MINUTES,
+    # from this share up (and at least ALERT_MIN_JOBS ended) opens a failure-rate incident.
+    alert_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    alert_window_minutes: float = Field(default=15.0, gt=0)
+    alert_min_jobs: int = Field(default=5, ge=1)
+    # A sync run still going this long after it started is an incident.
+    alert_sync_max_minutes: float = Field(default=120.0, gt=0)
+    # Failed runs and clients gone inactive count when this recent (older ones never alert).
+    alert_lookback_hours: float = Field(default=24.0, gt=0)
+
     # Worker tuning
     # ~180 KB of worker memory per cached (sandboxed) workflow; an evicted one replays its
     # history at its next task. 500 keeps a worker under 250 MB with 2,000 jobs in flight.
@@ -251,6 +314,7 @@ class Settings(BaseSettings):
         "outbound_allowed_origins",
         "worker_queues",
         "pull_sync_allowed_networks",
+        "alert_allowed_origins",
         mode="before",
     )
     @classmethod
@@ -284,6 +348,25 @@ class Settings(BaseSettings):
                 f"choose from {', '.join(WORKER_QUEUE_NAMES)}"
             )
         return value
+
+    @field_validator("output_retention_days_by_context")
+    @classmethod
+    def _known_contexts(cls, value: dict[str, float]) -> dict[str, float]:
+        for context, days in value.items():
+            if context not in RETENTION_CONTEXTS:
+                raise ValueError(
+                    f"OUTPUT_RETENTION_DAYS_BY_CONTEXT: unknown context {context!r}; "
+                    f"choose from {', '.join(RETENTION_CONTEXTS)}"
+                )
+            if not days > 0:
+                raise ValueError(f"OUTPUT_RETENTION_DAYS_BY_CONTEXT: {context} must be > 0 days")
+        return value
+
+    def retention_days(self, context: str | None) -> float | None:
+        """Days a job's outputs in `context` are kept (None: forever)."""
+        if context is not None and context in self.output_retention_days_by_context:
+            return self.output_retention_days_by_context[context]
+        return self.output_retention_days
 
     def job_deadline(self, kind: str) -> int:
         """Minutes a job of `kind` may run before it counts as stuck."""

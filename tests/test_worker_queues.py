@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
+from core.alerts.contracts import ALERT_DELIVER, ALERT_EVALUATE
 from core.contracts import (
     EVENTS_PRUNE,
     MEDIA_CANCEL,
@@ -27,6 +28,7 @@ from core.contracts import (
 )
 from core.pull_contracts import ACT_BATCH, ACT_CLEANUP, ACT_FINISH, ACT_PLAN
 from core.recovery import RECOVERY_SWEEP
+from core.retention.contracts import RETENTION_BATCH
 from core.settings import Settings
 from worker import build_workers
 
@@ -110,6 +112,7 @@ async def test_the_worker_registers_every_activity_name_workflows_call(
         MEDIA_SUBMIT, MEDIA_POLL, MEDIA_CANCEL, MEDIA_RECORD, MEDIA_STORE_OUTPUTS,
         SYNC_FETCH_PAGES, SYNC_OPEN_RUN, SYNC_UPDATED_SINCE, SYNC_RECORD, EVENTS_PRUNE,
         RECOVERY_SWEEP, ACT_PLAN, ACT_BATCH, ACT_FINISH, ACT_CLEANUP, PROVIDER_POLL_SWEEP,
+        RETENTION_BATCH, ALERT_EVALUATE, ALERT_DELIVER,
     }  # fmt: skip
     recorded = recorded_activity_names()
     assert {"media.submit", "media.record", "sync.fetch_page", "recovery.sweep"} <= recorded

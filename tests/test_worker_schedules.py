@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,11 @@ from temporalio.client import ScheduleOverlapPolicy, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from core.alerts.contracts import ALERT_SCHEDULE_ID
 from core.contracts import PROVIDER_POLLER_WORKFLOW, provider_poller_workflow_id
 from core.pull_schedules import CLEANUP_SCHEDULE_ID, CYCLE_SCHEDULE_ID, HEALTH_SCHEDULE_ID
-from core.settings import Settings
+from core.retention.contracts import RETENTION_SCHEDULE_ID
+from core.settings import AlertTarget, Settings
 from devstack.processes import temporal_cli_path
 from providers import registry
 from worker import ensure_provider_pollers, ensure_schedules
@@ -20,7 +23,7 @@ from workflows.maintenance import PRUNE_SCHEDULE_ID
 from workflows.recovery import RECOVERY_SCHEDULE_ID
 
 EVERY = [PRUNE_SCHEDULE_ID, RECOVERY_SCHEDULE_ID, CYCLE_SCHEDULE_ID, HEALTH_SCHEDULE_ID,
-         CLEANUP_SCHEDULE_ID]  # fmt: skip
+         CLEANUP_SCHEDULE_ID, RETENTION_SCHEDULE_ID]  # fmt: skip
 
 
 @pytest.fixture
@@ -88,3 +91,23 @@ async def test_no_pollers_when_they_are_off(
         handle = dev_server.client.get_workflow_handle(provider_poller_workflow_id(name))
         with pytest.raises(RPCError):
             await handle.describe()
+
+
+async def test_the_alert_sweep_is_scheduled_only_with_somewhere_to_send(
+    dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    base = dict(database_url=f"sqlite:///{tmp_path / 'app.db'}", secret_key="k" * 20)
+    client = dev_server.client
+    await ensure_schedules(client, Settings(_env_file=None, **base))  # type: ignore[call-arg, arg-type]
+    with pytest.raises(RPCError):
+        await client.get_schedule_handle(ALERT_SCHEDULE_ID).describe()
+    with_urls = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        alert_webhook_urls=[AlertTarget(url="https://hooks.example.com/a")],
+        alert_interval_minutes=2,
+        **base,  # type: ignore[arg-type]
+    )
+    await ensure_schedules(client, with_urls)
+    described = await client.get_schedule_handle(ALERT_SCHEDULE_ID).describe()
+    assert described.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+    assert [i.every for i in described.schedule.spec.intervals] == [timedelta(minutes=2)]

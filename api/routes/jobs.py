@@ -464,6 +464,12 @@ async def visible_output(
     job = await get_job(session, job_id)
     if job is None or (caller is not None and not caller.can_see(job.user_id)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
+    if job.status == JobStatus.EXPIRED.value:
+        raise HTTPException(
+            status.HTTP_410_GONE,
+            f"job {job_id} expired: its outputs were deleted after the retention period "
+            "(OUTPUT_RETENTION_DAYS)",
+        )
     output: dict[str, Any] | None = next((o for o in job.outputs if o["index"] == index), None)
     if output is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} has no output {index}")

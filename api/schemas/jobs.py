@@ -114,6 +114,11 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    expired_at: datetime | None = Field(
+        None,
+        description="status `expired`: when its stored outputs were deleted after "
+        "OUTPUT_RETENTION_DAYS (their links then answer 410)",
+    )
     workflow_id: str
     workflow_url: str | None = Field(description="this job in the Temporal web UI")
 
@@ -186,6 +191,7 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
         started_at=job.started_at,
         completed_at=job.completed_at,
         updated_at=job.updated_at,
+        expired_at=job.expired_at,
         workflow_id=workflow_id,
         workflow_url=workflow_url(settings, workflow_id),
     )

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.health_checks import observe_database
@@ -245,3 +246,19 @@ async def test_health_and_metrics_when_temporal_does_not_answer(tmp_path: Path) 
             "autosync_jobs_finished",
             "autosync_live_clients",
         } <= names
+
+
+async def test_a_job_expired_by_retention_still_counts_as_succeeded(db: Db) -> None:
+    await seed(db.sessions)
+    async with db.sessions() as session:
+        before = {(f.kind, f.status): f.count for f in (await read_store_figures(session)).jobs}
+    async with db.sessions() as session, session.begin():
+        job = (
+            await session.execute(
+                select(Job).where(Job.kind == "generation", Job.status == "succeeded").limit(1)
+            )
+        ).scalar_one()
+        job.status = "expired"  # as the retention cleanup leaves it
+    async with db.sessions() as session:
+        after = {(f.kind, f.status): f.count for f in (await read_store_figures(session)).jobs}
+    assert after == before  # counters never go down
