@@ -9,9 +9,17 @@ every folder). Files already in `--out` are kept, not overwritten.
 
 The set: MediaJobWorkflow for each provider (webhook and poll paths), a failure, a cancel, an
 adopt, an early webhook held until the submit returned, the submit recorded after a database
-outage; SyncRunWorkflow (a run with a failed module and a 429, and one that continues as new);
-RecoveryWorkflow; PruneEventsWorkflow. Activities are scripted fakes registered under the real
-names, on a local dev server (it has our search attributes, so the upserts are recorded too).
+outage, and the bulk-poller path (its last-resort timer firing; a provider poller's signal);
+SyncRunWorkflow (a run with a failed module and a 429, and one that continues as new);
+RecoveryWorkflow; PruneEventsWorkflow; ProviderPollerWorkflow (a failed sweep, a signal, its
+continue-as-new); PullSyncCycleWorkflow (two batches, a client failing) and
+PullSyncCleanupWorkflow; AlertSweepWorkflow (deliveries started, then refused as already done)
+and AlertDeliveryWorkflow (a target refusing); RetentionWorkflow (continued as new, then done).
+Activities are scripted fakes registered under the real names, on a local dev server (it has
+our search attributes, so the upserts are recorded too).
+
+A scenario is an async function `(client) -> {history name: workflow handle}` listed in
+SCENARIOS; to record a new workflow, write one and add it there.
 """
 
 from __future__ import annotations
@@ -19,31 +27,69 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from core.alerts.contracts import (
+    ALERT_DELIVER,
+    ALERT_EVALUATE,
+    ALERT_SWEEP_WORKFLOW,
+    ERR_ALERT_REFUSED,
+    AlertDeliverInput,
+    AlertSweepResult,
+    AlertToSend,
+    alert_delivery_workflow_id,
+)
 from core.contracts import (
+    EVENT_FROM_POLLER,
+    PROVIDER_POLL_SWEEP,
     SEARCH_ATTRIBUTES,
     JobStatus,
     PollPolicy,
+    PollSweepRequest,
+    PollSweepResult,
     ProviderEvent,
+    ProviderPollerInput,
     SyncMode,
     SyncRunInput,
+    media_job_workflow_id,
+    provider_poller_workflow_id,
+)
+from core.pull_contracts import (
+    ACT_BATCH,
+    ACT_CLEANUP,
+    ACT_FINISH,
+    ACT_PLAN,
+    BatchResult,
+    ClientResult,
+    CycleRecord,
+    PullBatch,
+    PullCycleInput,
+    PullMode,
+    PullPlan,
 )
 from core.recovery import RecoveryItem, RecoveryReport
+from core.retention.contracts import RETENTION_WORKFLOW, RetentionInput
 from devstack.processes import temporal_cli_path
 from tests.workflows import fakes
 from tests.workflows.test_media_job import job, start, wait_for
+from tests.workflows.test_retention_workflow import FakeBatches
 from tests.workflows.test_sync_run import FakeUpstream
+from workflows.alerts import AlertDeliveryWorkflow, AlertSweepWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
+from workflows.provider_poller import ProviderPollerWorkflow
+from workflows.pull_sync import PullSyncCleanupWorkflow, PullSyncCycleWorkflow
 from workflows.recovery import RecoveryWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.sync_run import SyncRunWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -182,16 +228,198 @@ async def housekeeping(client: Client) -> dict[str, Handle]:
     return out
 
 
+async def bulk_polling(client: Client) -> dict[str, Handle]:
+    """MediaJobWorkflow with a provider poller (PollPolicy.bulk_poller: `stretch-poll-timers`),
+    and the poller: a sweep that fails, one that signals the job, then continue-as-new."""
+    fake = fakes.FakeMedia(on_poll=lambda n: fakes.PROCESSING if n < 2 else fakes.SUCCEEDED)
+    sweeps: list[PollSweepRequest] = []
+    signal_job: list[str] = []  # the job the third sweep finds succeeded
+
+    @activity.defn(name=PROVIDER_POLL_SWEEP)
+    async def sweep(request: PollSweepRequest) -> PollSweepResult:
+        sweeps.append(request)
+        if len(sweeps) == 2:
+            raise ApplicationError("provider list failed (scripted)", non_retryable=True)
+        if len(sweeps) == 3 and signal_job:
+            await client.get_workflow_handle(media_job_workflow_id(signal_job[0])).signal(
+                MediaJobWorkflow.provider_event,
+                ProviderEvent(snapshot=fakes.SUCCEEDED, source=EVENT_FROM_POLLER),
+            )
+            return PollSweepResult(in_flight=1, asked=1, provider_calls=1, signalled=1)
+        return PollSweepResult(in_flight=1, asked=1, provider_calls=1, webhooks_arriving=True)
+
+    tq = f"rec-poller-{uuid.uuid4()}"
+    out: dict[str, Handle] = {}
+    async with Worker(
+        client,
+        task_queue=tq,
+        workflows=[MediaJobWorkflow, ProviderPollerWorkflow],
+        activities=[*fake.activities(), sweep],
+    ):
+        # No poller running: the job's own (stretched) timer fires twice, a poll each time.
+        last_resort = PollPolicy(interval_seconds=0.3, max_seconds=0.6, bulk_poller=True)
+        handle = await start(client, tq, job(search_attributes=True, poll=last_resort))
+        assert (await handle.result()).status == JobStatus.SUCCEEDED
+        out["media_job_bulk_poller_timer"] = handle
+
+        # The poller's third sweep sees the job succeed and signals it; its timer never fires.
+        covered = PollPolicy(interval_seconds=0.3, max_seconds=120, bulk_poller=True)
+        inp = job(search_attributes=True, poll=covered)
+        signal_job.append(inp.job_id)
+        handle = await start(client, tq, inp)
+        await wait_for(handle, JobStatus.SUBMITTED, JobStatus.PROCESSING)
+        poller = await client.start_workflow(
+            ProviderPollerWorkflow.run,
+            ProviderPollerInput(provider="replicate", interval_seconds=0.3, sweeps_per_run=3),
+            id=provider_poller_workflow_id(f"replicate-rec-{uuid.uuid4().hex}"),
+            task_queue=tq,
+        )
+        assert (await handle.result()).status == JobStatus.SUCCEEDED
+        out["media_job_bulk_poller_signal"] = handle
+        for _ in range(400):  # until the next run swept: the first ended continuing as new
+            if len(sweeps) > 3:
+                break
+            await asyncio.sleep(0.05)
+        assert len(sweeps) > 3, "the poller never continued as new"
+        await client.get_workflow_handle(poller.id).terminate("recorded")
+        out["provider_poller_continued"] = client.get_workflow_handle(
+            poller.id, run_id=poller.first_execution_run_id
+        )
+    return out
+
+
+async def pull_sync(client: Client) -> dict[str, Handle]:
+    """A cycle of two batches run at once, one client failing; the cleanup."""
+
+    @activity.defn(name=ACT_PLAN)
+    async def plan(mode: str) -> PullPlan:
+        return PullPlan(batches=[["c1", "c2"], ["c3"]], parallel_batches=2)
+
+    @activity.defn(name=ACT_BATCH)
+    async def batch(request: PullBatch) -> BatchResult:
+        results = [
+            ClientResult(client_id=c, ok=True, fetched=3, stored=3, acknowledged=3)
+            if c != "c2"
+            else ClientResult(client_id=c, error="HTTP 503 from the client (scripted)")
+            for c in request.client_ids
+        ]
+        return BatchResult(results=results)
+
+    @activity.defn(name=ACT_FINISH)
+    async def finish(cycle: CycleRecord) -> float:
+        return 0.5
+
+    @activity.defn(name=ACT_CLEANUP)
+    async def cleanup() -> dict[str, int]:
+        return {"clients": 1, "attempts": 12, "cycles": 2}
+
+    tq = f"rec-pull-{uuid.uuid4()}"
+    out: dict[str, Handle] = {}
+    async with Worker(
+        client,
+        task_queue=tq,
+        workflows=[PullSyncCycleWorkflow, PullSyncCleanupWorkflow],
+        activities=[plan, batch, finish, cleanup],
+    ):
+        cycle = await client.start_workflow(
+            PullSyncCycleWorkflow.run,
+            PullCycleInput(mode=PullMode.ALL.value, trigger="recorded"),
+            id=f"pull-cycle-{uuid.uuid4()}",
+            task_queue=tq,
+        )
+        assert (await cycle.result()).failed == 1
+        out["pull_sync_cycle"] = cycle
+        cleaned = await client.start_workflow(
+            PullSyncCleanupWorkflow.run, id=f"pull-cleanup-{uuid.uuid4()}", task_queue=tq
+        )
+        await cleaned.result()
+        out["pull_sync_cleanup"] = cleaned
+    return out
+
+
+async def alerts(client: Client) -> dict[str, Handle]:
+    """A sweep starts an incident's delivery (one target refuses); a later sweep that still
+    owes the incident finds the delivery workflow done and starts none."""
+    key = f"failure_rate:fal:rec-{uuid.uuid4().hex[:8]}"
+    owed = AlertToSend(
+        incident_key=key, summary="fal: 6 of 10 jobs failed", targets=["ops", "pager"]
+    )
+
+    @activity.defn(name=ALERT_EVALUATE)
+    async def evaluate() -> AlertSweepResult:
+        return AlertSweepResult(opened=[key], to_send=[owed])
+
+    @activity.defn(name=ALERT_DELIVER)
+    async def deliver(request: AlertDeliverInput) -> str:
+        if request.target == "pager":
+            raise ApplicationError("HTTP 403 from the receiver (scripted)", type=ERR_ALERT_REFUSED)
+        return "sent"
+
+    tq = f"rec-alerts-{uuid.uuid4()}"
+    out: dict[str, Handle] = {}
+    async with Worker(
+        client,
+        task_queue=tq,
+        workflows=[AlertSweepWorkflow, AlertDeliveryWorkflow],
+        activities=[evaluate, deliver],
+    ):
+        for name in ("alert_sweep", "alert_sweep_already_delivered"):
+            sweep = await client.start_workflow(
+                ALERT_SWEEP_WORKFLOW, id=f"alert-sweep-{uuid.uuid4()}", task_queue=tq
+            )
+            await sweep.result()
+            out[name] = sweep
+            delivery = client.get_workflow_handle(alert_delivery_workflow_id(key))
+            await delivery.result()
+        out["alert_delivery"] = delivery
+    return out
+
+
+async def retention(client: Client) -> dict[str, Handle]:
+    """Seven due jobs, two per batch, two batches a run: one continue-as-new, then done."""
+    batches = FakeBatches()
+    tq = f"rec-retention-{uuid.uuid4()}"
+    out: dict[str, Handle] = {}
+    async with Worker(
+        client, task_queue=tq, workflows=[RetentionWorkflow], activities=[batches.batch]
+    ):
+        handle = await client.start_workflow(
+            RETENTION_WORKFLOW,
+            RetentionInput(batch_size=2, max_batches=2),
+            id=f"retention-{uuid.uuid4()}",
+            task_queue=tq,
+        )
+        assert await handle.result() == 7
+        out["retention_continued"] = client.get_workflow_handle(
+            handle.id, run_id=handle.first_execution_run_id
+        )
+        out["retention"] = client.get_workflow_handle(handle.id)  # the last run
+    return out
+
+
+Scenario = Callable[[Client], Awaitable[dict[str, Handle]]]
+# Each records its histories into the release folder; a new workflow gets a scenario here.
+SCENARIOS: list[Scenario] = [
+    media_jobs,
+    sync_runs,
+    housekeeping,
+    bulk_polling,
+    pull_sync,
+    alerts,
+    retention,
+]
+
+
 async def record(out: Path) -> None:
     env = await WorkflowEnvironment.start_local(  # dev_server_existing_path: no download
         dev_server_existing_path=temporal_cli_path(), search_attributes=SEARCH_ATTRIBUTES
     )
     try:
-        scenarios = {
-            **await media_jobs(env.client),
-            **await sync_runs(env.client),
-            **await housekeeping(env.client),
-        }
+        scenarios: dict[str, Handle] = {}
+        for scenario in SCENARIOS:
+            recorded = await scenario(env.client)
+            assert not scenarios.keys() & recorded.keys(), "two scenarios name one history"
+            scenarios.update(recorded)
         histories = {name: await h.fetch_history() for name, h in scenarios.items()}
         write(out, {name: history.to_json() for name, history in histories.items()})
     finally:
