@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import SyncCursor, SyncRun, utcnow
@@ -97,17 +98,26 @@ async def reset_cursor(
     Raises RunInProgress while the company has a run queued or running.
     """
     get_module(module)  # KeyError for an unknown module, before anything is written
-    busy = await active_run_id(session, company_id)
-    if busy is not None:
-        raise RunInProgress(company_id, busy)
-    now = utcnow()
-    cursor = await session.get(SyncCursor, (company_id, module), with_for_update=True)
-    if cursor is None:
-        cursor = SyncCursor(company_id=company_id, module=module, updated_since=None)
-        session.add(cursor)
-    cursor.updated_since = None
-    cursor.updated_at = now
-    cursor.reset_at = now
-    cursor.reset_by = by
-    await session.commit()
+    for attempt in (1, 2):
+        busy = await active_run_id(session, company_id)
+        if busy is not None:
+            raise RunInProgress(company_id, busy)
+        now = utcnow()
+        cursor = await session.get(SyncCursor, (company_id, module), with_for_update=True)
+        if cursor is None:
+            cursor = SyncCursor(company_id=company_id, module=module, updated_since=None)
+            session.add(cursor)
+        cursor.updated_since = None
+        cursor.updated_at = now
+        cursor.reset_at = now
+        cursor.reset_by = by
+        try:
+            await session.commit()
+        except IntegrityError:
+            # Another request (or a run's first commit) made the row meanwhile: reset that one.
+            await session.rollback()
+            if attempt == 2:
+                raise
+            continue
+        break
     return await _cursor_of(session, company_id, module, cursor)
