@@ -5,6 +5,11 @@ worker alike) carries the upstream rate limit shared by all runs and workers: an
 at most `max_pages` requests. Each page is fetched, upserted and counted in one transaction, and
 the module's committed pages say where a retry starts, so counts stay exact after a crash.
 Run records and logs are short writes, run as local activities.
+
+Reconciliation: each page adds the rows it carried to the module's `received` and keeps the
+total the upstream reported (`upstream_total`); when a module's walk is done, its run records
+`{upstream, received, matched}` and a mismatch is logged as a warning. The workflow is not
+involved: it is a record of what the committed pages saw.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import suppress
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +41,7 @@ from core.contracts import (
     ModuleStatus,
     PageRequest,
     RunRecord,
+    SyncMode,
     SyncRunInput,
     SyncStatus,
 )
@@ -52,6 +58,14 @@ from sync_modules.store import upsert_items
 FIRST_INCREMENTAL_DAYS = 30
 # A module's progress becomes an event at most this often per activity (and on its last page).
 PROGRESS_EVENT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class LogLine:
+    level: str
+    module: str | None
+    message: str
+    metadata: dict[str, Any]
 
 
 class _Uncounted(Exception):
@@ -76,7 +90,21 @@ def progress_of(row: SyncRunModule) -> ModuleProgress:
         cursor=row.cursor,
         done=row.done,
         error=row.error,
+        received=row.received,
+        upstream_total=row.upstream_total,
     )
+
+
+def reconciliation_of(row: SyncRunModule) -> dict[str, Any] | None:
+    """`{upstream, received, matched}` of a module whose walk is done; None if the upstream
+    reported no total (or the walk is not over)."""
+    if row.upstream_total is None or not row.done:
+        return None
+    return {
+        "upstream": row.upstream_total,
+        "received": row.received,
+        "matched": row.received == row.upstream_total,
+    }
 
 
 class SyncActivities:
@@ -215,6 +243,12 @@ class SyncActivities:
                                 skipped=SyncRunModule.skipped + stored.skipped,
                                 errors=SyncRunModule.errors + stored.errors,
                                 enriched=SyncRunModule.enriched + enriched,
+                                received=SyncRunModule.received + len(page.items),
+                                upstream_total=(
+                                    page.total
+                                    if page.total is not None
+                                    else SyncRunModule.upstream_total
+                                ),
                                 pages=page_no + 1,
                                 cursor=page.next_cursor or SyncRunModule.cursor,
                                 done=page.next_cursor is None,
@@ -300,7 +334,11 @@ class SyncActivities:
 
     @activity.defn(name=SYNC_UPDATED_SINCE)
     async def updated_since(self, company_id: str, modules: list[str]) -> dict[str, str]:
-        """Where each module's incremental run starts: its cursor, or 30 days back."""
+        """Where each module's incremental run starts: its cursor, or 30 days back.
+
+        A reset cursor is left out: the module's pages then have no `updated_since` and read
+        its whole history.
+        """
         default = (datetime.now(UTC) - timedelta(days=FIRST_INCREMENTAL_DAYS)).isoformat()
         async with self._sessions() as session:
             rows = (
@@ -310,8 +348,14 @@ class SyncActivities:
                     )
                 )
             ).all()
-        found = {row.module: row.updated_since.isoformat() for row in rows}
-        return {name: found.get(name, default) for name in modules}
+        found = {row.module: row.updated_since for row in rows}
+        since: dict[str, str] = {}
+        for name in modules:
+            if name not in found:
+                since[name] = default
+            elif (cursor := found[name]) is not None:
+                since[name] = cursor.isoformat()
+        return since
 
     @activity.defn(name=SYNC_RECORD)
     async def record(self, record: RunRecord) -> None:
@@ -340,6 +384,7 @@ class SyncActivities:
                 run.current_module = record.current_module
             if record.error_message is not None:
                 run.error_message = record.error_message
+            reconciled: LogLine | None = None
             if record.module is not None and record.module_progress is not None:
                 progress = record.module_progress
                 row = await self._module_row(session, record.run_id, record.module)
@@ -353,20 +398,49 @@ class SyncActivities:
                 modules = dict(run.progress.get("modules", {}))
                 modules[record.module] = entry
                 run.progress = {**run.progress, "modules": modules}
+                if progress.status == ModuleStatus.DONE:
+                    reconciled = self._reconcile(run, row)
             if record.cursor_since is not None and record.module is not None:
                 await self._commit_cursor(session, run, record.module, record.cursor_since)
+            lines: list[LogLine] = []
             if record.log_message is not None:
+                lines.append(
+                    LogLine(record.log_level or "info", record.module, record.log_message,
+                            record.log_metadata)
+                )  # fmt: skip
+            if reconciled is not None:
+                lines.append(reconciled)
+            for line in lines:
                 session.add(
-                    SyncRunLog(
-                        run_id=record.run_id,
-                        at=now,
-                        level=record.log_level or "info",
-                        module=record.module,
-                        message=record.log_message,
-                        metadata_=record.log_metadata,
-                    )
-                )
-            await self._record_events(session, run, record, status_changed, now)
+                    SyncRunLog(run_id=record.run_id, at=now, level=line.level, module=line.module,
+                               message=line.message, metadata_=line.metadata)
+                )  # fmt: skip
+            await self._record_events(session, run, record, status_changed, lines, now)
+
+    def _reconcile(self, run: SyncRun, row: SyncRunModule) -> LogLine | None:
+        """Record a done module's rows received against the upstream's total in the run's
+        progress; its log line (a warning, in the worker's log too, on a mismatch)."""
+        found = reconciliation_of(row)
+        if found is None:
+            return None
+        reconciliation = dict(run.progress.get("reconciliation", {}))
+        if reconciliation.get(row.module) == found:
+            return None  # recorded by an earlier attempt
+        reconciliation[row.module] = found
+        run.progress = {**run.progress, "reconciliation": reconciliation}
+        if found["matched"]:
+            level = "info"
+            message = f"reconciliation: {found['received']} rows received, as upstream reported"
+        else:
+            level = "warn"
+            message = (
+                f"reconciliation mismatch: {found['received']} rows received, upstream reported "
+                f"{found['upstream']}"
+            )
+            activity.logger.warning(
+                "sync run %s, %s: %s", run.id, row.module, message, extra={"reconciliation": found}
+            )
+        return LogLine(level, row.module, message, {"reconciliation": found})
 
     async def _record_events(
         self,
@@ -374,9 +448,10 @@ class SyncActivities:
         run: SyncRun,
         record: RunRecord,
         status_changed: bool,
+        lines: list[LogLine],
         now: datetime,
     ) -> None:
-        """The record's events, last in its transaction: status, module progress, log line."""
+        """The record's events, last in its transaction: status, module progress, log lines."""
         topic = sync_run_topic(run.id)
         if status_changed:
             await append_run_status(session, run)
@@ -389,19 +464,23 @@ class SyncActivities:
                 {"run_id": run.id, "module": record.module, "current_module": run.current_module,
                  "progress": entry},
             )  # fmt: skip
-        if record.log_message is not None:
+        for line in lines:
             await append_event(
                 session,
                 topic,
                 "sync_run.log",
-                {"run_id": run.id, "level": record.log_level or "info", "module": record.module,
-                 "message": record.log_message, "metadata": record.log_metadata,
-                 "at": now.isoformat()},
+                {"run_id": run.id, "level": line.level, "module": line.module,
+                 "message": line.message, "metadata": line.metadata, "at": now.isoformat()},
             )  # fmt: skip
 
     async def _commit_cursor(
         self, session: AsyncSession, run: SyncRun, module: str, since: str
     ) -> None:
+        """Move the module's cursor forward to `since`.
+
+        A cursor reset after the run was created stays as it is; a reset cursor moves only
+        with an incremental run, the one kind that read the module's whole history.
+        """
         value = datetime.fromisoformat(since)
         cursor = await session.get(SyncCursor, (run.company_id, module), with_for_update=True)
         if cursor is None:
@@ -410,7 +489,14 @@ class SyncActivities:
                     company_id=run.company_id, module=module, updated_since=value, run_id=run.id
                 )
             )
-        elif cursor.updated_since < value:
+            return
+        if cursor.reset_at is not None and run.created_at < cursor.reset_at:
+            return
+        if cursor.updated_since is None:
+            moves = run.mode == SyncMode.INCREMENTAL.value
+        else:
+            moves = cursor.updated_since < value
+        if moves:
             await session.execute(
                 update(SyncCursor)
                 .where(SyncCursor.company_id == run.company_id, SyncCursor.module == module)

@@ -27,6 +27,7 @@ from api.routes import (
     pull_sync,
     recovery,
     schedules,
+    sync_cursors,
     sync_runs,
     webhooks,
 )
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.adopt_router)
     app.include_router(jobs.router)
     app.include_router(sync_runs.router)
+    app.include_router(sync_cursors.router)
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)

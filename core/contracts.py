@@ -456,6 +456,9 @@ class ModuleProgress:
     cursor: str | None = None
     done: bool = False  # the upstream has no more pages
     error: str | None = None
+    # Reconciliation: rows received, and the upstream's total as its latest page reported it.
+    received: int = 0
+    upstream_total: int | None = None
 
 
 @dataclass

@@ -213,15 +213,21 @@ class SyncRunLog(Base):
 
 
 class SyncCursor(Base):
-    """Where the next incremental run of a module starts for a company."""
+    """Where the next incremental run of a module starts for a company.
+
+    A reset cursor (`updated_since` null, `reset_at` set) makes the next incremental run read
+    the module's whole history; a run created before the reset never moves it.
+    """
 
     __tablename__ = "sync_cursors"
 
     company_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     module: Mapped[str] = mapped_column(String(64), primary_key=True)
-    updated_since: Mapped[datetime]
+    updated_since: Mapped[datetime | None]
     run_id: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reset_at: Mapped[datetime | None]
+    reset_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class SyncRunModule(Base):
@@ -239,6 +245,9 @@ class SyncRunModule(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     pages: Mapped[int] = mapped_column(Integer, default=0)
     enriched: Mapped[int] = mapped_column(Integer, default=0)
+    # Reconciliation: rows the upstream's pages carried, and the total its last page reported.
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    upstream_total: Mapped[int | None] = mapped_column(Integer)
     cursor: Mapped[str | None] = mapped_column(String(256))
     done: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)

@@ -16,6 +16,23 @@ from providers.http_errors import raise_for_status
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
+    # Rows the whole listing holds, as the upstream reports it (`total` or `X-Total-Count`);
+    # None when it doesn't say.
+    total: int | None = None
+
+
+def reported_total(body: dict[str, Any], headers: httpx.Headers) -> int | None:
+    """The listing's total rows from the body's `total`, else the `X-Total-Count` header."""
+    for raw in (body.get("total"), headers.get("x-total-count")):
+        if isinstance(raw, bool) or raw is None:
+            continue
+        try:
+            total = int(raw)
+        except (TypeError, ValueError):
+            continue
+        if total >= 0:
+            return total
+    return None
 
 
 # The upstream counts requests as they arrive; ours are spaced as they leave, and a request
@@ -95,7 +112,11 @@ class ErpClient:
             headers={"Authorization": f"Bearer {self.token_for(company_id)}"},
         )
         body = raise_for_status(response)
-        return Page(items=list(body["items"]), next_cursor=body.get("next_cursor"))
+        return Page(
+            items=list(body["items"]),
+            next_cursor=body.get("next_cursor"),
+            total=reported_total(body, response.headers),
+        )
 
     async def detail(self, company_id: str, view: str, record_id: str) -> dict[str, Any]:
         await self._pacer.wait()

@@ -74,6 +74,18 @@ class ModulePublic(BaseModel):
     pages: int = 0
     enriched: int = 0
     error: str | None = None
+    received: int = Field(0, description="rows the upstream's pages carried")
+    upstream_total: int | None = Field(
+        None, description="rows the upstream reported for the module's listing (its last page)"
+    )
+
+
+class ReconciliationPublic(BaseModel):
+    """A done module's rows received against the total the upstream reported."""
+
+    upstream: int
+    received: int
+    matched: bool
 
 
 class LogPublic(BaseModel):
@@ -94,6 +106,11 @@ class SyncRunPublic(BaseModel):
     status: SyncStatus
     current_module: str | None
     modules: dict[str, ModulePublic]
+    reconciliation: dict[str, ReconciliationPublic] = Field(
+        default_factory=dict,
+        description="modules done whose upstream reported a total; `matched` false flags rows "
+        "lost on the way",
+    )
     error_message: str | None
     triggered_by: str | None
     created_at: datetime
@@ -157,14 +174,17 @@ def run_public(
             modules[name] = ModulePublic(status=row.status, processed=row.processed,
                                          skipped=row.skipped, errors=row.errors,
                                          pages=row.pages, enriched=row.enriched,
-                                         error=row.error)  # fmt: skip
+                                         error=row.error, received=row.received,
+                                         upstream_total=row.upstream_total)  # fmt: skip
         else:
             modules[name] = ModulePublic(**{"status": "pending", **entry})
     workflow_id = sync_run_workflow_id(run.id)
     return SyncRunPublic(
         id=run.id, company_id=run.company_id, mode=SyncMode(run.mode), start_date=run.start_date,
         end_date=run.end_date, status=SyncStatus(run.status), current_module=run.current_module,
-        modules=modules, error_message=run.error_message, triggered_by=run.triggered_by,
+        modules=modules, error_message=run.error_message,
+        reconciliation={name: ReconciliationPublic(**entry)
+                        for name, entry in run.progress.get("reconciliation", {}).items()}, triggered_by=run.triggered_by,
         created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
         workflow_id=workflow_id, workflow_url=workflow_url(settings, workflow_id),
         recent_logs=[log_public(log) for log in logs or []],

@@ -35,6 +35,9 @@ class Faults(CallFaults):
     failing_views: list[str] = Field(default_factory=list)
     # After each listing page, rows further on in id order change (new updated_at and field).
     mutate_between_pages: bool = False
+    # Each listing page leaves out its last rows (this many), though `next_cursor` goes past
+    # them and `total` still counts them: a lossy upstream, for reconciliation to catch.
+    drop_rows_per_page: int = Field(default=0, ge=0)
 
     @field_validator("failing_views")
     @classmethod

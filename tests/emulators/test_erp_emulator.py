@@ -337,6 +337,29 @@ def test_rows_changing_between_pages_still_appear_exactly_once(api: httpx.Client
     assert count(api, "vw_vendas", updated_since=started) >= len(changed)
 
 
+def test_pages_report_the_listing_total_and_dropped_rows_go_missing(api: httpx.Client) -> None:
+    window = {"start_date": "2024-02-01", "end_date": "2024-03-31"}
+    expected = count(api, "vw_contas_pagas", **window)
+    assert 0 < expected < ROWS
+    first = api.get(rows_path("vw_contas_pagas"), params={"limit": 7, **window})
+    assert first.json()["total"] == expected == int(first.headers["X-Total-Count"])
+    assert first.json()["count"] == 7
+    api.put("/_emulator/faults", json={"drop_rows_per_page": 2}).raise_for_status()
+    served, pages = 0, 0
+    after: str | None = None
+    while True:
+        params: dict[str, str | int] = {"limit": 7, **window}
+        if after:
+            params["after"] = after
+        page = api.get(rows_path("vw_contas_pagas"), params=params).json()
+        assert page["total"] == expected and page["count"] == len(page["items"])
+        served, pages, after = served + page["count"], pages + 1, page["next_cursor"]
+        if after is None:
+            break
+    last = expected - 7 * (pages - 1)
+    assert served == expected - 2 * (pages - 1) - min(2, last)
+
+
 def test_stats_count_requests_by_kind_and_status(api: httpx.Client) -> None:
     api.get(rows_path("vw_vendas"))
     api.get(f"{rows_path('vw_vendas')}/count")
