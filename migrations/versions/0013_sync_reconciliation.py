@@ -5,7 +5,7 @@ upstream's reported total (reconciliation)
 next incremental run read the module's whole history.
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0012
 Create Date: 2026-11-30
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0009"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
