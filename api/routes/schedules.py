@@ -23,6 +23,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.companies import known_company
 from api.deps import AdminCaller, SettingsDep, TemporalDep
 from api.errors import orchestrator_unavailable, temporal_errors_as_503
 from api.schemas.sync_runs import ScheduleCreate, SchedulePublic, ScheduleRetime
@@ -104,11 +105,7 @@ async def create_schedule(
     response: Response,
 ) -> SchedulePublic:
     """Run an incremental sync of the company every N minutes (overlapping runs are skipped)."""
-    if body.company_id not in settings.erp_tokens:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"company {body.company_id!r} has no ERP token configured (ERP_TOKENS)",
-        )
+    known_company(settings, body.company_id)
     schedule = incremental_schedule(
         settings, body.company_id, timedelta(minutes=body.every_minutes),
         paused=body.paused, note=f"created by {caller.user_id}",

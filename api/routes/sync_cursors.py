@@ -10,23 +10,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from api.companies import known_company
 from api.deps import AdminCaller, SessionDep, SettingsDep
 from api.schemas.sync_cursors import CursorPublic, CursorReset, CursorsPublic, cursor_public
 from core.ids import NAME_ID_PATTERN
-from core.settings import Settings
 from core.sync_runs import cursors
 from sync_modules.registry import all_modules
 
 router = APIRouter(prefix="/v1/sync", tags=["sync runs"])
-
-
-def known_company(settings: Settings, company_id: str) -> str:
-    if company_id not in settings.erp_tokens:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"company {company_id!r} has no ERP token configured (ERP_TOKENS)",
-        )
-    return company_id
 
 
 def known_module(module: str) -> str:

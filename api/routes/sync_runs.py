@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from api.companies import known_company
 from api.deps import AdminCaller, MetricsDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import orchestrator_unavailable
 from api.idempotency import Claim, IdempotencyKeyHeader
@@ -61,11 +62,7 @@ async def start_sync_run(
     if claim is not None and (made := await claim.resource(session)) is not None:
         return await run_made_before(session, temporal, settings, response, made)
     await session.rollback()  # end the key's read before writing (SQLite)
-    if body.company_id not in settings.erp_tokens:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"company {body.company_id!r} has no ERP token configured (ERP_TOKENS)",
-        )
+    known_company(settings, body.company_id)
     run = store.new_run(
         company_id=body.company_id, mode=body.mode, modules=body.modules or list(all_modules()),
         triggered_by=caller.user_id, start_date=body.start_date, end_date=body.end_date,
