@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -339,16 +340,26 @@ async def list_my_jobs(
     kind: JobKind | None = None,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     project_id: str | None = None,
+    provider: Annotated[str | None, Query(max_length=64, description="a provider's name")] = None,
+    created_from: Annotated[
+        datetime | None, Query(description="created at or after (ISO 8601; no zone: UTC)")
+    ] = None,
+    created_to: Annotated[datetime | None, Query(description="created before (exclusive)")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> JobsPublic:
     """Your jobs, newest first (admins: everyone's), filtered and paged by cursor."""
+    if provider is not None and provider not in registry.specs():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, registry.unsupported(provider))
     rows = await list_jobs(
         session,
         user_id=None if caller.is_admin else caller.user_id,
         kind=kind.value if kind else None,
         status=status_.value if status_ else None,
         project_id=project_id,
+        provider=provider,
+        created_from=_utc(created_from),
+        created_to=_utc(created_to),
         before=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
@@ -359,6 +370,13 @@ async def list_my_jobs(
             encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
         ),
     )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A query's time in UTC (one given without a zone is read as UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
