@@ -41,10 +41,14 @@ async def test_me_tells_who_the_caller_is_and_what_they_may_follow(e2e: E2E) -> 
         assert me["companies"] == [] and me["sync_modules"] == []
         assert me["public_base_url"] == e2e.stack.api_url
         assert "replicate" in me["providers"]
+        # Each provider's kinds with their default model: KIE has no training.
+        assert set(me["models"]) == set(me["providers"])
+        assert me["models"]["replicate"]["training"]
+        assert "training" not in me["models"]["kie"]
 
         root = (await admin.get("/v1/me")).json()
         assert root["user_id"] == "root" and root["is_admin"] is True
-        assert root["topics"] == ["user:root", "sync-run:*"]
+        assert root["topics"] == ["user:root", "sync-run:*", "pull-sync:*"]
         assert root["companies"] == sorted(ERP_COMPANY_TOKENS)
         assert root["sync_modules"] == list(all_modules())
         assert root["temporal_ui_url"]
