@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 import httpx
@@ -22,10 +23,19 @@ async def test_dashboard_page_and_its_files_are_served_without_a_key(e2e: E2E) -
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert '<script type="module" src="/static/app.js">' in page.text
-        script = await client.get("/static/app.js")
-        assert script.status_code == 200
-        assert script.headers["content-type"].startswith("text/javascript")
-        assert "new EventSource(" in script.text
+        # app.js and every module it imports, by relative path, transitively: all served.
+        seen: dict[str, str] = {}
+        todo = ["app.js"]
+        while todo:
+            name = todo.pop()
+            script = await client.get(f"/static/{name}")
+            assert script.status_code == 200, name
+            assert script.headers["content-type"].startswith("text/javascript"), name
+            seen[name] = script.text
+            found = re.findall(r'from "\./([\w-]+\.js)"', script.text)
+            todo += [f for f in found if f not in seen and f not in todo]
+        assert {"api.js", "stream.js", "queue.js", "gallery.js", "pullsync.js"} <= set(seen)
+        assert "new EventSource(" in seen["stream.js"]
         style = await client.get("/static/app.css")
         assert style.headers["content-type"].startswith("text/css")
         # Only the dashboard's own files: nothing else on disk is reachable.
