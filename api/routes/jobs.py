@@ -39,6 +39,7 @@ from api.schemas.jobs import (
     JobCreate,
     JobPublic,
     JobsPublic,
+    RerunRequest,
     job_public,
 )
 from core.contracts import (
@@ -53,13 +54,14 @@ from core.events import append_event, job_payload, user_topic
 from core.ids import JOB_ID_PATTERN
 from core.jobs import cancel
 from core.jobs.cancel import Cancelled
+from core.jobs.rerun import RerunRefused, rerun_job
 from core.jobs.start import start_adopting, start_new
 from core.jobs.store import advance_job, find_tracked, get_job, list_jobs, record_adopted
 from core.links import output_scope
 from core.models import Job, Project
 from core.recovery import legacy_kind
 from core.settings import Settings
-from core.starts import RETRY_AFTER_SECONDS, StartOutcome, Unreachable
+from core.starts import RETRY_AFTER_SECONDS, StartOutcome, StartResult, Unreachable
 from providers import registry
 from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
 from storage.base import Storage
@@ -169,9 +171,7 @@ async def create_job(
         return await job_made_before(session, temporal, settings, caller, response, made)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     started = await start_new(temporal, settings, job, sent)
-    if started.runs:
-        return job_public(job, settings)
-    if claim is not None:
+    if not started.runs and claim is not None:
         # Left queued: a retry with the key starts it, else the recovery sweep does (or fails
         # it) once it is RECOVERY_MIN_AGE_MINUTES old.
         raise orchestrator_unavailable(
@@ -179,6 +179,16 @@ async def create_job(
             f"retry with the same {IDEMPOTENCY_HEADER}",
             job_id=job_id,
         )
+    return await started_job(session, settings, job, started)
+
+
+async def started_job(
+    session: AsyncSession, settings: Settings, job: Job, started: StartResult
+) -> JobPublic:
+    """The new job once its start was asked for; a 503 (or 502) when it could not start."""
+    if started.runs:
+        return job_public(job, settings)
+    job_id = job.id
     if started.outcome == StartOutcome.UNKNOWN:
         # It may run: never failed behind its back. The sweep starts it or finds it running.
         raise orchestrator_unavailable(
@@ -406,6 +416,30 @@ async def cancel_job(
             status.HTTP_409_CONFLICT, f"job {job_id} is {job.status} now; cancel it again"
         )
     return job_public(job, settings)
+
+
+@router.post("/{job_id}/rerun", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+async def rerun(
+    job_id: JobId,
+    caller: CurrentCaller,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    response: Response,
+    body: RerunRequest | None = None,
+) -> JobPublic:
+    """Run a job again as a new job (its `rerun_of` names this one), its input optionally edited."""
+    old = await visible_job(session, caller, job_id)
+    try:
+        job, started = await rerun_job(
+            session, temporal, settings, old, body.input if body else None,
+            is_admin=caller.is_admin, can_see=caller.can_see,
+        )  # fmt: skip
+    except RerunRefused as exc:
+        raise invalid(exc.field, exc.message, exc.value) from exc
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    assert started is not None  # a new id: always started here
+    return await started_job(session, settings, job, started)
 
 
 @router.get("/{job_id}/outputs/{index}", response_model=None)
