@@ -7,7 +7,7 @@ import { $, debounce, fillSelect, newestFirst, orderList, setResult } from "./ut
 import { on, state } from "./state.js";
 import { onRefresh } from "./stream.js";
 
-const PAGE = 15;
+const PAGE = 15; // unless #history says otherwise (data-page-size)
 const RECENT_FAILURES_MS = 30 * 60 * 1000;
 
 const queueEls = new Map();
@@ -83,7 +83,7 @@ function filterQuery() {
 
 async function loadHistory() {
   const params = filterQuery();
-  params.set("limit", String(PAGE));
+  params.set("limit", String(Number($("#history").dataset.pageSize) || PAGE));
   const cursor = history.cursors[history.page];
   if (cursor) params.set("cursor", cursor);
   const ticket = ++history.ticket;
@@ -106,7 +106,9 @@ async function loadHistory() {
       list.append(el);
     }
   }
-  orderList(list, (a, b) => newestFirst(state.jobs.get(a.dataset.jobId), state.jobs.get(b.dataset.jobId)));
+  // The API's order (created_at, then id, to the microsecond).
+  const rank = new Map(items.map((job, i) => [job.id, i]));
+  orderList(list, (a, b) => rank.get(a.dataset.jobId) - rank.get(b.dataset.jobId));
   list.dataset.query = filterQuery().toString();
   list.dataset.page = String(history.page + 1);
   $("#history-empty").hidden = items.length > 0;

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +32,9 @@ X = "\N{MULTIPLICATION SIGN}"
 # Generous bounds for things that take a second or two: a slow machine must not fail them.
 JOB_WAIT_MS = 45_000
 RUN_WAIT_MS = 90_000
-WIDE = {"width": 1400, "height": 1000}
+WIDE: ViewportSize = {"width": 1400, "height": 1000}
+# Seven sessions may share two cores: what takes a second alone can take several.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")
@@ -98,8 +100,12 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
         await asyncio.to_thread((SHOTS / f"{name}.console.log").write_text, text)
 
 
-async def connect(page: Page, api_url: str, key: str) -> None:
+async def connect(page: Page, api_url: str, key: str, history_page: int | None = None) -> None:
     await page.goto(f"{api_url}/")
+    if history_page is not None:  # fewer jobs make a second page
+        await page.locator("#history").evaluate(
+            "(e, n) => { e.dataset.pageSize = n; }", history_page
+        )
     await page.get_by_label("API key").fill(key)
     await page.get_by_role("button", name="Connect").click()
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=15_000)
@@ -144,7 +150,9 @@ async def no_horizontal_overflow(page: Page) -> None:
 
 
 async def image_loaded(image: Locator) -> None:
-    """Wait until the <img> has loaded its file (a broken one never does)."""
+    """Scroll the <img> into view (thumbnails load lazily) and wait until its file has loaded
+    (a broken one never does)."""
+    await image.scroll_into_view_if_needed()
     handle = await image.element_handle()
     await image.page.wait_for_function(
         "img => img.complete && img.naturalWidth > 0", arg=handle, timeout=15_000

@@ -127,7 +127,7 @@ async def walk_through(e2e: E2E, page: Page, shots: Shots) -> None:
     await shots.take("sync-done")
 
     # A second run, slowed down at the ERP so it is still running when Cancel is pressed.
-    await erp_faults(e2e, slow_page_seconds=1.0)
+    await erp_faults(e2e, slow_page_seconds=3.0)
     try:
         second_id = await start_sync(page, "acme", "2025-04", previous=run_id)
         second = page.locator(f'.run[data-run-id="{second_id}"]')
@@ -165,6 +165,7 @@ async def walk_through(e2e: E2E, page: Page, shots: Shots) -> None:
     await expect(conn).to_have_attribute("data-state", "live", timeout=30_000)
     await expect(conn).to_have_text("live")
     assert "after=" in streams[-1], streams[-1]
+    await expect(page.locator("#reconnects")).to_have_text("1 reconnect")
     live_id = await generate(page, "after recovery", previous=polled_id)
     await finished_image(page, live_id, f"64 {X} 64")
     await shots.take("recovered-live")
