@@ -43,6 +43,7 @@ async function load(more) {
 }
 
 function render() {
+  $("#gallery").dataset.query = query(null).toString(); // what it shows, for tests and tools
   $("#gallery-empty").hidden = tiles.size > 0;
   $("#gallery-more").hidden = !gallery.next;
 }

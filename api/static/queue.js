@@ -12,7 +12,7 @@ const RECENT_FAILURES_MS = 30 * 60 * 1000;
 
 const queueEls = new Map();
 const historyEls = new Map();
-const history = { cursors: [null], page: 0, next: null, ticket: 0 };
+const history = { cursors: [null], page: 0, next: null, ticket: 0, drawing: false };
 
 // --- queue -----------------------------------------------------------------------------------
 
@@ -91,7 +91,9 @@ async function loadHistory() {
   if (ticket !== history.ticket) return; // filters or page changed meanwhile: a newer load draws
   history.next = page.next_cursor;
   const list = $("#history");
+  history.drawing = true; // its own merges are no news to it
   const items = page.items.map((job) => mergeJob(job));
+  history.drawing = false;
   for (const [id, el] of historyEls) {
     if (!items.some((j) => j.id === id)) {
       el.remove();
@@ -160,7 +162,7 @@ export function wireQueue() {
     const el = historyEls.get(job.id);
     if (el) renderJobCard(job, el);
     // A job started or finished: the first page of the history may have changed.
-    if (history.page === 0 && !el) debounce("history", loadHistory, 400);
+    if (history.page === 0 && !el && !history.drawing) debounce("history", loadHistory, 400);
   });
   on("stream-event", ({ type, payload }) => {
     if (!type.startsWith("job.") || !payload.id) return;

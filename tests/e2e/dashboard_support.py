@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,18 @@ async def browser(chromium: Path) -> AsyncIterator[Browser]:
             await launched.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep the test's own outcome where the `page` fixture's teardown can read it (a failed
+    test leaves a screenshot of the page as it stood)."""
+    report = yield
+    if report.when == "call":
+        item.dashboard_call_report = report  # type: ignore[attr-defined]
+    return report
+
+
 class Shots:
     """Full-page screenshots named `{prefix}-{nn}-{name}.png`."""
 
@@ -87,13 +100,13 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
     page = await context.new_page()
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    name = request.node.name.removeprefix("test_").split("[")[0]
+    name = re.sub(r"[^\w-]+", "-", request.node.name.removeprefix("test_")).strip("-")
     try:
         yield page
+        report = getattr(request.node, "dashboard_call_report", None)
+        if report is not None and report.failed:
+            await page.screenshot(path=str(SHOTS / f"{name}-failure.png"), full_page=True)
         assert errors == [], errors
-    except BaseException:
-        await page.screenshot(path=str(SHOTS / f"{name}-failure.png"), full_page=True)
-        raise
     finally:
         await context.close()
         text = "\n".join(console + [f"pageerror: {e}" for e in errors]) + "\n"

@@ -147,6 +147,9 @@ async def test_every_form_starts_its_kind_and_the_gallery_shows_each(e2e: E2E, p
 
     # The gallery's kind filter.
     await page.locator("#g-kind").select_option("training")
+    await expect(page.locator("#gallery")).to_have_attribute(
+        "data-query", re.compile("kind=training")
+    )
     await expect(page.locator("#gallery .tile")).not_to_have_count(0)
     kinds = await page.locator("#gallery .tile").evaluate_all("ts => ts.map(t => t.dataset.kind)")
     assert set(kinds) == {"training"}, kinds
