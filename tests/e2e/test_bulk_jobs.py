@@ -36,13 +36,29 @@ async def wait_batch(api: httpx.AsyncClient, batch_id: str, within: float = 120)
         await asyncio.sleep(0.3)
 
 
+async def get_json(api: httpx.AsyncClient, path: str) -> dict[str, Any]:
+    """GET `path` (retried when the connection drops, as `create_safely`)."""
+    for attempt in range(5):
+        try:
+            response = await api.get(path)
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(1.0)
+            continue
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+    raise AssertionError("unreachable")
+
+
 async def statuses(api: httpx.AsyncClient, ids: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for start in range(0, len(ids), 50):
-        answers = await asyncio.gather(*(api.get(f"/v1/jobs/{i}") for i in ids[start : start + 50]))
-        for answer in answers:
-            assert answer.status_code == 200, answer.text
-            found[answer.json()["id"]] = answer.json()["status"]
+        jobs = await asyncio.gather(
+            *(get_json(api, f"/v1/jobs/{i}") for i in ids[start : start + 50])
+        )
+        found |= {job["id"]: job["status"] for job in jobs}
     return found
 
 
@@ -83,11 +99,30 @@ async def wait_submitted(e2e: E2E, ids: list[str], within: float = 180) -> None:
         await asyncio.sleep(1.0)
 
 
+async def create_safely(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    """Create a job with an Idempotency-Key, retried when the connection drops (a loaded
+    machine closes kept-alive connections under the client's feet)."""
+    key = uuid.uuid4().hex
+    for attempt in range(5):
+        try:
+            response = await api.post(
+                "/v1/jobs", json={"kind": "generation", **body}, headers={"Idempotency-Key": key}
+            )
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(1.0)
+            continue
+        assert response.status_code == 202, response.text
+        job_id: str = response.json()["id"]
+        return job_id
+    raise AssertionError("unreachable")
+
+
 async def make_jobs(api: httpx.AsyncClient, n: int, **body: Any) -> list[str]:
     ids: list[str] = []
     for start in range(0, n, 25):
-        made = await asyncio.gather(*(create(api, **body) for _ in range(min(25, n - start))))
-        ids += [job["id"] for job in made]
+        ids += await asyncio.gather(*(create_safely(api, body) for _ in range(min(25, n - start))))
     return ids
 
 
