@@ -18,8 +18,9 @@ from tests.e2e.test_media_jobs import create, wait_job
 
 pytestmark = pytest.mark.e2e
 
-# A provider job that stays `processing` until it is cancelled (longer than any test).
-HELD = {"_emulator": {"processing_seconds": 600}}
+# A provider job that stays `processing` until it is cancelled (longer than any test, even
+# when making 500 of them takes many minutes).
+HELD = {"_emulator": {"processing_seconds": 7200}}
 IN_FLIGHT = {"queued", "submitted", "processing"}
 
 
@@ -126,20 +127,21 @@ async def make_jobs(api: httpx.AsyncClient, n: int, **body: Any) -> list[str]:
     return ids
 
 
-# 500 workflows at once take minutes on a small shared machine: the waits are generous.
-@pytest.mark.timeout(1800)
+# 500 workflows at once take many minutes on a small shared machine (half an hour seen under
+# a load of 20 on 2 cores): the waits are bounds for a hang, not expectations.
+@pytest.mark.timeout(3600)
 @LOCAL_ONLY
 async def test_bulk_cancel_of_500_in_flight_jobs_reaches_the_provider_for_each(e2e: E2E) -> None:
     async with e2e.api() as api:
         ids = await make_jobs(api, 500, input={"prompt": "held", **HELD})
-        await wait_submitted(e2e, ids, within=900)
+        await wait_submitted(e2e, ids, within=1500)
         response = await api.post("/v1/jobs/cancel", json={"ids": ids, "reason": "bulk test"})
         assert response.status_code == 202, response.text
         accepted = response.json()
         assert accepted["matched"] == 500
         assert accepted["status_url"] == f"/v1/jobs/batches/{accepted['batch_id']}"
         assert response.headers["location"] == accepted["status_url"]
-        batch = await wait_batch(api, accepted["batch_id"], within=600)
+        batch = await wait_batch(api, accepted["batch_id"], within=1200)
         assert batch["status"] == "done", batch
         assert (batch["total"], batch["done"], batch["failed"], batch["skipped"]) == (
             500,
@@ -147,7 +149,7 @@ async def test_bulk_cancel_of_500_in_flight_jobs_reaches_the_provider_for_each(e
             0,
             0,
         )
-        ended = await wait_all(api, ids, {"canceled"}, within=600)
+        ended = await wait_all(api, ids, {"canceled"}, within=1500)
         assert len(ended) == 500
         one = (await api.get(f"/v1/jobs/{ids[0]}")).json()
         assert one["error"] == "bulk test"
