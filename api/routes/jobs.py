@@ -49,6 +49,7 @@ from api.schemas.jobs import (
     JobCreate,
     JobPublic,
     JobsPublic,
+    RerunKeyed,
     RerunRequest,
     job_public,
 )
@@ -560,18 +561,41 @@ async def rerun(
     settings: SettingsDep,
     response: Response,
     body: RerunRequest | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobPublic:
-    """Run a job again as a new job (its `rerun_of` names this one), its input optionally edited."""
+    """Run a job again as a new job (its `rerun_of` names this one), its input optionally edited.
+
+    With an `Idempotency-Key`, a retry answers with the job the first request made.
+    """
+    edit = body.input if body else None
+    claim = Claim.of(
+        idempotency_key, user_id=caller.user_id, scope="job-reruns",
+        body=RerunKeyed(job_id=job_id, input=edit), ttl_hours=settings.idempotency_ttl_hours,
+    )  # fmt: skip
+    if claim is not None and (made := await claim.resource(session)) is not None:
+        return await job_made_before(session, temporal, settings, caller, response, made)
     old = await visible_job(session, caller, job_id)
     try:
         job, started = await rerun_job(
-            session, temporal, settings, old, body.input if body else None,
-            is_admin=caller.is_admin, can_see=caller.can_see,
+            session, temporal, settings, old, edit, is_admin=caller.is_admin,
+            can_see=caller.can_see, also_record=claim.record if claim is not None else None,
         )  # fmt: skip
     except RerunRefused as exc:
         raise invalid(exc.field, exc.message, exc.value) from exc
+    except IntegrityError:
+        # Only the key's row can collide: a request with the same key got there first.
+        made = await claim.resource(session) if claim is not None else None
+        if made is None:
+            raise
+        return await job_made_before(session, temporal, settings, caller, response, made)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     assert started is not None  # a new id: always started here
+    if not started.runs and claim is not None:
+        raise orchestrator_unavailable(
+            f"the orchestrator is unavailable ({started.error}); job {job.id} is queued: "
+            f"retry with the same {IDEMPOTENCY_HEADER}",
+            job_id=job.id,
+        )
     return await started_job(session, settings, job, started)
 
 

@@ -144,6 +144,13 @@ class RerunRequest(BaseModel):
     )
 
 
+class RerunKeyed(BaseModel):
+    """What an Idempotency-Key of a rerun stands for: the job and the edit."""
+
+    job_id: str
+    input: dict[str, Any] | None = None
+
+
 class AdoptRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

@@ -15,7 +15,7 @@ second.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -87,11 +87,14 @@ async def rerun_job(
     is_admin: bool,
     can_see: Callable[[str], bool],
     new_id: str | None = None,
+    also_record: Callable[[AsyncSession, str], Awaitable[None]] | None = None,
 ) -> tuple[Job, StartResult | None]:
     """Record and start the rerun of `old`: the new job, and how its start went (None: a job
     of that `new_id` was made before and had started already).
 
     `is_admin`, `can_see`: the rights of whoever asks (checks of the input, links to outputs).
+    `also_record(session, new job id)` writes in the new job's transaction (an
+    Idempotency-Key's row); its IntegrityError is raised (after a rollback).
     Raises RerunRefused (nothing recorded) for an input a new job may not have.
     """
     kind = JobKind(old.kind)
@@ -127,6 +130,8 @@ async def rerun_job(
         return await _made_before(temporal, settings, made, sent)
     session.add(job)
     try:
+        if also_record is not None:
+            await also_record(session, job.id)
         await session.flush()
         await append_event(session, user_topic(job.user_id), f"job.{job.status}", job_payload(job))
         await session.commit()

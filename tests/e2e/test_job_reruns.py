@@ -71,3 +71,22 @@ async def test_rerun_of_another_users_job_is_not_found(e2e: E2E) -> None:
         assert by_admin.json()["rerun_of"] == job["id"]
         assert (await alice.get(f"/v1/jobs/{by_admin.json()['id']}")).status_code == 200
         assert (await bob.post("/v1/jobs/nosuchjob/rerun")).status_code == 404
+
+
+async def test_a_rerun_retried_with_its_idempotency_key_makes_one_job(e2e: E2E) -> None:
+    async with e2e.api() as api:
+        old = await create(api, input={"prompt": "a fox"})
+        key = {"Idempotency-Key": f"rerun-{old['id']}"}
+        edit = {"input": {"prompt": "a fox, again"}}
+        first = await api.post(f"/v1/jobs/{old['id']}/rerun", json=edit, headers=key)
+        again = await api.post(f"/v1/jobs/{old['id']}/rerun", json=edit, headers=key)
+        assert first.status_code == again.status_code == 202, (first.text, again.text)
+        assert again.json()["id"] == first.json()["id"]
+        # The key names one request: another edit under it is refused.
+        other = await api.post(
+            f"/v1/jobs/{old['id']}/rerun", json={"input": {"prompt": "else"}}, headers=key
+        )
+        assert other.status_code == 409, other.text
+        assert other.json()["error"]["code"] == "idempotency_key_reused"
+        listed = (await api.get("/v1/jobs", params={"limit": 100})).json()["items"]
+        assert [j["id"] for j in listed if j["rerun_of"] == old["id"]] == [first.json()["id"]]

@@ -10,8 +10,11 @@ every folder). Files already in `--out` are kept, not overwritten.
 The set: MediaJobWorkflow for each provider (webhook and poll paths), a failure, a cancel, an
 adopt, an early webhook held until the submit returned, the submit recorded after a database
 outage; SyncRunWorkflow (a run with a failed module and a 429, and one that continues as new);
-RecoveryWorkflow; PruneEventsWorkflow. Activities are scripted fakes registered under the real
-names, on a local dev server (it has our search attributes, so the upserts are recorded too).
+RecoveryWorkflow; PruneEventsWorkflow; JobBatchWorkflow (a batch walked in chunks, and one
+that stops at a chunk that keeps failing). Activities are scripted fakes registered under the
+real names, on a local dev server (it has our search attributes, so the upserts are recorded
+too). `--only` records some groups only (a workflow added since the last release folder is
+recorded at the top level of histories/ until the next one).
 """
 
 from __future__ import annotations
@@ -24,10 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from core.batch_contracts import (
+    ACT_BATCH_CHUNK,
+    ACT_BATCH_FINISH,
+    BatchChunk,
+    BatchEnd,
+    BatchProgress,
+    JobBatchInput,
+)
 from core.contracts import (
     SEARCH_ATTRIBUTES,
     JobStatus,
@@ -41,6 +54,7 @@ from devstack.processes import temporal_cli_path
 from tests.workflows import fakes
 from tests.workflows.test_media_job import job, start, wait_for
 from tests.workflows.test_sync_run import FakeUpstream
+from workflows.bulk_jobs import JobBatchWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
 from workflows.recovery import RecoveryWorkflow
@@ -182,16 +196,62 @@ async def housekeeping(client: Client) -> dict[str, Handle]:
     return out
 
 
-async def record(out: Path) -> None:
+async def job_batches(client: Client) -> dict[str, Handle]:
+    done: dict[str, int] = {}
+
+    @activity.defn(name=ACT_BATCH_CHUNK)
+    async def run_chunk(chunk: BatchChunk) -> BatchProgress:
+        if chunk.batch_id.startswith("stuck") and chunk.start > 0:
+            raise ApplicationError("the orchestrator is unavailable", non_retryable=True)
+        done[chunk.batch_id] = done.get(chunk.batch_id, 0) + chunk.size
+        return BatchProgress(total=5, done=done[chunk.batch_id] - 1, failed=0, skipped=1)
+
+    @activity.defn(name=ACT_BATCH_FINISH)
+    async def finish(end: BatchEnd) -> BatchProgress:
+        n = done.get(end.batch_id, 0)
+        return BatchProgress(total=5, done=n - 1, failed=0, skipped=1)
+
+    tq = f"rec-batch-{uuid.uuid4()}"
+    out: dict[str, Handle] = {}
+    async with Worker(
+        client, task_queue=tq, workflows=[JobBatchWorkflow], activities=[run_chunk, finish]
+    ):
+        for name, batch_id in (
+            ("job_batch", uuid.uuid4().hex),
+            ("job_batch_stopped", f"stuck{uuid.uuid4().hex}"),
+        ):
+            handle = await client.start_workflow(
+                JobBatchWorkflow.run,
+                JobBatchInput(batch_id=batch_id, action="cancel", total=5, chunk_size=2),
+                id=f"job-batch-{batch_id}",
+                task_queue=tq,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+            try:
+                await handle.result()
+            except WorkflowFailureError:
+                pass
+            out[name] = handle
+    return out
+
+
+GROUPS = {
+    "media_jobs": media_jobs,
+    "sync_runs": sync_runs,
+    "housekeeping": housekeeping,
+    "job_batches": job_batches,
+}
+
+
+async def record(out: Path, only: list[str] | None = None) -> None:
     env = await WorkflowEnvironment.start_local(  # dev_server_existing_path: no download
         dev_server_existing_path=temporal_cli_path(), search_attributes=SEARCH_ATTRIBUTES
     )
     try:
-        scenarios = {
-            **await media_jobs(env.client),
-            **await sync_runs(env.client),
-            **await housekeeping(env.client),
-        }
+        scenarios: dict[str, Handle] = {}
+        for name, group in GROUPS.items():
+            if only is None or name in only:
+                scenarios |= await group(env.client)
         histories = {name: await h.fetch_history() for name, h in scenarios.items()}
         write(out, {name: history.to_json() for name, history in histories.items()})
     finally:
@@ -217,7 +277,11 @@ def main() -> None:
         required=True,
         help=f"a new folder for this release's histories, e.g. {HISTORIES}/<release>",
     )
-    asyncio.run(record(parser.parse_args().out))
+    parser.add_argument(
+        "--only", action="append", choices=sorted(GROUPS), help="record these groups only"
+    )
+    args = parser.parse_args()
+    asyncio.run(record(args.out, args.only))
 
 
 if __name__ == "__main__":
