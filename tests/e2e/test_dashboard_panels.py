@@ -355,7 +355,24 @@ async def test_pull_sync_panel_lists_clients_and_syncs_all(e2e: E2E, page: Page)
 
 async def test_recovery_buttons_report_the_sweep(e2e: E2E, page: Page) -> None:
     shots = Shots(page, "recovery")
+    async with e2e.api("admin") as api:
+        marked = await wait_job(api, (await create(api, input={"prompt": "lost outputs"}))["id"])
+
+    # A job the sweep marked (its outputs gone): the history says so, with the reason.
+    async def as_marked(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        for job in body["items"]:
+            if job["id"] == marked["id"]:
+                job["recovery_state"] = "needs_regeneration"
+                job["recovery_reason"] = "stored objects are missing"
+        await route.fulfill(response=response, json=body)
+
+    await page.route(re.compile(r"/v1/jobs\?limit="), as_marked)
     await connect(page, e2e.stack.api_url, KEYS["admin"])
+    chip = page.locator(f'#history .job[data-job-id="{marked["id"]}"] .recovery')
+    await expect(chip).to_have_text("needs regeneration")
+    await expect(chip).to_have_attribute("title", "stored objects are missing")
     await page.get_by_role("button", name="Check now").click()
     result = page.locator("#recovery-result")
     await expect(result).to_contain_text(
