@@ -2,8 +2,8 @@
 
 `python worker.py` (settings from env). Five task queues, split by what limits them (see
 `build_workers`), named here as WORKER_QUEUES names them: `media` (MediaJobWorkflow,
-RecoveryWorkflow and their activities; with it, the queue of the provider pollers, one
-ProviderPollerWorkflow per provider and its sweep, POLLER_TASK_QUEUE), `storage`
+RecoveryWorkflow, JobBatchWorkflow and their activities; with it, the queue of the provider
+pollers, one ProviderPollerWorkflow per provider and its sweep, POLLER_TASK_QUEUE), `storage`
 (output copies), `sync` (SyncRunWorkflow, PruneEventsWorkflow and their record activities),
 `erp` (the rate-limited sync page activities) and `pull-sync` (PullSyncCycleWorkflow,
 PullSyncCleanupWorkflow and their activities). WORKER_QUEUES picks the queues this process
@@ -39,6 +39,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.alerts import AlertActivities, alert_fetcher
+from activities.bulk_jobs import BulkJobActivities
 from activities.maintenance import MaintenanceActivities
 from activities.media import MediaActivities
 from activities.provider_poller import ProviderPollerActivities
@@ -65,6 +66,7 @@ from providers.transport import FreshConnectionsForCreates
 from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
 from workflows.alerts import AlertDeliveryWorkflow, AlertSweepWorkflow
+from workflows.bulk_jobs import JobBatchWorkflow
 from workflows.maintenance import PRUNE_SCHEDULE_ID, PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
 from workflows.provider_poller import ProviderPollerWorkflow
@@ -141,11 +143,12 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             concurrency=settings.provider_poll_concurrency,
             max_pages=settings.provider_poll_max_pages,
         )
+        bulk = BulkJobActivities(sessions=sessions, temporal=client, settings=settings)
         media = partial(
             Worker,
             client,
             task_queue=settings.media_task_queue,
-            workflows=[MediaJobWorkflow, RecoveryWorkflow],
+            workflows=[MediaJobWorkflow, RecoveryWorkflow, JobBatchWorkflow],
             activities=[
                 activities.submit,
                 activities.poll,
@@ -153,6 +156,8 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 activities.record,
                 activities.store_outputs,
                 recovery.sweep,
+                bulk.run_chunk,
+                bulk.finish,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             max_concurrent_activities=settings.worker_max_concurrent_activities,

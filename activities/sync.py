@@ -322,7 +322,7 @@ class SyncActivities:
             busy = await active_run_id(session, run.company_id)
             # Keep a trace of the skipped run in the history.
             skipped = SyncRun(
-                status=SyncStatus.CANCELED.value,
+                status=SyncStatus.SKIPPED.value,
                 error_message=f"skipped: run {busy} was in progress",
                 finished_at=utcnow(),
                 **fields,

@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Caller
 from core.contracts import JobKind
+from core.jobs.rerun import caller_problem
 from core.jobs.start import InputRefused, signed_input
 from core.settings import Settings
-from providers import registry
-from providers.spec import CallerCheck
 
 
 def invalid(field: str, message: str, value: Any = None) -> RequestValidationError:
@@ -36,11 +35,8 @@ def check_for_caller(
     caller: Caller, settings: Settings, provider: str, kind: JobKind, payload: Mapping[str, Any]
 ) -> None:
     """422 when the provider refuses this input from this caller (a known provider)."""
-    spec = registry.get(provider)
-    if spec.caller_error is None:
-        return
-    found = spec.caller_error(
-        spec.config(settings), CallerCheck(caller.user_id, caller.is_admin), kind, payload
+    found = caller_problem(
+        settings, provider, kind, payload, user_id=caller.user_id, is_admin=caller.is_admin
     )
     if found is not None:
         field, problem = found

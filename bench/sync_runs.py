@@ -60,7 +60,7 @@ from sync_modules.registry import all_modules
 ADMIN_KEY = "admin-key"
 COMPANY = "acme"
 START_DATE, END_DATE = "2024-01-01", "2025-12-31"  # the emulator's whole data range
-TERMINAL = ("DONE", "FAILED", "CANCELED")
+TERMINAL = ("DONE", "FAILED", "CANCELED", "SKIPPED")
 RATE_LIMIT_RPS = 10.0
 
 

@@ -386,9 +386,13 @@ class SyncStatus(StrEnum):
     DONE = "DONE"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
+    # A scheduled run that found its company busy (a manual run going): it never started.
+    SKIPPED = "SKIPPED"
 
 
-TERMINAL_SYNC_STATUSES = frozenset({SyncStatus.DONE, SyncStatus.FAILED, SyncStatus.CANCELED})
+TERMINAL_SYNC_STATUSES = frozenset(
+    {SyncStatus.DONE, SyncStatus.FAILED, SyncStatus.CANCELED, SyncStatus.SKIPPED}
+)
 
 
 class ModuleStatus(StrEnum):

@@ -1,9 +1,9 @@
 """The events outbox: every recorded state change, appended in the transaction that makes it.
 
 Topics name who may read an event: `user:{id}` (a user's jobs), `project:{id}` (a project's
-nodes) and `sync-run:{id}` (a sync run, admins only). Types say what happened:
-`job.{status}`, `project.node_updated`, `sync_run.{status}`, `sync_run.module`,
-`sync_run.log`. The API streams them (`/v1/events`, `/v1/ws`); a client that reconnects asks
+nodes), `sync-run:{id}` (a sync run, admins only) and `batch:{id}` (a bulk action on jobs, its
+requester and admins). Types say what happened: `job.{status}`, `project.node_updated`,
+`sync_run.{status}`, `sync_run.module`, `sync_run.log`, `batch.{status}`, `batch.progress`. The API streams them (`/v1/events`, `/v1/ws`); a client that reconnects asks
 for everything after the last id it saw.
 """
 
@@ -25,6 +25,8 @@ _ORDER_LOCK = 0x6175746F  # "auto"
 
 # A sync run's topic (`core.contracts.SYNC_RUN_WORKFLOW_PREFIX` names its workflow).
 SYNC_RUN_TOPIC_PREFIX = "sync-run:"
+# A batch's topic (a bulk cancel or rerun of jobs, `core.jobs.bulk`).
+BATCH_TOPIC_PREFIX = "batch:"
 
 
 def user_topic(user_id: str) -> str:
@@ -37,6 +39,10 @@ def project_topic(project_id: str) -> str:
 
 def sync_run_topic(run_id: str) -> str:
     return f"{SYNC_RUN_TOPIC_PREFIX}{run_id}"
+
+
+def batch_topic(batch_id: str) -> str:
+    return f"{BATCH_TOPIC_PREFIX}{batch_id}"
 
 
 async def append_event(
@@ -108,6 +114,7 @@ def job_payload(job: Job) -> dict[str, Any]:
         "outputs": job.outputs,
         "recovery_state": job.recovery_state,
         "recovery_reason": job.recovery_reason,
+        "rerun_of": job.rerun_of,
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
         "completed_at": _iso(job.completed_at),

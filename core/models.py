@@ -117,6 +117,8 @@ class Job(Base):
     project_id: Mapped[str | None] = mapped_column(String(64))
     node_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    # A rerun: the job it repeats (`core.jobs.rerun`).
+    rerun_of: Mapped[str | None] = mapped_column(String(64), index=True)
 
     # Storage (seed 001): where the outputs were put and how
     outputs: Mapped[list[Any]] = mapped_column(default=list)
@@ -159,6 +161,42 @@ class Job(Base):
         # health, /metrics and the recovery sweep read the jobs that ended lately
         Index("ix_jobs_completed", "completed_at"),
     )
+
+
+class JobBatch(Base):
+    """A bulk action on jobs (`core.jobs.bulk`): who asked, what for, and how far it got."""
+
+    __tablename__ = "job_batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))  # who asked
+    action: Mapped[str] = mapped_column(String(16))  # cancel | rerun
+    all_users: Mapped[bool] = mapped_column(Boolean, default=False)
+    criteria: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the ids or filter as asked
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_job_batches_user_created", "user_id", "created_at"),)
+
+
+class JobBatchItem(Base):
+    """One job a batch matched, at its place (`seq`), and what became of it (None: not yet)."""
+
+    __tablename__ = "job_batch_items"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # done | failed | skipped
+    new_job_id: Mapped[str | None] = mapped_column(String(64))  # a rerun's new job
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 # --- Sync runs (seed 002) ----------------------------------------------------------------------

@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     recovery_min_age_minutes: float = Field(default=2.0, ge=0)
     recovery_batch: int = Field(default=200, ge=1, le=5000)
 
+    # Bulk cancel and rerun (POST /v1/jobs/cancel, /v1/jobs/rerun): the most jobs one batch may
+    # touch (422 past it), how many jobs one activity takes, and how many of those at once.
+    bulk_max_jobs: int = Field(default=5000, ge=1, le=100_000)
+    bulk_chunk_size: int = Field(default=100, ge=1, le=1000)
+    bulk_concurrency: int = Field(default=10, ge=1, le=100)
+
     # Live events: how often the API looks for new events on SQLite (PostgreSQL notifies it),
     # and how long they are kept for clients catching up.
     events_poll_interval_seconds: float = Field(default=0.25, gt=0, le=10)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
 from core.alerts.contracts import ALERT_DELIVER, ALERT_EVALUATE
+from core.batch_contracts import ACT_BATCH_CHUNK, ACT_BATCH_FINISH
 from core.contracts import (
     EVENTS_PRUNE,
     MEDIA_CANCEL,
@@ -113,6 +114,7 @@ async def test_the_worker_registers_every_activity_name_workflows_call(
         SYNC_FETCH_PAGES, SYNC_OPEN_RUN, SYNC_UPDATED_SINCE, SYNC_RECORD, EVENTS_PRUNE,
         RECOVERY_SWEEP, ACT_PLAN, ACT_BATCH, ACT_FINISH, ACT_CLEANUP, PROVIDER_POLL_SWEEP,
         RETENTION_BATCH, ALERT_EVALUATE, ALERT_DELIVER,
+        ACT_BATCH_CHUNK, ACT_BATCH_FINISH,
     }  # fmt: skip
     recorded = recorded_activity_names()
     assert {"media.submit", "media.record", "sync.fetch_page", "recovery.sweep"} <= recorded

@@ -49,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
 # Incremental cursors overlap the previous run a little: upserts make the overlap harmless.
 CURSOR_OVERLAP = timedelta(minutes=1)
 DEFAULT_RETRY_AFTER = 1.0
+# A skipped scheduled run ends SKIPPED (before: CANCELED, with every module pending).
+SKIPPED_STATUS_PATCH = "sync-run-skipped-status"
 
 
 @dataclass
@@ -171,7 +173,9 @@ class SyncRunWorkflow:
                 retry_policy=RECORD_RETRY,
             )
             if busy is not None:
-                self._status = SyncStatus.CANCELED
+                # Runs from before SKIPPED existed ended (and recorded themselves) CANCELED.
+                skipped = workflow.patched(SKIPPED_STATUS_PATCH)
+                self._status = SyncStatus.SKIPPED if skipped else SyncStatus.CANCELED
                 self._error = f"skipped: run {busy} of company {run.company_id} is in progress"
                 self._publish()
                 return None

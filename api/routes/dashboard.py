@@ -1,4 +1,5 @@
-"""The live dashboard: one static page at `/` (plain JS modules from `/static/`, no build step).
+"""The live dashboard: one static page at `/` (plain ES modules from `/static/`, no build step;
+`app.js` imports the others, one per panel).
 
 The page talks to the public API only: REST for reads and actions, `/v1/events` for live
 updates, REST polling while the stream is down.
@@ -13,8 +14,13 @@ from fastapi.responses import FileResponse
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # Nothing but these files is served: no path from the URL ever reaches the file system.
+_JS = "text/javascript; charset=utf-8"
+_MODULES = (
+    "app", "api", "state", "util", "stream", "health", "jobs", "queue", "gallery", "forms",
+    "compare", "sync", "schedules", "pullsync", "recovery",
+)  # fmt: skip
 _FILES = {
-    "app.js": "text/javascript; charset=utf-8",
+    **{f"{name}.js": _JS for name in _MODULES},
     "app.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }

@@ -8,7 +8,7 @@ travel in URLs.
 
 Topics: `user:{id}` (yours; admins: anyone's), `project:{id}` (projects you own),
 `sync-run:{id}` and `sync-run:*` (admins), `pull-sync:clients`, `pull-sync:cycles` and
-`pull-sync:*` (admins).
+`pull-sync:*` (admins), `batch:{id}` (bulk cancels and reruns you asked for; admins: any).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from api.deps import (
 from api.event_hub import Dropped, StreamEvent, TopicFilter
 from api.link_auth import LinkRejected, stream_caller
 from api.pagination import MAX_DB_INT
-from core.events import SYNC_RUN_TOPIC_PREFIX
+from core.events import BATCH_TOPIC_PREFIX, SYNC_RUN_TOPIC_PREFIX
 from core.links import stream_token
-from core.models import Event, Project
+from core.models import Event, JobBatch, Project
 from core.pull_store import PULL_SYNC_PREFIX
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -107,6 +107,11 @@ async def _authorize(
         elif f"{kind}:" == PULL_SYNC_PREFIX:
             if not caller.is_admin:
                 raise StreamError(403, f"topic {topic!r}: pull-sync is for admins")
+        elif f"{kind}:" == BATCH_TOPIC_PREFIX:
+            async with sessions() as session:
+                batch = await session.get(JobBatch, ident)
+            if batch is None or not caller.can_see(batch.user_id):
+                raise StreamError(404, f"topic {topic!r}: no such batch")
         else:
             raise StreamError(
                 422, f"topic {topic!r}: expected user:<id>, project:<id> or sync-run:<id|*>"

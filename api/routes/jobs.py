@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -33,14 +34,26 @@ from api.idempotency import Claim, IdempotencyKeyHeader
 from api.job_inputs import check_for_caller, invalid, provider_input
 from api.link_auth import link_or_key
 from api.pagination import decode_cursor, encode_cursor
+from api.schemas.job_batches import (
+    MAX_FAILURES_SHOWN,
+    BatchAccepted,
+    BatchPublic,
+    BulkCancelRequest,
+    BulkJobsRequest,
+    BulkRerunRequest,
+    batch_public,
+)
 from api.schemas.jobs import (
     AdoptRequest,
     CancelRequest,
     JobCreate,
     JobPublic,
     JobsPublic,
+    RerunKeyed,
+    RerunRequest,
     job_public,
 )
+from core.batch_contracts import BatchAction
 from core.contracts import (
     CANCEL_SIGNAL,
     MEDIA_JOB_WORKFLOW,
@@ -49,17 +62,27 @@ from core.contracts import (
     JobStatus,
     ProviderRef,
 )
-from core.events import append_event, job_payload, user_topic
+from core.events import append_event, batch_topic, job_payload, user_topic
 from core.ids import JOB_ID_PATTERN
 from core.jobs import cancel
+from core.jobs.bulk import (
+    Selection,
+    failures,
+    finish_batch,
+    get_batch,
+    match_jobs,
+    record_batch,
+    start_batch,
+)
 from core.jobs.cancel import Cancelled
+from core.jobs.rerun import RerunRefused, rerun_job
 from core.jobs.start import start_adopting, start_new
 from core.jobs.store import advance_job, find_tracked, get_job, list_jobs, record_adopted
 from core.links import output_scope
 from core.models import Job, Project
 from core.recovery import legacy_kind
 from core.settings import Settings
-from core.starts import RETRY_AFTER_SECONDS, StartOutcome, Unreachable
+from core.starts import RETRY_AFTER_SECONDS, StartOutcome, StartResult, Unreachable
 from providers import registry
 from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
 from storage.base import Storage
@@ -169,9 +192,7 @@ async def create_job(
         return await job_made_before(session, temporal, settings, caller, response, made)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     started = await start_new(temporal, settings, job, sent)
-    if started.runs:
-        return job_public(job, settings)
-    if claim is not None:
+    if not started.runs and claim is not None:
         # Left queued: a retry with the key starts it, else the recovery sweep does (or fails
         # it) once it is RECOVERY_MIN_AGE_MINUTES old.
         raise orchestrator_unavailable(
@@ -179,6 +200,16 @@ async def create_job(
             f"retry with the same {IDEMPOTENCY_HEADER}",
             job_id=job_id,
         )
+    return await started_job(session, settings, job, started)
+
+
+async def started_job(
+    session: AsyncSession, settings: Settings, job: Job, started: StartResult
+) -> JobPublic:
+    """The new job once its start was asked for; a 503 (or 502) when it could not start."""
+    if started.runs:
+        return job_public(job, settings)
+    job_id = job.id
     if started.outcome == StartOutcome.UNKNOWN:
         # It may run: never failed behind its back. The sweep starts it or finds it running.
         raise orchestrator_unavailable(
@@ -331,6 +362,102 @@ def provider_failure(provider: str, exc: Exception) -> HTTPException:
     )
 
 
+@router.post("/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted)
+async def cancel_jobs(
+    body: BulkCancelRequest,
+    caller: CurrentCaller,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    response: Response,
+) -> BatchAccepted:
+    """Cancel many jobs (by ids or filter) as a batch; finished ones are skipped."""
+    extra = {"reason": body.reason}
+    return await start_bulk(
+        BatchAction.CANCEL, body, extra, caller, session, temporal, settings, response
+    )
+
+
+@router.post("/rerun", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted)
+async def rerun_jobs(
+    body: BulkRerunRequest,
+    caller: CurrentCaller,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    response: Response,
+) -> BatchAccepted:
+    """Rerun many jobs (by ids or filter) as a batch; each makes a new job linked to its old."""
+    return await start_bulk(
+        BatchAction.RERUN, body, {}, caller, session, temporal, settings, response
+    )
+
+
+async def start_bulk(
+    action: BatchAction,
+    body: BulkJobsRequest,
+    extra: dict[str, Any],
+    caller: Caller,
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    response: Response,
+) -> BatchAccepted:
+    """Match the jobs, record the batch and start its workflow."""
+    if body.all_users and not caller.is_admin:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "all_users: acting on other users' jobs needs an admin key"
+        )
+    cap = settings.bulk_max_jobs
+    if body.ids is not None and len(set(body.ids)) > cap:
+        raise invalid("ids", f"at most {cap} jobs per batch (got {len(set(body.ids))})")
+    selection = Selection(
+        user_id=None if body.all_users else caller.user_id,
+        ids=body.ids,
+        filter=body.filter.as_filter() if body.filter is not None else None,
+    )
+    job_ids = await match_jobs(session, selection, limit=cap + 1)
+    if len(job_ids) > cap:
+        raise invalid(
+            "filter", f"the filter matches more than {cap} jobs, the most one batch may touch: "
+            "narrow it (e.g. by created_after / created_before)",
+        )  # fmt: skip
+    await session.rollback()  # end the reads before writing (SQLite)
+    batch = await record_batch(
+        session, batch_id=uuid.uuid4().hex, user_id=caller.user_id, action=action,
+        all_users=body.all_users,
+        criteria={**body.criteria(), **extra, "as_admin": caller.is_admin}, job_ids=job_ids,
+    )  # fmt: skip
+    batch_id, matched = batch.id, batch.total
+    status_url = f"/v1/jobs/batches/{batch_id}"
+    response.headers["Location"] = status_url
+    started = await start_batch(temporal, settings, batch)
+    if not started.runs:
+        if started.outcome != StartOutcome.UNKNOWN:
+            await session.rollback()
+            await finish_batch(session, batch_id, f"could not start: {started.error}")
+        raise orchestrator_unavailable(
+            f"the orchestrator is unavailable ({started.error}); batch {batch_id} was not "
+            "started: try again", batch_id=batch_id,
+        )  # fmt: skip
+    return BatchAccepted(
+        batch_id=batch_id, action=action, matched=matched, status_url=status_url,
+        topic=batch_topic(batch_id),
+    )  # fmt: skip
+
+
+@router.get("/batches/{batch_id}", response_model=BatchPublic)
+async def read_batch(
+    batch_id: JobId, caller: CurrentCaller, session: SessionDep, settings: SettingsDep
+) -> BatchPublic:
+    """A bulk cancel or rerun: its status and progress (done, failed, skipped of total)."""
+    batch = await get_batch(session, batch_id)
+    if batch is None or not caller.can_see(batch.user_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"batch {batch_id} not found")
+    failed = await failures(session, batch_id, MAX_FAILURES_SHOWN)
+    return batch_public(batch, failed, settings)
+
+
 @router.get("", response_model=JobsPublic)
 async def list_my_jobs(
     caller: CurrentCaller,
@@ -339,16 +466,26 @@ async def list_my_jobs(
     kind: JobKind | None = None,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     project_id: str | None = None,
+    provider: Annotated[str | None, Query(max_length=64, description="a provider's name")] = None,
+    created_from: Annotated[
+        datetime | None, Query(description="created at or after (ISO 8601; no zone: UTC)")
+    ] = None,
+    created_to: Annotated[datetime | None, Query(description="created before (exclusive)")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> JobsPublic:
     """Your jobs, newest first (admins: everyone's), filtered and paged by cursor."""
+    if provider is not None and provider not in registry.specs():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, registry.unsupported(provider))
     rows = await list_jobs(
         session,
         user_id=None if caller.is_admin else caller.user_id,
         kind=kind.value if kind else None,
         status=status_.value if status_ else None,
         project_id=project_id,
+        provider=provider,
+        created_from=_utc(created_from),
+        created_to=_utc(created_to),
         before=decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
@@ -359,6 +496,13 @@ async def list_my_jobs(
             encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
         ),
     )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A query's time in UTC (one given without a zone is read as UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
@@ -406,6 +550,53 @@ async def cancel_job(
             status.HTTP_409_CONFLICT, f"job {job_id} is {job.status} now; cancel it again"
         )
     return job_public(job, settings)
+
+
+@router.post("/{job_id}/rerun", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+async def rerun(
+    job_id: JobId,
+    caller: CurrentCaller,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    response: Response,
+    body: RerunRequest | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JobPublic:
+    """Run a job again as a new job (its `rerun_of` names this one), its input optionally edited.
+
+    With an `Idempotency-Key`, a retry answers with the job the first request made.
+    """
+    edit = body.input if body else None
+    claim = Claim.of(
+        idempotency_key, user_id=caller.user_id, scope="job-reruns",
+        body=RerunKeyed(job_id=job_id, input=edit), ttl_hours=settings.idempotency_ttl_hours,
+    )  # fmt: skip
+    if claim is not None and (made := await claim.resource(session)) is not None:
+        return await job_made_before(session, temporal, settings, caller, response, made)
+    old = await visible_job(session, caller, job_id)
+    try:
+        job, started = await rerun_job(
+            session, temporal, settings, old, edit, is_admin=caller.is_admin,
+            can_see=caller.can_see, also_record=claim.record if claim is not None else None,
+        )  # fmt: skip
+    except RerunRefused as exc:
+        raise invalid(exc.field, exc.message, exc.value) from exc
+    except IntegrityError:
+        # Only the key's row can collide: a request with the same key got there first.
+        made = await claim.resource(session) if claim is not None else None
+        if made is None:
+            raise
+        return await job_made_before(session, temporal, settings, caller, response, made)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    assert started is not None  # a new id: always started here
+    if not started.runs and claim is not None:
+        raise orchestrator_unavailable(
+            f"the orchestrator is unavailable ({started.error}); job {job.id} is queued: "
+            f"retry with the same {IDEMPOTENCY_HEADER}",
+            job_id=job.id,
+        )
+    return await started_job(session, settings, job, started)
 
 
 @router.get("/{job_id}/outputs/{index}", response_model=None)

@@ -20,6 +20,10 @@ class MePublic(BaseModel):
     temporal_namespace: str
     public_base_url: str = Field(description="where output URLs point")
     providers: list[str] = Field(description="the providers a job may name, the default first")
+    models: dict[str, dict[str, str]] = Field(
+        description="per provider, the default model of each kind it can run (a kind left out:"
+        " the provider can't run it)"
+    )
     companies: list[str] = Field(description="companies a sync run can start for (admins)")
     sync_modules: list[str] = Field(description="the modules of a sync run (admins)")
 
@@ -30,11 +34,16 @@ async def read_me(caller: CurrentCaller, settings: SettingsDep) -> MePublic:
     return MePublic(
         user_id=caller.user_id,
         is_admin=caller.is_admin,
-        topics=[f"user:{caller.user_id}"] + (["sync-run:*"] if caller.is_admin else []),
+        topics=[f"user:{caller.user_id}"]
+        + (["sync-run:*", "pull-sync:*"] if caller.is_admin else []),
         temporal_ui_url=settings.temporal_ui_url.rstrip("/") or None,
         temporal_namespace=settings.temporal_namespace,
         public_base_url=settings.public_base_url.rstrip("/"),
         providers=sorted(registry.names(), key=lambda name: name != settings.default_provider),
+        models={
+            name: {kind.value: model for kind, model in spec.default_models.items()}
+            for name, spec in registry.specs().items()
+        },
         companies=sorted(settings.erp_tokens) if caller.is_admin else [],
         sync_modules=list(all_modules()) if caller.is_admin else [],
     )

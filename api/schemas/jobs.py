@@ -107,6 +107,9 @@ class JobPublic(BaseModel):
         None, description="set by recovery: `recovered`, or `needs_regeneration` (see reason)"
     )
     recovery_reason: str | None = None
+    rerun_of: str | None = Field(
+        None, description="a rerun: the job it repeats (POST /v1/jobs/{id}/rerun); else null"
+    )
     webhook_count: int
     poll_count: int
     created_at: datetime
@@ -131,6 +134,26 @@ class JobsPublic(BaseModel):
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("canceled by user", max_length=500)
+
+
+class RerunRequest(BaseModel):
+    """A rerun of a job: its input, with the fields given here replaced (null removes one)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{}, {"input": {"prompt": "a red fox, at night"}}]},
+    )
+
+    input: dict[str, Any] | None = Field(
+        None, description="fields of the old job's input to replace; checked as a new job's"
+    )
+
+
+class RerunKeyed(BaseModel):
+    """What an Idempotency-Key of a rerun stands for: the job and the edit."""
+
+    job_id: str
+    input: dict[str, Any] | None = None
 
 
 class AdoptRequest(BaseModel):
@@ -184,6 +207,7 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
         operation_type=job.operation_type,
         recovery_state=job.recovery_state,
         recovery_reason=job.recovery_reason,
+        rerun_of=job.rerun_of,
         webhook_count=job.webhook_count,
         poll_count=job.poll_count,
         created_at=job.created_at,

@@ -135,10 +135,14 @@ async def list_jobs(
     kind: str | None = None,
     status: str | None = None,
     project_id: str | None = None,
+    provider: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
     before: tuple[datetime, str] | None = None,
     limit: int = 50,
 ) -> Sequence[Job]:
-    """Newest first; `before` is the (created_at, id) of the last row of the previous page."""
+    """Newest first; `before` is the (created_at, id) of the last row of the previous page;
+    `created_from` is inclusive and `created_to` exclusive."""
     query = select(Job)
     if user_id is not None:
         query = query.where(Job.user_id == user_id)
@@ -148,6 +152,12 @@ async def list_jobs(
         query = query.where(Job.status == status)
     if project_id is not None:
         query = query.where(Job.project_id == project_id)
+    if provider is not None:
+        query = query.where(Job.provider == provider)
+    if created_from is not None:
+        query = query.where(Job.created_at >= created_from)
+    if created_to is not None:
+        query = query.where(Job.created_at < created_to)
     query = newest_first(query, Job.created_at, Job.id, before, limit)
     return (await session.scalars(query)).all()
 

@@ -30,6 +30,12 @@ from devstack.s3 import S3Server
 from devstack.stack import Stack, StackConfig
 from devstack.tcp_proxy import TcpProxy
 from providers import fal, kie
+from tests.e2e.dashboard_support import (  # noqa: F401 (the browser tests' fixtures and hook)
+    browser,
+    chromium,
+    page,
+    pytest_runtest_makereport,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 import httpx
@@ -22,10 +23,19 @@ async def test_dashboard_page_and_its_files_are_served_without_a_key(e2e: E2E) -
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert '<script type="module" src="/static/app.js">' in page.text
-        script = await client.get("/static/app.js")
-        assert script.status_code == 200
-        assert script.headers["content-type"].startswith("text/javascript")
-        assert "new EventSource(" in script.text
+        # app.js and every module it imports, by relative path, transitively: all served.
+        seen: dict[str, str] = {}
+        todo = ["app.js"]
+        while todo:
+            name = todo.pop()
+            script = await client.get(f"/static/{name}")
+            assert script.status_code == 200, name
+            assert script.headers["content-type"].startswith("text/javascript"), name
+            seen[name] = script.text
+            found = re.findall(r'from "\./([\w-]+\.js)"', script.text)
+            todo += [f for f in found if f not in seen and f not in todo]
+        assert {"api.js", "stream.js", "queue.js", "gallery.js", "pullsync.js"} <= set(seen)
+        assert "new EventSource(" in seen["stream.js"]
         style = await client.get("/static/app.css")
         assert style.headers["content-type"].startswith("text/css")
         # Only the dashboard's own files: nothing else on disk is reachable.
@@ -41,10 +51,14 @@ async def test_me_tells_who_the_caller_is_and_what_they_may_follow(e2e: E2E) -> 
         assert me["companies"] == [] and me["sync_modules"] == []
         assert me["public_base_url"] == e2e.stack.api_url
         assert "replicate" in me["providers"]
+        # Each provider's kinds with their default model: KIE has no training.
+        assert set(me["models"]) == set(me["providers"])
+        assert me["models"]["replicate"]["training"]
+        assert "training" not in me["models"]["kie"]
 
         root = (await admin.get("/v1/me")).json()
         assert root["user_id"] == "root" and root["is_admin"] is True
-        assert root["topics"] == ["user:root", "sync-run:*"]
+        assert root["topics"] == ["user:root", "sync-run:*", "pull-sync:*"]
         assert root["companies"] == sorted(ERP_COMPANY_TOKENS)
         assert root["sync_modules"] == list(all_modules())
         assert root["temporal_ui_url"]

@@ -14,7 +14,8 @@ SyncRunWorkflow (a run with a failed module and a 429, and one that continues as
 RecoveryWorkflow; PruneEventsWorkflow; ProviderPollerWorkflow (a failed sweep, a signal, its
 continue-as-new); PullSyncCycleWorkflow (two batches, a client failing) and
 PullSyncCleanupWorkflow; AlertSweepWorkflow (deliveries started, then refused as already done)
-and AlertDeliveryWorkflow (a target refusing); RetentionWorkflow (continued as new, then done).
+and AlertDeliveryWorkflow (a target refusing); RetentionWorkflow (continued as new, then done);
+JobBatchWorkflow (a batch walked in chunks, and one stopping at a chunk that keeps failing).
 Activities are scripted fakes registered under the real names, on a local dev server (it has
 our search attributes, so the upserts are recorded too).
 
@@ -33,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -47,6 +49,14 @@ from core.alerts.contracts import (
     AlertSweepResult,
     AlertToSend,
     alert_delivery_workflow_id,
+)
+from core.batch_contracts import (
+    ACT_BATCH_CHUNK,
+    ACT_BATCH_FINISH,
+    BatchChunk,
+    BatchEnd,
+    BatchProgress,
+    JobBatchInput,
 )
 from core.contracts import (
     EVENT_FROM_POLLER,
@@ -84,6 +94,7 @@ from tests.workflows.test_media_job import job, start, wait_for
 from tests.workflows.test_retention_workflow import FakeBatches
 from tests.workflows.test_sync_run import FakeUpstream
 from workflows.alerts import AlertDeliveryWorkflow, AlertSweepWorkflow
+from workflows.bulk_jobs import JobBatchWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
 from workflows.provider_poller import ProviderPollerWorkflow
@@ -399,6 +410,47 @@ async def retention(client: Client) -> dict[str, Handle]:
 
 Scenario = Callable[[Client], Awaitable[dict[str, Handle]]]
 # Each records its histories into the release folder; a new workflow gets a scenario here.
+
+
+async def job_batches(client: Client) -> dict[str, Handle]:
+    done: dict[str, int] = {}
+
+    @activity.defn(name=ACT_BATCH_CHUNK)
+    async def run_chunk(chunk: BatchChunk) -> BatchProgress:
+        if chunk.batch_id.startswith("stuck") and chunk.start > 0:
+            raise ApplicationError("the orchestrator is unavailable", non_retryable=True)
+        done[chunk.batch_id] = done.get(chunk.batch_id, 0) + chunk.size
+        return BatchProgress(total=5, done=done[chunk.batch_id] - 1, failed=0, skipped=1)
+
+    @activity.defn(name=ACT_BATCH_FINISH)
+    async def finish(end: BatchEnd) -> BatchProgress:
+        n = done.get(end.batch_id, 0)
+        return BatchProgress(total=5, done=n - 1, failed=0, skipped=1)
+
+    tq = f"rec-batch-{uuid.uuid4()}"
+    out: dict[str, Handle] = {}
+    async with Worker(
+        client, task_queue=tq, workflows=[JobBatchWorkflow], activities=[run_chunk, finish]
+    ):
+        for name, batch_id in (
+            ("job_batch", uuid.uuid4().hex),
+            ("job_batch_stopped", f"stuck{uuid.uuid4().hex}"),
+        ):
+            handle = await client.start_workflow(
+                JobBatchWorkflow.run,
+                JobBatchInput(batch_id=batch_id, action="cancel", total=5, chunk_size=2),
+                id=f"job-batch-{batch_id}",
+                task_queue=tq,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+            try:
+                await handle.result()
+            except WorkflowFailureError:
+                pass
+            out[name] = handle
+    return out
+
+
 SCENARIOS: list[Scenario] = [
     media_jobs,
     sync_runs,
@@ -407,6 +459,7 @@ SCENARIOS: list[Scenario] = [
     pull_sync,
     alerts,
     retention,
+    job_batches,
 ]
 
 

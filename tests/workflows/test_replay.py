@@ -21,6 +21,7 @@ from temporalio.worker import Interceptor, Replayer
 
 from core.tracing import setup_tracing, shutdown_tracing, temporal_interceptors
 from workflows.alerts import AlertDeliveryWorkflow, AlertSweepWorkflow
+from workflows.bulk_jobs import JobBatchWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
 from workflows.provider_poller import ProviderPollerWorkflow
@@ -43,6 +44,7 @@ WORKFLOWS = [
     AlertSweepWorkflow,
     AlertDeliveryWorkflow,
     RetentionWorkflow,
+    JobBatchWorkflow,
 ]
 
 

@@ -302,3 +302,36 @@ async def test_cancel_reaches_a_multi_page_activity_at_its_next_page(upstream) -
     # stopped well before the activity's 50 pages, with every page it fetched counted
     assert vendas.pages == len(fake.requests) < 50
     assert vendas.processed == 10 * vendas.pages
+
+
+async def test_a_scheduled_run_that_finds_its_company_busy_ends_skipped(
+    env: WorkflowEnvironment,
+) -> None:
+    """Started by a schedule (no run id) while a manual run holds the company: SKIPPED, not
+    CANCELED, and no module is fetched."""
+    fake = FakeUpstream()
+    task_queue = f"sync-{uuid.uuid4()}"
+
+    @activity.defn(name="sync.open_run")
+    async def open_run(run: SyncRunInput) -> str | None:
+        return "busy-run"
+
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[SyncRunWorkflow],
+        activities=[*fake.activities(), open_run],
+    ):
+        handle = await env.client.start_workflow(
+            SyncRunWorkflow.run,
+            SyncRunInput(
+                run_id="", company_id="acme", mode=SyncMode.INCREMENTAL,
+                modules=list(MODULES), task_queue=task_queue, search_attributes=False,
+            ),
+            id=f"sync-run-scheduled-{uuid.uuid4().hex}",
+            task_queue=task_queue,
+        )  # fmt: skip
+        result = await handle.result()
+    assert result.status == SyncStatus.SKIPPED
+    assert result.error_message and "busy-run" in result.error_message
+    assert fake.requests == []
