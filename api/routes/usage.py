@@ -36,7 +36,12 @@ async def read_usage(
 ) -> UsagePublic:
     """What your succeeded jobs cost, summed per group, by the UTC day they completed."""
     last = to or datetime.now(UTC).date()
-    first = from_ or last - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if last >= date.max:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"to: must be before {date.max.isoformat()}"
+        )
+    back = min(DEFAULT_RANGE_DAYS - 1, (last - date.min).days)  # no earlier than year 1
+    first = from_ or last - timedelta(days=back)
     if first > last:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

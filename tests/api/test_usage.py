@@ -153,6 +153,8 @@ async def test_only_admins_see_others_and_everyone(app: FastAPI) -> None:
         ({"from": "2026-02-30"}, "from"),
         ({"from": "2026-11-10", "to": "2026-11-09"}, "after"),
         ({"from": "2024-01-01", "to": "2026-01-01"}, "at most 366 days"),
+        ({"to": "9999-12-31"}, "to: must be before"),
+        ({"from": "0001-01-01"}, "at most 366 days"),
     ],
 )
 async def test_bad_ranges_and_groupings_are_422(
@@ -193,3 +195,11 @@ async def test_under_the_cap_jobs_are_taken(app: FastAPI) -> None:
             select(func.count()).where(Job.status == JobStatus.FAILED.value, Job.model != "m")
         )
     assert made == 2
+
+
+async def test_the_first_days_of_the_calendar_are_no_error(app: FastAPI) -> None:
+    async with api(app, "alice-key") as alice:
+        response = await alice.get("/v1/usage", params={"to": "0001-01-05"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["from"], body["to"], body["jobs"]) == ("0001-01-01", "0001-01-05", 0)
