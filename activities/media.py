@@ -478,9 +478,8 @@ class MediaActivities:
                     webhook_count=request.webhook_count,
                     poll_count=request.poll_count,
                     error=None,
-                    cost_usd=cost.usd if cost else None,
-                    cost_source=cost.source if cost else None,
-                    cost_detail=cost.detail if cost else None,
+                    # Unknown this time (a restore whose provider no longer tells): kept as is.
+                    **_cost_fields(cost),
                 )
                 if changed:
                     present = await asyncio.gather(*(self._storage.exists(k) for k in keys))
@@ -628,6 +627,12 @@ def _with_stored_keys(data: dict[str, Any], outputs: list[StoredOutput]) -> dict
         if isinstance(value, str) and value in by_url
     }
     return {**data, "stored": stored} if stored else dict(data)
+
+
+def _cost_fields(cost: JobCost | None) -> dict[str, Any]:
+    if cost is None:
+        return {}
+    return {"cost_usd": cost.usd, "cost_source": cost.source, "cost_detail": cost.detail}
 
 
 def _rowcount(result: Any) -> int:
