@@ -445,9 +445,7 @@ class MediaActivities:
             # Columns, not the entity: advance_job's RETURNING must load a fresh Job.
             current = (
                 await session.execute(
-                    select(Job.metadata_, Job.model, Job.provider_job_id).where(
-                        Job.id == request.job_id
-                    )
+                    select(Job.metadata_, Job.model).where(Job.id == request.job_id)
                 )
             ).one_or_none()
         # Read and write in separate transactions: on SQLite a reader can't become a writer

@@ -1,6 +1,7 @@
 """Sums of what jobs cost, from the `jobs` table: GET /v1/usage and the daily spend cap.
 
-A job counts once it succeeded, on the UTC day it completed (its cost is known only then: it
+A job counts once it succeeded (and after: a status ranked past `succeeded`, such as a job whose
+outputs a retention cleanup expired, still cost what it cost), on the UTC day it completed (its cost is known only then: it
 is written with the success). A succeeded job whose cost is unknown (a provider that reports
 none, a model without a price, a job from before costs) counts in `jobs` but not in `usd`:
 `unpriced` says how many there are, so a total is never silently short.
@@ -16,9 +17,20 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from core.contracts import JobStatus
+from core.contracts import JOB_STATUS_RANK, JobStatus
 from core.models import Job
 from core.usage.costs import USD_DIGITS
+
+# Statuses of jobs that never succeeded: those ranked up to `succeeded`, but itself.
+NEVER_SUCCEEDED = [
+    s.value
+    for s, rank in JOB_STATUS_RANK.items()
+    if rank <= JOB_STATUS_RANK[JobStatus.SUCCEEDED] and s != JobStatus.SUCCEEDED
+]
+
+
+def succeeded_once() -> ColumnElement[bool]:
+    return Job.status.not_in(NEVER_SUCCEEDED)
 
 
 class GroupBy(StrEnum):
@@ -73,7 +85,7 @@ async def usage(
             func.count(Job.cost_usd).label("priced"),
         )
         .where(
-            Job.status == JobStatus.SUCCEEDED.value,
+            succeeded_once(),
             Job.completed_at >= day_start(first),
             Job.completed_at < day_start(last + timedelta(days=1)),
         )
@@ -99,7 +111,7 @@ async def spent_on(session: AsyncSession, user_id: str, day: date) -> float:
     total = await session.scalar(
         select(func.coalesce(func.sum(Job.cost_usd), 0)).where(
             Job.user_id == user_id,
-            Job.status == JobStatus.SUCCEEDED.value,
+            succeeded_once(),
             Job.completed_at >= day_start(day),
             Job.completed_at < day_start(day + timedelta(days=1)),
         )
