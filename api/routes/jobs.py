@@ -28,7 +28,7 @@ from api.deps import (
     StorageDep,
     TemporalDep,
 )
-from api.errors import orchestrator_unavailable
+from api.errors import Error, orchestrator_unavailable
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import Claim, IdempotencyKeyHeader
 from api.job_inputs import check_for_caller, invalid, provider_input
@@ -136,7 +136,17 @@ async def check_daily_spend(session: AsyncSession, settings: Settings, caller: C
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobPublic,
+    responses={
+        402: {
+            "model": Error,
+            "description": "`daily_spend_cap_reached`: MAX_DAILY_SPEND_PER_USER reached today",
+        }
+    },
+)
 async def create_job(
     body: JobCreate,
     caller: CurrentCaller,
