@@ -113,6 +113,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             providers=providers,
             fetcher=fetcher,
             thumbnail_max_edge=settings.thumbnail_max_edge,
+            settings=settings,
         )
         sync = SyncActivities(
             sessions=sessions,

@@ -54,12 +54,17 @@ from core.db import uninterrupted
 from core.jobs.store import advance_job
 from core.models import Job, utcnow
 from core.outbound import OutboundFetcher, OutboundRefused, OutboundTooLarge
+from core.settings import Settings
+from core.usage.costs import JobCost
+from providers import registry
 from providers.base import (
     Provider,
+    ProviderError,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
     SendGate,
+    UsageReader,
 )
 from storage.base import Storage
 from storage.copy import SourceGone, SourceRefused, UnsafeKey, copy_output
@@ -125,12 +130,15 @@ class MediaActivities:
         providers: dict[str, Provider],
         fetcher: OutboundFetcher,
         thumbnail_max_edge: int = 512,
+        settings: Settings | None = None,
     ) -> None:
         self._sessions = sessions
         self._storage = storage
         self._providers = providers
         self._fetcher = fetcher
         self._thumbnail_max_edge = thumbnail_max_edge
+        # Prices jobs (PROVIDER_PRICES); without it, costs are left unknown.
+        self._settings = settings
 
     def _provider(self, name: str) -> Provider:
         try:
@@ -434,11 +442,17 @@ class MediaActivities:
         """
         snapshot = request.snapshot
         async with self._sessions() as session:
-            # A column, not the entity: advance_job's RETURNING must load a fresh Job.
-            current = await session.scalar(select(Job.metadata_).where(Job.id == request.job_id))
+            # Columns, not the entity: advance_job's RETURNING must load a fresh Job.
+            current = (
+                await session.execute(
+                    select(Job.metadata_, Job.model).where(Job.id == request.job_id)
+                )
+            ).one_or_none()
         # Read and write in separate transactions: on SQLite a reader can't become a writer
         # while others write (it fails at once instead of waiting its turn).
-        metadata = dict(current or {})
+        metadata = dict(current.metadata_ or {}) if current is not None else {}
+        model = current.model if current is not None else ""
+        cost = await self._cost(request, model)
         metadata["storage"] = _storage_summary(outputs, request, self._storage)
         # Every object the job owns: outputs first, then their thumbnails.
         keys = [o.key for o in outputs] + [o.thumbnail.key for o in outputs if o.thumbnail]
@@ -462,6 +476,8 @@ class MediaActivities:
                     webhook_count=request.webhook_count,
                     poll_count=request.poll_count,
                     error=None,
+                    # Unknown this time (a restore whose provider no longer tells): kept as is.
+                    **_cost_fields(cost),
                 )
                 if changed:
                     present = await asyncio.gather(*(self._storage.exists(k) for k in keys))
@@ -476,6 +492,28 @@ class MediaActivities:
                 await session.commit()
 
         await uninterrupted(write())
+
+    async def _cost(self, request: StoreRequest, model: str) -> JobCost | None:
+        """What the job cost, from the snapshot's accounting or, when its webhook carried none,
+        the provider's (one read, best effort: a cost left unknown is counted as unpriced)."""
+        if self._settings is None or not request.provider:
+            return None
+        usage = request.snapshot.usage
+        provider = self._providers.get(request.provider)
+        if not usage and isinstance(provider, UsageReader):
+            ref = ProviderRef(
+                job_id=request.job_id,
+                kind=request.kind,
+                provider=request.provider,
+                provider_job_id=request.snapshot.provider_job_id,
+                model=model,
+            )
+            try:
+                usage = await provider.usage(ref)
+            except (ProviderError, httpx.HTTPError) as exc:
+                activity.logger.warning("no accounting of job %s: %s", request.job_id, exc)
+                return None
+        return registry.job_cost(self._settings, request.provider, model, usage)
 
     async def _clean_up(self, job_id: str, keys: list[str]) -> None:
         """Delete what a failed or cancelled attempt stored, unless the job is recorded
@@ -587,6 +625,12 @@ def _with_stored_keys(data: dict[str, Any], outputs: list[StoredOutput]) -> dict
         if isinstance(value, str) and value in by_url
     }
     return {**data, "stored": stored} if stored else dict(data)
+
+
+def _cost_fields(cost: JobCost | None) -> dict[str, Any]:
+    if cost is None:
+        return {}
+    return {"cost_usd": cost.usd, "cost_source": cost.source, "cost_detail": cost.detail}
 
 
 def _rowcount(result: Any) -> int:

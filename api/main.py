@@ -29,6 +29,7 @@ from api.routes import (
     schedules,
     sync_cursors,
     sync_runs,
+    usage,
     webhooks,
 )
 from api.routes.metrics import router as metrics_router
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(projects.router)
     app.include_router(me.router)
+    app.include_router(usage.router)
     app.include_router(api_keys.router)
     app.include_router(dashboard.router)
     app.include_router(pull_sync.router)

@@ -174,6 +174,9 @@ class ProviderSnapshot:
     error: str | None = None
     data_removed: bool = False
     completed_at: str | None = None
+    # The provider's own accounting of the job, in its own field names (Replicate
+    # `predict_time`, fal `inference_time`, KIE `creditsConsumed`): its cost, once priced.
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

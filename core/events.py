@@ -115,6 +115,7 @@ def job_payload(job: Job) -> dict[str, Any]:
         "recovery_state": job.recovery_state,
         "recovery_reason": job.recovery_reason,
         "rerun_of": job.rerun_of,
+        "cost_usd": job.cost_usd,
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
         "completed_at": _iso(job.completed_at),

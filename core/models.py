@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     text,
@@ -143,6 +144,13 @@ class Job(Base):
     # provider job. Attempts neither refused nor answered leave the submit unconfirmed.
     submit_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    # What the job cost (USD), from the provider's own accounting priced by PROVIDER_PRICES,
+    # written with its success (core.usage); null when unknown. `cost_source` names the
+    # accounting ("replicate:metrics.predict_time"), `cost_detail` the figures it came from.
+    cost_usd: Mapped[float | None] = mapped_column(Numeric(18, 8, asdecimal=False))
+    cost_source: Mapped[str | None] = mapped_column(String(64))
+    cost_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
@@ -160,6 +168,8 @@ class Job(Base):
         Index("ix_jobs_project", "project_id"),
         # health, /metrics and the recovery sweep read the jobs that ended lately
         Index("ix_jobs_completed", "completed_at"),
+        # GET /v1/usage and the daily spend cap sum a user's costs by completion time
+        Index("ix_jobs_user_completed", "user_id", "completed_at"),
     )
 
 

@@ -11,7 +11,7 @@ import ipaddress
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # How long a job may stay unfinished before /v1/health counts it as stuck, per kind.
@@ -25,6 +25,66 @@ DEFAULT_JOB_DEADLINE_MINUTES = {
 
 # Storage contexts (folders) a retention period can be set for: core.contracts.STORAGE_CONTEXT.
 RETENTION_CONTEXTS = ("generated", "edited", "upscaled", "videos", "trainings")
+
+# What a provider's job costs, per unit of the accounting it reports (PROVIDER_PRICES):
+# Replicate bills seconds of `metrics.predict_time` at its model's hardware price; fal reports
+# `metrics.inference_time` seconds (its per-second fallback billing: per-output prices are set
+# per model here); KIE reports the credits a task consumed (1,000 credits for $5). Rough public
+# prices of 2026-11: set your account's own, and each model's hardware or price.
+DEFAULT_PROVIDER_PRICES: dict[str, dict[str, Any]] = {
+    "replicate": {
+        "unit": "second of metrics.predict_time",
+        "hardware": {
+            "cpu": 0.0001,
+            "gpu-t4": 0.000225,
+            "gpu-l40s": 0.000975,
+            "gpu-a100-large": 0.0014,
+            "gpu-h100": 0.001525,
+        },
+        "default": "gpu-a100-large",
+        "models": {},
+    },
+    "fal": {"unit": "second of metrics.inference_time", "default": 0.0005, "models": {}},
+    "kie": {"unit": "credit (creditsConsumed)", "default": 0.005, "models": {}},
+}
+
+
+class PriceTable(BaseModel):
+    """One provider's prices: USD per unit of its accounting, by model (exact id, or without its
+    `:version`), else `default`. A price may name a `hardware` entry instead of a number."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str = ""
+    default: float | str | None = None
+    hardware: dict[str, float] = Field(default_factory=dict)
+    models: dict[str, float | str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_hardware(self) -> PriceTable:
+        named = [p for p in [self.default, *self.models.values()] if isinstance(p, str)]
+        unknown = sorted({p for p in named if p not in self.hardware})
+        if unknown:
+            raise ValueError(f"unknown hardware {', '.join(unknown)} (not in `hardware`)")
+        prices = [p for p in [self.default, *self.models.values(), *self.hardware.values()]
+                  if isinstance(p, float | int)]  # fmt: skip
+        if any(p < 0 for p in prices):
+            raise ValueError("prices can't be negative")
+        return self
+
+    def unit_price(self, model: str) -> tuple[float, str | None] | None:
+        """(USD per unit, the hardware it came from) for `model`; None: no price known."""
+        price = self.models.get(model)
+        if price is None:
+            price = self.models.get(model.split(":", 1)[0])
+        if price is None:
+            price = self.default
+        if price is None:
+            return None
+        if isinstance(price, str):
+            return self.hardware[price], price
+        return float(price), None
+
 
 # The task queues a worker process can poll (WORKER_QUEUES), by what limits each.
 WORKER_QUEUE_NAMES = ("media", "storage", "sync", "erp", "pull-sync")
@@ -232,6 +292,15 @@ class Settings(BaseSettings):
     # Optional: per provider, the only hosts its output URLs may come from, as JSON, e.g.
     # {"replicate": ["replicate.delivery", "*.replicate.delivery"]}. Unlisted: any public host.
     provider_output_hosts: dict[str, list[str]] = Field(default_factory=dict)
+    # --- Cost per job (GET /v1/usage) ------------------------------------------------------
+    # Prices per provider as JSON ({"replicate": {"models": {"owner/name": "gpu-h100"}}}, see
+    # DEFAULT_PROVIDER_PRICES); a provider named here replaces its whole default table.
+    provider_prices: dict[str, PriceTable] = Field(
+        default_factory=lambda: {n: PriceTable(**t) for n, t in DEFAULT_PROVIDER_PRICES.items()}
+    )
+    # USD a user may spend per UTC day: once the day's job costs reach it, new jobs are
+    # refused (402). Unset: no cap.
+    max_daily_spend_per_user: float | None = Field(default=None, ge=0)
     # Idempotency-Key answers are kept this long.
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
     # Largest request body on any route but the webhooks (413 past it).
@@ -328,6 +397,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("provider_prices", mode="after")
+    @classmethod
+    def _default_prices(cls, value: dict[str, PriceTable]) -> dict[str, PriceTable]:
+        defaults = {n: PriceTable(**t) for n, t in DEFAULT_PROVIDER_PRICES.items()}
+        return {**defaults, **value}
+
+    @field_validator("max_daily_spend_per_user", mode="before")
+    @classmethod
+    def _empty_cap(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("pull_sync_allowed_networks")
     @classmethod

@@ -137,6 +137,16 @@ class BulkStatus(Protocol):
         ...
 
 
+@runtime_checkable
+class UsageReader(Protocol):
+    """A provider whose terminal webhook lacks its accounting (fal's carries only the output):
+    the store activity reads it once before recording the job's cost."""
+
+    async def usage(self, ref: ProviderRef) -> dict[str, Any]:
+        """The provider's accounting of a finished job (`ProviderSnapshot.usage`); {} if none."""
+        ...
+
+
 class WebhookVerifier(Protocol):
     """The API side of a provider: check a webhook and turn it into a snapshot."""
 

@@ -40,6 +40,7 @@ from pydantic_settings import SettingsConfigDict
 
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
 from core.settings import ProviderSettings, Settings
+from core.usage.costs import JobCost, priced, quantity
 from providers.base import (
     ProviderRejected,
     ProviderUnavailable,
@@ -166,7 +167,10 @@ def media_urls(payload: Mapping[str, Any]) -> list[str]:
 
 
 def result_snapshot(
-    request_id: str, payload: Mapping[str, Any], kind: JobKind | None = None
+    request_id: str,
+    payload: Mapping[str, Any],
+    kind: JobKind | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> ProviderSnapshot:
     """A successful result (from `GET .../requests/{id}` or an OK webhook).
 
@@ -186,7 +190,25 @@ def result_snapshot(
         phase=ProviderPhase.SUCCEEDED,
         output_urls=media + [url for url in named.values() if url not in media],
         output_data=named,
+        usage=usage or {},
     )
+
+
+# A COMPLETED status's accounting: `metrics.inference_time`, the seconds fal ran the request
+# (what its per-second billing counts). The webhook carries no metrics: see `usage`.
+USAGE_FIELDS = ("inference_time",)
+
+
+def usage_of(status: Any) -> dict[str, Any]:
+    metrics = status.get("metrics") if isinstance(status, Mapping) else None
+    if not isinstance(metrics, Mapping):
+        return {}
+    return {k: metrics[k] for k in USAGE_FIELDS if quantity(metrics, k) is not None}
+
+
+def job_cost(settings: Settings, model: str, usage: Mapping[str, Any]) -> JobCost | None:
+    """`metrics.inference_time` seconds times the model's price per second (PROVIDER_PRICES)."""
+    return priced(settings, NAME, model, usage, "inference_time", "fal:metrics.inference_time")
 
 
 def failed_snapshot(request_id: str, error: str, error_type: str | None) -> ProviderSnapshot:
@@ -278,10 +300,22 @@ class FalProvider:
             return ProviderSnapshot(provider_job_id=request_id, provider_status=status, phase=phase)
         if body.get("error"):
             return failed_snapshot(request_id, str(body["error"]), body.get("error_type"))
-        return await self.result(model, request_id, kind)
+        return await self.result(model, request_id, kind, usage=usage_of(body))
+
+    async def usage(self, ref: ProviderRef) -> dict[str, Any]:
+        """The accounting of a finished request, from its status (a webhook has none)."""
+        url = self._request_url(_model_of(ref), ref.provider_job_id)
+        response = await self._http.get(
+            f"{url}/status", params={"logs": "0"}, headers=self._headers
+        )
+        return usage_of(raise_for_status(response))
 
     async def result(
-        self, model: str, request_id: str, kind: JobKind | None = None
+        self,
+        model: str,
+        request_id: str,
+        kind: JobKind | None = None,
+        usage: dict[str, Any] | None = None,
     ) -> ProviderSnapshot:
         """The result of a COMPLETED request as a terminal snapshot."""
         response = await self._http.get(self._request_url(model, request_id), headers=self._headers)
@@ -290,7 +324,7 @@ class FalProvider:
         if response.is_success:
             if not isinstance(body, dict):
                 raise ProviderUnavailable(f"fal result of {request_id} is not a JSON object")
-            return result_snapshot(request_id, body, kind)
+            return result_snapshot(request_id, body, kind, usage)
         if code in (404, 410):
             # Past fal's retention (1 h, or 6 min for results of 10 KB and more).
             return ProviderSnapshot(
@@ -563,6 +597,7 @@ SPEC = ProviderSpec(
     verifier=_verifier,
     input_error=input_error,
     model_error=model_reference_error,
+    cost=job_cost,
     emulator=EmulatorSpec(
         module="emulators.fal",
         port=8110,

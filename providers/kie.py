@@ -40,6 +40,7 @@ from pydantic_settings import SettingsConfigDict
 
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
 from core.settings import ProviderSettings, Settings
+from core.usage.costs import JobCost, priced, quantity
 from providers.base import (
     ProviderError,
     ProviderRateLimited,
@@ -230,7 +231,22 @@ def snapshot_from(data: Any) -> ProviderSnapshot:
         output_data=output_data,
         error=error,
         completed_at=_iso_from_millis(data.get("completeTime")),
+        usage=usage_of(data),
     )
+
+
+# recordInfo's accounting: `creditsConsumed`, the credits the task cost (what KIE bills; the
+# field name is UNCONFIRMED: seen in clients, not in the docs), and `costTime` (milliseconds).
+USAGE_FIELDS = ("creditsConsumed", "costTime")
+
+
+def usage_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in USAGE_FIELDS if quantity(data, k) is not None}
+
+
+def job_cost(settings: Settings, model: str, usage: Mapping[str, Any]) -> JobCost | None:
+    """`creditsConsumed` times the price of a credit (PROVIDER_PRICES)."""
+    return priced(settings, NAME, model, usage, "creditsConsumed", "kie:creditsConsumed")
 
 
 class KieProvider:
@@ -488,6 +504,7 @@ SPEC = ProviderSpec(
     verifier=_verifier,
     input_error=input_error,
     model_error=model_reference_error,
+    cost=job_cost,
     emulator=EmulatorSpec(
         module="emulators.kie",
         port=8120,

@@ -16,6 +16,7 @@ import httpx
 import providers
 from core.contracts import JobKind, ProviderPhase
 from core.settings import Settings
+from core.usage.costs import JobCost
 from providers.base import Provider, WebhookVerifier
 from providers.inputs import input_limits_error
 from providers.spec import ProviderSpec
@@ -110,6 +111,17 @@ def job_request_error(
 def model_error(provider: str, model: str, kind: JobKind) -> str | None:
     """Why `provider` can't run `model` for `kind` (a known provider), or None."""
     return get(provider).model_error(model, kind)
+
+
+def job_cost(
+    settings: Settings, provider: str, model: str, usage: Mapping[str, Any]
+) -> JobCost | None:
+    """What a succeeded job of `provider` cost, from its accounting (`usage`); None if unknown
+    (a provider that reports none, a model without a price, an unknown provider)."""
+    spec = specs().get(provider)
+    if spec is None or spec.cost is None:
+        return None
+    return spec.cost(settings, model, usage)
 
 
 def build_provider(name: str, settings: Settings, http: httpx.AsyncClient) -> Provider:

@@ -20,6 +20,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from core.contracts import JobKind, ProviderPhase, ProviderRef, ProviderSnapshot, SubmitRequest
 from core.settings import ProviderSettings, Settings
+from core.usage.costs import JobCost, priced, quantity
 from providers import standard_webhooks
 from providers.base import (
     BulkAnswer,
@@ -189,7 +190,25 @@ def snapshot_from(data: Mapping[str, Any], kind: JobKind | None = None) -> Provi
         error=str(error) if error else None,
         data_removed=bool(data.get("data_removed", False)),
         completed_at=data.get("completed_at"),
+        usage=usage_of(data),
     )
+
+
+# The accounting of a Prediction or Training: `metrics` seconds; `predict_time` is what
+# Replicate bills (at the model's hardware price), `total_time` includes the queue.
+USAGE_FIELDS = ("predict_time", "total_time")
+
+
+def usage_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    metrics = data.get("metrics")
+    if not isinstance(metrics, Mapping):
+        return {}
+    return {k: metrics[k] for k in USAGE_FIELDS if quantity(metrics, k) is not None}
+
+
+def job_cost(settings: Settings, model: str, usage: Mapping[str, Any]) -> JobCost | None:
+    """`metrics.predict_time` seconds times the model's hardware price (PROVIDER_PRICES)."""
+    return priced(settings, NAME, model, usage, "predict_time", "replicate:metrics.predict_time")
 
 
 def job_id_in(webhook_url: Any) -> str | None:
@@ -485,6 +504,7 @@ SPEC = ProviderSpec(
     input_error=input_error,
     model_error=model_reference_error,
     caller_error=_caller_error,
+    cost=job_cost,
     emulator=EmulatorSpec(
         module="emulators.replicate",
         port=8100,

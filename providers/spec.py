@@ -4,7 +4,7 @@ A spec holds everything the rest of the system needs to know about a provider, s
 outside its module names it: its settings (a `ProviderSettings` with its own env prefix),
 its default model per kind, the checks of a job's input and model at the API edge, how to
 build its client and its webhook verifier, what each of its raw statuses means as a
-`ProviderPhase`, and how devstack runs its emulator. CONTRIBUTING.md "Adding a provider".
+`ProviderPhase`, how its accounting prices a job, and how devstack runs its emulator. CONTRIBUTING.md "Adding a provider".
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import httpx
 
 from core.contracts import JobKind, ProviderPhase
 from core.settings import ProviderSettings, Settings
+from core.usage.costs import JobCost
 from providers.base import Provider, WebhookVerifier
 
 S = TypeVar("S", bound=ProviderSettings)
@@ -83,6 +84,9 @@ class ProviderSpec(Generic[S]):
         Callable[[S, CallerCheck, JobKind, Mapping[str, Any]], tuple[str, str] | None] | None
     ) = None
     emulator: EmulatorSpec | None = None
+    # What a succeeded job cost, from its snapshot's `usage` (the provider's own accounting)
+    # and PROVIDER_PRICES: (settings, model, usage) -> JobCost, or None when unknown.
+    cost: Callable[[Settings, str, Mapping[str, Any]], JobCost | None] | None = None
 
     def config(self, settings: Settings) -> S:
         """This provider's settings, read alongside `settings`."""

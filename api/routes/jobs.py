@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
@@ -28,7 +28,7 @@ from api.deps import (
     StorageDep,
     TemporalDep,
 )
-from api.errors import orchestrator_unavailable
+from api.errors import Error, orchestrator_unavailable
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import Claim, IdempotencyKeyHeader
 from api.job_inputs import check_for_caller, invalid, provider_input
@@ -83,6 +83,7 @@ from core.models import Job, Project
 from core.recovery import legacy_kind
 from core.settings import Settings
 from core.starts import RETRY_AFTER_SECONDS, StartOutcome, StartResult, Unreachable
+from core.usage.store import day_start, spent_on
 from providers import registry
 from providers.base import ProviderError, ProviderRateLimited, ProviderRejected
 from storage.base import Storage
@@ -125,7 +126,49 @@ async def check_project_node(
         )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+async def check_daily_spend(session: AsyncSession, settings: Settings, caller: Caller) -> None:
+    """402 once the caller's jobs that succeeded today (UTC) cost MAX_DAILY_SPEND_PER_USER.
+
+    402 Payment Required, not 429: a 429 tells a client to retry after a while and many retry
+    it on their own (Retry-After), but this refusal lasts until the day ends or the cap is
+    raised: a budget reached, not a request rate. Jobs still running are not counted (their
+    cost is known only when they succeed), so the day's spend can end a little past the cap.
+    """
+    cap = settings.max_daily_spend_per_user
+    if cap is None:
+        return
+    today = datetime.now(UTC).date()
+    spent = await spent_on(session, caller.user_id, today)
+    if spent < cap:
+        return
+    resets_at = day_start(today + timedelta(days=1))
+    raise HTTPException(
+        status.HTTP_402_PAYMENT_REQUIRED,
+        {
+            "code": "daily_spend_cap_reached",
+            "message": (
+                f"daily spend cap reached: your jobs cost ${spent:.2f} today (UTC), the cap "
+                f"(MAX_DAILY_SPEND_PER_USER) is ${cap:.2f}; new jobs are accepted again at "
+                f"{resets_at.isoformat()}"
+            ),
+            "spent_usd": spent,
+            "cap_usd": cap,
+            "resets_at": resets_at.isoformat(),
+        },
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobPublic,
+    responses={
+        402: {
+            "model": Error,
+            "description": "`daily_spend_cap_reached`: MAX_DAILY_SPEND_PER_USER reached today",
+        }
+    },
+)
 async def create_job(
     body: JobCreate,
     caller: CurrentCaller,
@@ -153,6 +196,7 @@ async def create_job(
         raise invalid("", problem, body.input)
     assert model is not None  # job_request_error refuses a kind the provider has no model for
     check_for_caller(caller, settings, provider, body.kind, body.input)
+    await check_daily_spend(session, settings, caller)
     job_id = uuid.uuid4().hex
     job = Job(
         id=job_id,

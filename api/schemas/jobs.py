@@ -112,6 +112,17 @@ class JobPublic(BaseModel):
     )
     webhook_count: int
     poll_count: int
+    cost_usd: float | None = Field(
+        None,
+        description="what the job cost (USD): the provider's own accounting priced by "
+        "PROVIDER_PRICES, known once it succeeded; null when unknown",
+    )
+    cost_source: str | None = Field(
+        None, description="the accounting it came from, e.g. `replicate:metrics.predict_time`"
+    )
+    cost_detail: dict[str, Any] | None = Field(
+        None, description="the figures: the provider's quantity, the unit price, the hardware"
+    )
     created_at: datetime
     submitted_at: datetime | None
     started_at: datetime | None
@@ -210,6 +221,9 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
         rerun_of=job.rerun_of,
         webhook_count=job.webhook_count,
         poll_count=job.poll_count,
+        cost_usd=job.cost_usd,
+        cost_source=job.cost_source,
+        cost_detail=job.cost_detail,
         created_at=job.created_at,
         submitted_at=job.submitted_at,
         started_at=job.started_at,

@@ -152,9 +152,13 @@ class Record:
         return body
 
     def metrics(self) -> dict[str, float]:
+        """fal's accounting: a request that ran its course reports its planned run time (so
+        tests can predict costs), one cut short the time it ran."""
         if self.completed_at is None or self.started_at is None:
             return {}
-        return {"inference_time": round(self.completed_at - self.started_at, 6)}
+        ran = self.completed_at - self.started_at
+        planned = self.run_seconds if self.outcome == "ok" else ran
+        return {"inference_time": round(planned, 6)}
 
     def webhook_json(self) -> dict[str, Any]:
         """The one terminal webhook's body."""

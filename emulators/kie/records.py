@@ -39,6 +39,8 @@ class Task:
     queuing_seconds: float
     generating_seconds: float
     file_ttl_seconds: float
+    # What the task costs when it succeeds (`creditsConsumed`), fixed when it is created.
+    credits: int = 0
     state: State = "waiting"
     fail_code: str = ""
     fail_msg: str = ""
@@ -75,7 +77,7 @@ class Task:
         success = self.state == "success"
         cost = None
         if success and self.started_at is not None and self.completed_at is not None:
-            cost = millis(self.completed_at - self.started_at)
+            cost = int(self.generating_seconds * 1000)  # as planned: tests predict it
         return {
             "taskId": self.id,
             "model": self.model,
@@ -85,6 +87,8 @@ class Task:
             "failCode": self.fail_code,
             "failMsg": self.fail_msg,
             "costTime": cost,
+            # What KIE bills, in credits (UNCONFIRMED name: seen in clients, not in the docs).
+            "creditsConsumed": self.credits if success else 0,
             "completeTime": millis(self.completed_at),
             "createTime": millis(self.created_at),
             "updateTime": millis(self.updated_at),
@@ -92,6 +96,16 @@ class Task:
 
     def timeline(self) -> dict[str, Any]:
         return {"taskId": self.id, "state": self.state, "events": list(self.history)}
+
+
+# Credits per output file (KIE's prices are per image or per video, in credits).
+IMAGE_CREDITS = 4
+VIDEO_CREDITS = 60
+
+
+def credits_for(video: bool, files: int) -> int:
+    """What a task making `files` outputs costs: fixed per model kind and output."""
+    return (VIDEO_CREDITS if video else IMAGE_CREDITS) * max(files, 1)
 
 
 def result_json(urls: list[str]) -> str:

@@ -22,7 +22,7 @@ from emulators.kie.clock import Clock
 from emulators.kie.config import EmulatorConfig
 from emulators.kie.models import ALL_STATES, Faults, State
 from emulators.kie.outputs import is_video_model, plan_outputs
-from emulators.kie.records import Task, new_task_id
+from emulators.kie.records import Task, credits_for, new_task_id
 from emulators.scaffold.emulator import EmulatorBase
 from emulators.scaffold.inputs import FromInput, render
 from emulators.scaffold.jobs import ProviderJob
@@ -111,6 +111,7 @@ class Emulator(EmulatorBase[EmulatorConfig, Faults]):
                 faults.generating_seconds, generating, config.generating_seconds
             ),
             file_ttl_seconds=_pick(faults.file_ttl_seconds, config.file_ttl_seconds),
+            credits=credits_for(is_video_model(model), len(output.files)),
         )
         task.job_faults = self.faults.for_job(specific)
         self._records[task_id] = task

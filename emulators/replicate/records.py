@@ -128,11 +128,16 @@ class Record:
         return body
 
     def _metrics(self) -> dict[str, float]:
+        """Replicate's accounting: `predict_time` is what it bills. A prediction that ran its
+        course reports its planned processing time (so tests can predict costs), one cut short
+        the time it ran."""
         if self.completed_at is None:
             return {}
         metrics = {"total_time": round(self.completed_at - self.created_at, 6)}
         if self.started_at is not None:
-            metrics["predict_time"] = round(self.completed_at - self.started_at, 6)
+            ran = self.completed_at - self.started_at
+            planned = self.processing_seconds if self.status == "succeeded" else ran
+            metrics["predict_time"] = round(planned, 6)
         return metrics
 
     def timeline(self) -> dict[str, Any]:
