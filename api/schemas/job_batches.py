@@ -3,10 +3,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from core.batch_contracts import BatchAction, BatchStatus, job_batch_workflow_id
 from core.contracts import JobKind, JobStatus
@@ -34,6 +42,16 @@ class BulkJobFilter(BaseModel):
     created_after: AwareDatetime | None = Field(None, description="created at or after")
     created_before: AwareDatetime | None = Field(None, description="created before")
     project_id: str | None = Field(None, pattern=NAME_ID_PATTERN)
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range") from None
 
     @model_validator(mode="after")
     def _check(self) -> BulkJobFilter:
