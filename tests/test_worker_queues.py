@@ -13,6 +13,9 @@ from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
 from core.contracts import (
+    ADMISSION_ENDED,
+    ADMISSION_RELEASE,
+    ADMISSION_REQUEST,
     EVENTS_PRUNE,
     MEDIA_CANCEL,
     MEDIA_POLL,
@@ -28,6 +31,7 @@ from core.contracts import (
 from core.pull_contracts import ACT_BATCH, ACT_CLEANUP, ACT_FINISH, ACT_PLAN
 from core.recovery import RECOVERY_SWEEP
 from core.settings import Settings
+from providers import registry
 from worker import build_workers
 
 HISTORIES = Path(__file__).parent / "workflows" / "histories"
@@ -40,6 +44,7 @@ def settings(tmp_path: Path, **values: Any) -> Settings:
         f"{q}_task_queue": f"{q}-{tag}"
         for q in ("media", "poller", "storage", "sync", "erp", "pull_sync")
     }
+    queues["provider_task_queue_prefix"] = f"provider-calls-{tag}-"
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         secret_key="test-secret-key-0123456789",
@@ -71,9 +76,12 @@ async def test_a_worker_polls_every_queue_by_default(
 ) -> None:
     every = settings(tmp_path)
     async with build_workers(every, env.client) as workers:
+        # The media queue brings the pollers' queue and one queue per provider's calls.
         assert [w.task_queue for w in workers] == [
-            every.media_task_queue, every.poller_task_queue, every.storage_task_queue,
-            every.sync_task_queue, every.erp_task_queue, every.pull_sync_task_queue,
+            every.media_task_queue, every.poller_task_queue,
+            *[every.provider_task_queue(p) for p in sorted(registry.specs())],
+            every.storage_task_queue, every.sync_task_queue, every.erp_task_queue,
+            every.pull_sync_task_queue,
         ]  # fmt: skip
 
 
@@ -110,6 +118,7 @@ async def test_the_worker_registers_every_activity_name_workflows_call(
         MEDIA_SUBMIT, MEDIA_POLL, MEDIA_CANCEL, MEDIA_RECORD, MEDIA_STORE_OUTPUTS,
         SYNC_FETCH_PAGES, SYNC_OPEN_RUN, SYNC_UPDATED_SINCE, SYNC_RECORD, EVENTS_PRUNE,
         RECOVERY_SWEEP, ACT_PLAN, ACT_BATCH, ACT_FINISH, ACT_CLEANUP, PROVIDER_POLL_SWEEP,
+        ADMISSION_REQUEST, ADMISSION_RELEASE, ADMISSION_ENDED,
     }  # fmt: skip
     recorded = recorded_activity_names()
     assert {"media.submit", "media.record", "sync.fetch_page", "recovery.sweep"} <= recorded

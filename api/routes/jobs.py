@@ -53,7 +53,8 @@ from core.events import append_event, job_payload, user_topic
 from core.ids import JOB_ID_PATTERN
 from core.jobs import cancel
 from core.jobs.cancel import Cancelled
-from core.jobs.start import start_adopting, start_new
+from core.jobs.queue import queue_position
+from core.jobs.start import controls_metadata, start_adopting, start_new
 from core.jobs.store import advance_job, find_tracked, get_job, list_jobs, record_adopted
 from core.links import output_scope
 from core.models import Job, Project
@@ -141,6 +142,7 @@ async def create_job(
         status=JobStatus.QUEUED.value,
         project_id=body.project_id,
         node_id=body.node_id,
+        metadata_=controls_metadata(body.priority, body.deadline_seconds),
     )
     if body.node_id is not None and body.project_id is None:
         raise HTTPException(
@@ -363,10 +365,18 @@ async def list_my_jobs(
 
 @router.get("/{job_id}", response_model=JobPublic)
 async def read_job(
-    job_id: JobId, caller: CurrentCaller, session: SessionDep, settings: SettingsDep
+    job_id: JobId,
+    caller: CurrentCaller,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
 ) -> JobPublic:
-    """One job with its status, outputs and timings."""
-    return job_public(await visible_job(session, caller, job_id), settings)
+    """One job with its status, outputs and timings; a queued job with its place in line."""
+    job = await visible_job(session, caller, job_id)
+    public = job_public(job, settings)
+    if settings.admission_enabled and job.status == JobStatus.QUEUED.value:
+        public.queue_position = await queue_position(temporal, job.provider, job.id)
+    return public
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
