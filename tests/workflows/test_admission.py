@@ -104,9 +104,9 @@ def admitted(limits: AdmissionLimits, user_id: str = "u1", **kw: Any) -> Any:
 
 
 async def position(client: Client, provider: str, job_id: str) -> QueuePosition:
-    answer: QueuePosition = await client.get_workflow_handle(
-        admission_workflow_id(provider)
-    ).query(ADMISSION_POSITION_QUERY, job_id, result_type=QueuePosition)
+    answer: QueuePosition = await client.get_workflow_handle(admission_workflow_id(provider)).query(
+        ADMISSION_POSITION_QUERY, job_id, result_type=QueuePosition
+    )
     return answer
 
 
@@ -173,7 +173,7 @@ async def test_a_job_cancelled_while_queued_leaves_the_line_and_never_submits(li
 
 
 async def test_a_released_slot_goes_to_the_next_job(line) -> None:
-    client, tq, fake = line
+    client, tq, _ = line
     first = admitted(AdmissionLimits(max_active=1))
     running = await start(client, tq, first)
     await wait_for(running, JobStatus.SUBMITTED)
@@ -245,10 +245,8 @@ async def test_the_submit_and_cancel_run_on_the_providers_queue(
     client, tq, fake = line
     calls = FakeMedia()
     provider_queue = f"calls-{uuid.uuid4()}"
-    own = {a.__name__: a for a in calls.activities()}  # type: ignore[attr-defined]
-    async with Worker(
-        client, task_queue=provider_queue, activities=[own["submit"], own["cancel"]]
-    ):
+    own = {a.__name__: a for a in calls.activities()}
+    async with Worker(client, task_queue=provider_queue, activities=[own["submit"], own["cancel"]]):
         inp = admitted(AdmissionLimits(), provider_task_queue=provider_queue)
         handle = await start(client, tq, inp)
         await wait_for(handle, JobStatus.SUBMITTED)
