@@ -9,7 +9,8 @@ every folder). Files already in `--out` are kept, not overwritten.
 
 The set: MediaJobWorkflow for each provider (webhook and poll paths), a failure, a cancel, an
 adopt, an early webhook held until the submit returned, the submit recorded after a database
-outage; SyncRunWorkflow (a run with a failed module and a 429, and one that continues as new);
+outage, the admission path (granted, cancelled while queued, past a deadline) and its
+AdmissionWorkflow; SyncRunWorkflow (a run with a failed module and a 429, and one that continues as new);
 RecoveryWorkflow; PruneEventsWorkflow. Activities are scripted fakes registered under the real
 names, on a local dev server (it has our search attributes, so the upserts are recorded too).
 """
@@ -28,19 +29,23 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.admission import AdmissionActivities
 from core.contracts import (
     SEARCH_ATTRIBUTES,
+    AdmissionLimits,
     JobStatus,
     PollPolicy,
     ProviderEvent,
     SyncMode,
     SyncRunInput,
+    admission_workflow_id,
 )
 from core.recovery import RecoveryItem, RecoveryReport
 from devstack.processes import temporal_cli_path
 from tests.workflows import fakes
 from tests.workflows.test_media_job import job, start, wait_for
 from tests.workflows.test_sync_run import FakeUpstream
+from workflows.admission import AdmissionWorkflow
 from workflows.maintenance import PruneEventsWorkflow
 from workflows.media_job import MediaJobWorkflow
 from workflows.recovery import RecoveryWorkflow
@@ -111,6 +116,53 @@ async def media_jobs(client: Client) -> dict[str, Handle]:
         handle = await start(client, tq, job(**fast))
         await handle.result()
         out["media_job_submit_recorded"] = handle
+    return out
+
+
+async def admission(client: Client) -> dict[str, Handle]:
+    """The queue-control path: jobs admitted by their provider's AdmissionWorkflow (granted,
+    queued then cancelled, past a deadline) with the submit on the provider's queue."""
+    fast: dict[str, Any] = {"search_attributes": True, "poll": PollPolicy(interval_seconds=0.3)}
+    fake = fakes.FakeMedia()
+    fake.on_poll = lambda n: fakes.PROCESSING
+    tq = f"rec-adm-{uuid.uuid4()}"
+    calls_tq = f"rec-calls-{uuid.uuid4()}"
+    provider = f"rec-{uuid.uuid4().hex[:8]}"
+    gate = AdmissionActivities(client=client, task_queue=tq)
+    acts = fake.activities()
+    out: dict[str, Handle] = {}
+    async with (
+        Worker(
+            client,
+            task_queue=tq,
+            workflows=[MediaJobWorkflow, AdmissionWorkflow],
+            activities=[*acts, gate.request, gate.release, gate.ended],
+        ),
+        Worker(client, task_queue=calls_tq, activities=acts),
+    ):
+        base = replace(
+            job(**fast),
+            provider=provider,
+            admission=AdmissionLimits(max_active=1, max_per_user=1),
+            provider_task_queue=calls_tq,
+            priority=0,
+        )
+        first = await start(client, tq, base)
+        await wait_for(first, JobStatus.SUBMITTED, JobStatus.PROCESSING)
+        queued = await start(client, tq, replace(base, job_id=uuid.uuid4().hex, priority=2))
+        late = await start(client, tq, replace(base, job_id=uuid.uuid4().hex, deadline_seconds=3.0))
+        await wait_for(queued, JobStatus.QUEUED)
+        await queued.signal(MediaJobWorkflow.cancel, "recorded queued cancel")
+        await queued.result()
+        out["media_job_queued_cancel"] = queued
+        await first.signal(MediaJobWorkflow.provider_event, ProviderEvent(snapshot=fakes.SUCCEEDED))
+        await first.result()
+        out["media_job_admitted"] = first
+        await late.result()  # granted after the first, then past its deadline at the provider
+        out["media_job_deadline"] = late
+        line = client.get_workflow_handle(admission_workflow_id(provider))
+        await line.terminate("recorded")
+        out["admission"] = line
     return out
 
 
@@ -189,6 +241,7 @@ async def record(out: Path) -> None:
     try:
         scenarios = {
             **await media_jobs(env.client),
+            **await admission(env.client),
             **await sync_runs(env.client),
             **await housekeeping(env.client),
         }
