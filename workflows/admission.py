@@ -192,7 +192,8 @@ class AdmissionWorkflow:
             await handle.signal(ADMISSION_GRANTED_SIGNAL)
         except Exception:
             # Its workflow is gone (ended, terminated): the slot is free again.
-            workflow.logger.warning("job %s: could not be granted; its slot is freed", job_id)
+            # It ended meanwhile (cancelled while its grant was on the way, terminated).
+            workflow.logger.info("job %s: could not be granted; its slot is freed", job_id)
             self._drop({job_id})
 
     async def _drop_ended(self) -> None:

@@ -22,7 +22,8 @@ async def queue_position(client: Client, provider: str, job_id: str) -> int | No
         answer: QueuePosition = await handle.query(
             ADMISSION_POSITION_QUERY, job_id, result_type=QueuePosition, rpc_timeout=_TIMEOUT
         )
-    except (RPCError, ValueError, TimeoutError) as exc:  # the hint is left out, no more
+    except (RPCError, RuntimeError, ValueError, TimeoutError) as exc:
+        # Temporal down or slow, no line yet: the read answers without the hint.
         log.debug("no queue position for job %s: %s", job_id, exc)
         return None
     return answer.position

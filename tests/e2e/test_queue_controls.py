@@ -27,7 +27,8 @@ from devstack.stack import ROOT, WORKER_READY, Stack, StackConfig
 from providers.replicate import EMULATOR_TOKEN
 from tests.e2e.conftest import ARTIFACTS, E2E_ENV, wait_for_status
 
-pytestmark = pytest.mark.e2e
+# The module's stack (three workers) starts within the first test's time.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 CAP = 3
 RATE = 2  # creates per second at Replicate, for every worker together
