@@ -20,9 +20,11 @@ from temporalio.worker import Worker
 
 from activities.admission import AdmissionActivities
 from core.contracts import (
+    ADMISSION_PAUSE_SIGNAL,
     ADMISSION_POSITION_QUERY,
     DEADLINE_REASON,
     AdmissionLimits,
+    AdmissionState,
     AdmissionTicket,
     JobStatus,
     QueuePosition,
@@ -254,3 +256,23 @@ async def test_the_submit_and_cancel_run_on_the_providers_queue(
         assert (await handle.result()).status == JobStatus.CANCELED
     assert (calls.submits, calls.cancels) == (1, [fakes.PROVIDER_JOB_ID])
     assert (fake.submits, fake.cancels) == (0, [])
+
+
+async def test_a_providers_429_pauses_its_line(line, env: WorkflowEnvironment) -> None:
+    client, tq, fake = line
+    inp = admitted(AdmissionLimits())
+    await client.start_workflow(
+        AdmissionWorkflow.run,
+        AdmissionState(provider=inp.provider),
+        id=admission_workflow_id(inp.provider),
+        task_queue=tq,
+        start_signal=ADMISSION_PAUSE_SIGNAL,
+        start_signal_args=[30.0],
+    )
+    handle = await start(client, tq, inp)
+    await waiting_count(client, inp.provider, 1)  # a free line, but paused
+    assert fake.submits == 0
+    await env.sleep(timedelta(seconds=45))
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.cancel, "done")
+    await handle.result()
