@@ -90,7 +90,7 @@ bench-pull: $(STAMP)
 bench-peers: $(STAMP)
 	$(PY) bench/peers.py
 
-## Fairness: 10 users, one floods 300 jobs; the others' p99 time to processing with and without it (~3 min)
+## Fairness: 10 users, one floods 300 jobs; the others' p99 time to the provider with and without it (~3 min)
 bench-fairness: $(STAMP)
 	$(PY) bench/fairness.py
 
