@@ -17,7 +17,7 @@ UV := $(VENV)/bin/uv
 UV_COMPILE := $(UV) pip compile --quiet pyproject.toml --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command "make lock"
 
-.PHONY: up test test-lowest lint lock bench-media bench-sync bench-events bench-events-scale bench-recovery bench-scale bench-pull bench-peers bench-soak soak-quick install clean
+.PHONY: up test test-lowest lint lock bench-media bench-sync bench-events bench-events-scale bench-recovery bench-fairness bench-scale bench-pull bench-peers bench-soak soak-quick install clean
 
 # `pip check` catches a lock that no longer satisfies pyproject.toml (run `make lock`).
 $(STAMP): pyproject.toml $(DEV_LOCK)
@@ -89,6 +89,10 @@ bench-pull: $(STAMP)
 ## loss 0 and 30 %: jobs/s, completion-to-stored, provider calls, CPU, memory, SIGKILL losses (~20 min)
 bench-peers: $(STAMP)
 	$(PY) bench/peers.py
+
+## Fairness: 10 users, one floods 300 jobs; the others' p99 time to the provider with and without it (~3 min)
+bench-fairness: $(STAMP)
+	$(PY) bench/fairness.py
 
 ## Outputs stored before their URLs expire; copy MB/s to S3 and worker RSS per file size (~3 min)
 bench-recovery: $(STAMP)

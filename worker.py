@@ -38,6 +38,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.admission import AdmissionActivities
 from activities.alerts import AlertActivities, alert_fetcher
 from activities.bulk_jobs import BulkJobActivities
 from activities.maintenance import MaintenanceActivities
@@ -65,6 +66,7 @@ from providers import registry
 from providers.transport import FreshConnectionsForCreates
 from storage.factory import build_storage
 from sync_modules.erp_client import ErpClient
+from workflows.admission import AdmissionWorkflow
 from workflows.alerts import AlertDeliveryWorkflow, AlertSweepWorkflow
 from workflows.bulk_jobs import JobBatchWorkflow
 from workflows.maintenance import PRUNE_SCHEDULE_ID, PruneEventsWorkflow
@@ -107,6 +109,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
         sessions = make_sessionmaker(engine)
         storage = build_storage(settings)
         providers = registry.build_providers(settings, http)
+        admission = AdmissionActivities(client=client, task_queue=settings.poller_task_queue)
         activities = MediaActivities(
             sessions=sessions,
             storage=storage,
@@ -114,6 +117,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             fetcher=fetcher,
             thumbnail_max_edge=settings.thumbnail_max_edge,
             settings=settings,
+            on_rate_limited=admission.pause,
         )
         sync = SyncActivities(
             sessions=sessions,
@@ -159,6 +163,8 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 recovery.sweep,
                 bulk.run_chunk,
                 bulk.finish,
+                admission.request,
+                admission.release,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -175,11 +181,25 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             Worker,
             client,
             task_queue=settings.poller_task_queue,
-            workflows=[ProviderPollerWorkflow],
-            activities=[pollers.sweep],
+            workflows=[ProviderPollerWorkflow, AdmissionWorkflow],
+            activities=[pollers.sweep, admission.ended],
             workflow_runner=runner,
             graceful_shutdown_timeout=graceful,
         )
+
+        # Admitted jobs' creates and cancels: a queue per provider whose rate limit the server
+        # enforces for every worker process together (PROVIDER_RATE_LIMITS).
+        def provider_calls(name: str) -> Worker:
+            rate = settings.provider_rate_limits.get(name)
+            return Worker(
+                client,
+                task_queue=settings.provider_task_queue(name),
+                activities=[activities.submit, activities.cancel],
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                max_task_queue_activities_per_second=rate if rate and rate > 0 else None,
+                graceful_shutdown_timeout=graceful,
+            )
+
         # Copies stream through a temp file and S3 multipart parts: their number bounds this
         # process's memory and disk. Histories from before the storage queue still schedule
         # their copy on the media queue, which keeps the activity too.
@@ -259,6 +279,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
             made = [make() for name, make in by_name.items() if name in chosen]
             if "media" in chosen:
                 made.insert(1, provider_pollers())
+                made[2:2] = [provider_calls(name) for name in sorted(providers)]
             yield made
         finally:
             await engine.dispose()

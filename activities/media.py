@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -131,6 +131,7 @@ class MediaActivities:
         fetcher: OutboundFetcher,
         thumbnail_max_edge: int = 512,
         settings: Settings | None = None,
+        on_rate_limited: Callable[[str, float], Awaitable[None]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._storage = storage
@@ -139,6 +140,8 @@ class MediaActivities:
         self._thumbnail_max_edge = thumbnail_max_edge
         # Prices jobs (PROVIDER_PRICES); without it, costs are left unknown.
         self._settings = settings
+        # Told of a create's 429 (provider, Retry-After): the provider's line pauses for it.
+        self._on_rate_limited = on_rate_limited
 
     def _provider(self, name: str) -> Provider:
         try:
@@ -204,6 +207,8 @@ class MediaActivities:
             except Exception as exc:
                 if gate is not None and gate.fired and made_nothing(exc):
                     await self._count_refusal(request.job_id)
+                if isinstance(exc, ProviderRateLimited) and self._on_rate_limited is not None:
+                    await self._on_rate_limited(request.provider, exc.retry_after)
                 raise
             if gate is not None and not gate.fired:
                 # A transport that doesn't trace (a test's mock): the create went out uncounted.

@@ -125,6 +125,14 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
 
 
 @dataclass
+class AdmissionLimits:
+    """What a provider's admission workflow lets run at once (0: no limit)."""
+
+    max_active: int = 0  # jobs at the provider (PROVIDER_MAX_ACTIVE)
+    max_per_user: int = 20  # jobs of one user at the provider (MAX_ACTIVE_JOBS_PER_USER)
+
+
+@dataclass
 class PollPolicy:
     """Poll fallback timing: constant at first, then growing by `backoff` up to `max_seconds`."""
 
@@ -159,6 +167,15 @@ class MediaJobInput:
     adopt_provider_job_id: str | None = None
     # The task queue of the output copy (empty: the workflow's own, as before it had one).
     storage_task_queue: str = ""
+    # Queue controls (None / defaults in histories recorded before them): 0 interactive …
+    # 2 batch; the provider's admission limits (None: the job goes straight to the provider);
+    # seconds after which the job is cancelled at the provider (None: no deadline).
+    priority: int = 1
+    admission: AdmissionLimits | None = None
+    deadline_seconds: float | None = None
+    # Admitted jobs' creates and cancels go to this task queue (its rate limit is shared by
+    # every worker); empty: the submit is a local activity, as before.
+    provider_task_queue: str = ""
 
 
 @dataclass
@@ -204,6 +221,8 @@ class SubmitRequest:
     webhook_url: str | None
     # The job's (MediaJobInput.webhook_events); a client configured with its own asks for those.
     webhook_events: list[str]
+    # Seconds left of the job's deadline when it is submitted (Replicate's `Cancel-After`).
+    cancel_after_seconds: float | None = None
 
 
 @dataclass
@@ -526,3 +545,78 @@ class SyncRunState:
 
 # PruneEventsWorkflow's activity: (retention hours: float) -> rows deleted (int).
 EVENTS_PRUNE = "events.prune"
+
+
+# --- Admission: one workflow per provider decides which queued job goes to the provider next ---
+
+ADMISSION_PREFIX = "admission-"
+ADMISSION_WORKFLOW = "AdmissionWorkflow"
+# AdmissionWorkflow signals: (AdmissionRequest) a job asks for a slot; (AdmissionRelease) a job
+# left the provider or withdrew from the line; (float) a 429 asks to pause grants that long.
+ADMISSION_REQUEST_SIGNAL = "request"
+ADMISSION_RELEASE_SIGNAL = "release"
+ADMISSION_PAUSE_SIGNAL = "pause"
+# AdmissionWorkflow query: (job_id) -> QueuePosition.
+ADMISSION_POSITION_QUERY = "position"
+# MediaJobWorkflow signal: () the job may go to the provider now.
+ADMISSION_GRANTED_SIGNAL = "admission_granted"
+# Activities: ask for a slot (signal-with-start), give it back, and which holders have ended.
+ADMISSION_REQUEST = "admission.request"
+ADMISSION_RELEASE = "admission.release"
+ADMISSION_ENDED = "admission.ended"
+# The reason a job past its `deadline_seconds` ends `canceled` with.
+DEADLINE_REASON = "deadline exceeded"
+PRIORITY_INTERACTIVE, PRIORITY_DEFAULT, PRIORITY_BATCH = 0, 1, 2
+
+
+def admission_workflow_id(provider: str) -> str:
+    return f"{ADMISSION_PREFIX}{provider}"
+
+
+@dataclass
+class AdmissionRequest:
+    job_id: str
+    user_id: str
+    provider: str
+    priority: int = PRIORITY_DEFAULT
+    limits: AdmissionLimits = field(default_factory=AdmissionLimits)
+
+
+@dataclass
+class AdmissionRelease:
+    job_id: str
+    provider: str
+
+
+@dataclass
+class AdmissionTicket:
+    """A job in a provider's line or holding one of its slots; `arrived`: order of requests."""
+
+    job_id: str
+    user_id: str
+    priority: int
+    arrived: int
+
+
+@dataclass
+class AdmissionState:
+    """Everything AdmissionWorkflow carries over continue-as-new."""
+
+    provider: str
+    limits: AdmissionLimits = field(default_factory=AdmissionLimits)
+    waiting: list[AdmissionTicket] = field(default_factory=list)
+    holders: list[AdmissionTicket] = field(default_factory=list)
+    # user -> the sequence number of their last grant (round-robin: the smallest goes first).
+    last_grant: dict[str, int] = field(default_factory=dict)
+    seq: int = 0
+    paused_until: str | None = None  # ISO time; grants wait until then (a provider's 429)
+
+
+@dataclass
+class QueuePosition:
+    """A job's place in its provider's line: `position` 1 is granted next (None: not waiting)."""
+
+    position: int | None
+    granted: bool
+    waiting: int
+    active: int

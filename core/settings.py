@@ -215,6 +215,23 @@ class Settings(BaseSettings):
     provider_poll_concurrency: int = Field(default=8, ge=1)
     provider_poll_max_pages: int = Field(default=50, ge=1)
 
+    # Queue controls (README "Fairness, priorities and deadlines"). Admission: a job waits
+    # `queued` until its provider's admission workflow grants it a slot, at most
+    # MAX_ACTIVE_JOBS_PER_USER per user and PROVIDER_MAX_ACTIVE (JSON, e.g. {"replicate": 50})
+    # per provider at the provider at once (0 or left out: no limit), lowest priority first,
+    # round-robin between users. false: jobs go straight to the provider.
+    admission_enabled: bool = True
+    max_active_jobs_per_user: int = Field(default=20, ge=0)
+    provider_max_active: dict[str, int] = Field(default_factory=dict)
+    # Provider calls of admitted jobs (creates, cancels) run on a task queue per provider
+    # ("{PROVIDER_TASK_QUEUE_PREFIX}{provider}") whose requests per second (JSON) the server
+    # enforces for every worker together; left out: no limit. Replicate allows 600 creates/min.
+    provider_task_queue_prefix: str = "provider-calls-"
+    provider_rate_limits: dict[str, float] = Field(default_factory=lambda: {"replicate": 10.0})
+    # Seconds a job of each kind may take before it is cancelled at the provider (JSON, e.g.
+    # {"generation": 600}); a job's own `deadline_seconds` wins; left out: no deadline.
+    default_deadline_seconds_by_kind: dict[str, float] = Field(default_factory=dict)
+
     # Sync runs (seed 002): the upstream ERP and how hard we may hit it
     sync_task_queue: str = "sync-runs"
     erp_task_queue: str = "erp-sync"
@@ -453,6 +470,9 @@ class Settings(BaseSettings):
         if context is not None and context in self.output_retention_days_by_context:
             return self.output_retention_days_by_context[context]
         return self.output_retention_days
+
+    def provider_task_queue(self, provider: str) -> str:
+        return f"{self.provider_task_queue_prefix}{provider}"
 
     def job_deadline(self, kind: str) -> int:
         """Minutes a job of `kind` may run before it counts as stuck."""

@@ -8,6 +8,7 @@ before the prediction started, which is a failure for us, not a cancel).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -254,12 +255,13 @@ class ReplicateProvider:
         path: str,
         body: dict[str, Any] | None = None,
         gate: SendGate | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         response = await self._http.request(
             method,
             f"{self._base}{path}",
             json=body,
-            headers=self._headers,
+            headers=self._headers | headers if headers else self._headers,
             extensions=gate_extensions(gate),
         )
         return raise_for_status(response)
@@ -295,7 +297,12 @@ class ReplicateProvider:
             raise ProviderRejected(
                 f"model {model!r} is not 'owner/name', 'owner/name:version' or a version id"
             )
-        return snapshot_from(await self._call("POST", path, body, gate), request.kind)
+        extra = None
+        if request.cancel_after_seconds:
+            # The job's deadline, enforced by Replicate too (aborted before it starts, canceled
+            # while running), in case our own cancel never gets there.
+            extra = {"Cancel-After": f"{max(1, math.ceil(request.cancel_after_seconds))}s"}
+        return snapshot_from(await self._call("POST", path, body, gate, extra), request.kind)
 
     async def find(
         self, request: SubmitRequest, *, since: datetime | None = None

@@ -15,6 +15,9 @@ from temporalio.testing import WorkflowEnvironment
 from core.alerts.contracts import ALERT_DELIVER, ALERT_EVALUATE
 from core.batch_contracts import ACT_BATCH_CHUNK, ACT_BATCH_FINISH
 from core.contracts import (
+    ADMISSION_ENDED,
+    ADMISSION_RELEASE,
+    ADMISSION_REQUEST,
     EVENTS_PRUNE,
     MEDIA_CANCEL,
     MEDIA_POLL,
@@ -31,6 +34,7 @@ from core.pull_contracts import ACT_BATCH, ACT_CLEANUP, ACT_FINISH, ACT_PLAN
 from core.recovery import RECOVERY_SWEEP
 from core.retention.contracts import RETENTION_BATCH
 from core.settings import Settings
+from providers import registry
 from worker import build_workers
 
 HISTORIES = Path(__file__).parent / "workflows" / "histories"
@@ -43,6 +47,7 @@ def settings(tmp_path: Path, **values: Any) -> Settings:
         f"{q}_task_queue": f"{q}-{tag}"
         for q in ("media", "poller", "storage", "sync", "erp", "pull_sync")
     }
+    queues["provider_task_queue_prefix"] = f"provider-calls-{tag}-"
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         secret_key="test-secret-key-0123456789",
@@ -74,9 +79,12 @@ async def test_a_worker_polls_every_queue_by_default(
 ) -> None:
     every = settings(tmp_path)
     async with build_workers(every, env.client) as workers:
+        # The media queue brings the pollers' queue and one queue per provider's calls.
         assert [w.task_queue for w in workers] == [
-            every.media_task_queue, every.poller_task_queue, every.storage_task_queue,
-            every.sync_task_queue, every.erp_task_queue, every.pull_sync_task_queue,
+            every.media_task_queue, every.poller_task_queue,
+            *[every.provider_task_queue(p) for p in sorted(registry.specs())],
+            every.storage_task_queue, every.sync_task_queue, every.erp_task_queue,
+            every.pull_sync_task_queue,
         ]  # fmt: skip
 
 
@@ -115,6 +123,7 @@ async def test_the_worker_registers_every_activity_name_workflows_call(
         RECOVERY_SWEEP, ACT_PLAN, ACT_BATCH, ACT_FINISH, ACT_CLEANUP, PROVIDER_POLL_SWEEP,
         RETENTION_BATCH, ALERT_EVALUATE, ALERT_DELIVER,
         ACT_BATCH_CHUNK, ACT_BATCH_FINISH,
+        ADMISSION_REQUEST, ADMISSION_RELEASE, ADMISSION_ENDED,
     }  # fmt: skip
     recorded = recorded_activity_names()
     assert {"media.submit", "media.record", "sync.fetch_page", "recovery.sweep"} <= recorded

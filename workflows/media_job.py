@@ -21,6 +21,12 @@ Ordering rules that are easy to break:
 - A submit left unconfirmed (an earlier attempt may have created a job at a provider that
   can't be asked which jobs exist: fal, KIE) creates nothing: the first event the job's own
   webhook URL brings names the provider job, which is then followed like a submitted one.
+- Queue controls (`MediaJobInput.admission`, behind ADMISSION_PATCH): the job asks its
+  provider's AdmissionWorkflow for a slot and stays `queued` until granted; it gives the slot
+  back as soon as it leaves the provider (before the output copy), and in `_finish` on every
+  other way out, so no path keeps a slot. A cancel (or the deadline) while queued withdraws.
+- A deadline (`deadline_seconds`) is a durable timer that cancels the job like a user would,
+  with reason DEADLINE_REASON, unless the provider already finished (the copy is not cut).
 - With a provider poller (`PollPolicy.bulk_poller`, workflows.provider_poller) the poll
   fallback is mostly its work: it refreshes the provider's quiet jobs in bulk and signals
   `provider_event` to the ones that moved. The job's own timer then waits `max_seconds` from
@@ -39,7 +45,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 # Contracts and pure helpers only: activities are called by name (see core.contracts).
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
+        ADMISSION_GRANTED_SIGNAL,
+        ADMISSION_RELEASE,
+        ADMISSION_REQUEST,
         CANCEL_SIGNAL,
+        DEADLINE_REASON,
         ERR_PROVIDER_REJECTED,
         ERR_SUBMIT_UNCONFIRMED,
         EVENT_FROM_POLLER,
@@ -54,6 +64,8 @@ with workflow.unsafe.imports_passed_through():
         SA_STATUS,
         TERMINAL_PHASES,
         UNCONFIRMED_SUBMIT_WAIT_SECONDS,
+        AdmissionRelease,
+        AdmissionRequest,
         JobProgress,
         JobState,
         JobStatus,
@@ -99,6 +111,8 @@ WAIT_UNCONFIRMED_PATCH = "wait-for-unconfirmed-submit"
 STORE_QUEUE_PATCH = "store-on-storage-queue"
 # Histories recorded before this polled every interval from the job's own timer.
 STRETCH_POLL_PATCH = "stretch-poll-timers"
+# Histories recorded before this had no admission (per-provider queue) and no deadline.
+ADMISSION_PATCH = "admission"
 
 
 def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
@@ -126,6 +140,10 @@ class MediaJobWorkflow:
         self._held: list[ProviderSnapshot] = []
         self._store_queue: str | None = None
         self._stretch_polls = False
+        self._granted = False
+        self._holds_slot = False  # asked the admission workflow and not released yet
+        self._deadline: asyncio.Task[None] | None = None
+        self._provider_queue: str | None = None
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -144,6 +162,10 @@ class MediaJobWorkflow:
     def cancel(self, reason: str = "canceled by user") -> None:
         if self._status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED):
             self._cancel_reason = self._cancel_reason or reason or "canceled by user"
+
+    @workflow.signal(name=ADMISSION_GRANTED_SIGNAL)
+    def admission_granted(self) -> None:
+        self._granted = True
 
     @workflow.query
     def state(self) -> JobState:
@@ -173,42 +195,117 @@ class MediaJobWorkflow:
         # Asked in the first workflow task too; only for jobs a provider poller covers.
         if job.poll.bulk_poller and workflow.patched(STRETCH_POLL_PATCH):
             self._stretch_polls = True
+        controls = (job.admission is not None or bool(job.deadline_seconds)) and workflow.patched(
+            ADMISSION_PATCH
+        )
+        if controls and job.admission is not None and job.provider_task_queue:
+            self._provider_queue = job.provider_task_queue
+        if controls and job.deadline_seconds:
+            self._deadline = asyncio.ensure_future(self._deadline_timer(job.deadline_seconds))
         if self._cancel_reason is not None:
             return await self._finish(JobStatus.CANCELED, self._cancel_reason)
 
         if job.adopt_provider_job_id:
             return await self._adopt(job.adopt_provider_job_id)
+        if controls and job.admission is not None and not await self._admit():
+            assert self._cancel_reason is not None
+            return await self._finish(JobStatus.CANCELED, self._cancel_reason)
         # Decided before the submit, not after: on replay a local activity may resolve in an
         # earlier workflow task than it first did, and a patch asked after it would be missed.
         record_submit = workflow.patched(RECORD_SUBMIT_PATCH)
         wait_unconfirmed = workflow.patched(WAIT_UNCONFIRMED_PATCH)
+        request = SubmitRequest(
+            job_id=job.job_id,
+            kind=job.kind,
+            provider=job.provider,
+            model=job.model,
+            input=job.input,
+            webhook_url=job.webhook_url,
+            webhook_events=job.webhook_events,
+            cancel_after_seconds=self._seconds_left() if controls else None,
+        )
         try:
-            # A local activity: the submit and the first timer share one workflow task.
-            submitted: ProviderSnapshot = await workflow.execute_local_activity(
-                MEDIA_SUBMIT,
-                SubmitRequest(
-                    job_id=job.job_id,
-                    kind=job.kind,
-                    provider=job.provider,
-                    model=job.model,
-                    input=job.input,
-                    webhook_url=job.webhook_url,
-                    webhook_events=job.webhook_events,
-                ),
-                result_type=ProviderSnapshot,
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=PROVIDER_RETRY,
-                # Longer waits (a 429's retry_after, a provider outage) become durable timers
-                # instead of holding the workflow task open.
-                local_retry_threshold=timedelta(seconds=2),
-                summary=f"submit to {job.provider}",
-            )
+            submitted: ProviderSnapshot
+            if self._provider_queue is not None:
+                # The provider's own task queue: its rate limit holds for every worker.
+                submitted = await workflow.execute_activity(
+                    MEDIA_SUBMIT,
+                    request,
+                    result_type=ProviderSnapshot,
+                    task_queue=self._provider_queue,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    schedule_to_close_timeout=timedelta(hours=1),
+                    retry_policy=PROVIDER_RETRY,
+                    summary=f"submit to {job.provider}",
+                )
+            else:
+                # A local activity: the submit and the first timer share one workflow task.
+                submitted = await workflow.execute_local_activity(
+                    MEDIA_SUBMIT,
+                    request,
+                    result_type=ProviderSnapshot,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    schedule_to_close_timeout=timedelta(hours=1),
+                    retry_policy=PROVIDER_RETRY,
+                    # Longer waits (a 429's retry_after, a provider outage) become durable
+                    # timers instead of holding the workflow task open.
+                    local_retry_threshold=timedelta(seconds=2),
+                    summary=f"submit to {job.provider}",
+                )
         except (ActivityError, ApplicationError) as err:
             if wait_unconfirmed and error_type(err) == ERR_SUBMIT_UNCONFIRMED:
                 return await self._await_unconfirmed(describe_failure(err))
             return await self._finish(JobStatus.FAILED, describe_failure(err))
         return await self._submitted(submitted, record_submit)
+
+    async def _admit(self) -> bool:
+        """Wait `queued` for the provider's admission workflow to grant a slot; False when the
+        job was cancelled (or reached its deadline) first: it then left the line."""
+        job = self._job
+        assert job.admission is not None
+        self._holds_slot = True  # from the request on, a release undoes it
+        await workflow.execute_local_activity(
+            ADMISSION_REQUEST,
+            AdmissionRequest(
+                job_id=job.job_id,
+                user_id=job.user_id,
+                provider=job.provider,
+                priority=job.priority,
+                limits=job.admission,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+        )
+        await workflow.wait_condition(lambda: self._granted or self._cancel_reason is not None)
+        if self._cancel_reason is not None:
+            await self._release()
+            return False
+        return True
+
+    async def _release(self) -> None:
+        """Give the provider slot (or the place in line) back; once."""
+        if not self._holds_slot:
+            return
+        self._holds_slot = False
+        await workflow.execute_local_activity(
+            ADMISSION_RELEASE,
+            AdmissionRelease(job_id=self._job.job_id, provider=self._job.provider),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+        )
+
+    async def _deadline_timer(self, seconds: float) -> None:
+        await workflow.sleep(timedelta(seconds=seconds), summary="deadline")
+        # Once the provider finished, the outputs are copied: the deadline is for the provider.
+        if self._status in (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.PROCESSING):
+            self._cancel_reason = self._cancel_reason or DEADLINE_REASON
+
+    def _seconds_left(self) -> float | None:
+        seconds = self._job.deadline_seconds
+        if not seconds:
+            return None
+        spent = (workflow.now() - workflow.info().start_time).total_seconds()
+        return max(1.0, seconds - spent)
 
     async def _submitted(self, submitted: ProviderSnapshot, record_submit: bool) -> MediaJobResult:
         """Follow the provider job the submit created (or found) to the end."""
@@ -280,13 +377,20 @@ class MediaJobWorkflow:
     async def _follow_to_the_end(self) -> MediaJobResult:
         job = self._job
         await self._wait_for_provider()
+        canceled_here = False
+        if self._holds_slot:  # the admission path (older histories never hold one)
+            if self._cancel_reason is not None and self._poll_rejections < MAX_POLL_REJECTIONS:
+                await self._cancel_at_provider()
+                canceled_here = True
+            await self._release()  # the job has left the provider: the next one may go
 
         if self._poll_rejections >= MAX_POLL_REJECTIONS:
             return await self._finish(
                 JobStatus.FAILED, f"{job.provider} no longer knows this job: {self._last_error}"
             )
         if self._cancel_reason is not None:
-            await self._cancel_at_provider()
+            if not canceled_here:
+                await self._cancel_at_provider()
             return await self._finish(JobStatus.CANCELED, self._cancel_reason)
 
         snapshot = self._snapshot
@@ -406,6 +510,7 @@ class MediaJobWorkflow:
                 MEDIA_CANCEL,
                 self._ref(),
                 result_type=ProviderSnapshot,
+                task_queue=self._provider_queue,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=CANCEL_RETRY,
                 summary=f"cancel at {self._job.provider}",
@@ -416,6 +521,9 @@ class MediaJobWorkflow:
         self._apply(canceled)
 
     async def _finish(self, status: JobStatus, error: str | None) -> MediaJobResult:
+        await self._release()
+        if self._deadline is not None and not self._deadline.done():
+            self._deadline.cancel()
         self._status = status
         self._last_error = error
         self._mark(status)

@@ -75,8 +75,9 @@ from core.jobs.bulk import (
     start_batch,
 )
 from core.jobs.cancel import Cancelled
+from core.jobs.queue import queue_position
 from core.jobs.rerun import RerunRefused, rerun_job
-from core.jobs.start import start_adopting, start_new
+from core.jobs.start import controls_metadata, start_adopting, start_new
 from core.jobs.store import advance_job, find_tracked, get_job, list_jobs, record_adopted
 from core.links import output_scope
 from core.models import Job, Project
@@ -208,6 +209,7 @@ async def create_job(
         status=JobStatus.QUEUED.value,
         project_id=body.project_id,
         node_id=body.node_id,
+        metadata_=controls_metadata(body.priority, body.deadline_seconds),
     )
     if body.node_id is not None and body.project_id is None:
         raise HTTPException(
@@ -551,10 +553,18 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 @router.get("/{job_id}", response_model=JobPublic)
 async def read_job(
-    job_id: JobId, caller: CurrentCaller, session: SessionDep, settings: SettingsDep
+    job_id: JobId,
+    caller: CurrentCaller,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
 ) -> JobPublic:
-    """One job with its status, outputs and timings."""
-    return job_public(await visible_job(session, caller, job_id), settings)
+    """One job with its status, outputs and timings; a queued job with its place in line."""
+    job = await visible_job(session, caller, job_id)
+    public = job_public(job, settings)
+    if settings.admission_enabled and job.status == JobStatus.QUEUED.value:
+        public.queue_position = await queue_position(temporal, job.provider, job.id)
+    return public
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)

@@ -7,8 +7,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contracts import JobKind, JobStatus, ProviderPhase, media_job_workflow_id
+from core.contracts import (
+    PRIORITY_BATCH,
+    PRIORITY_DEFAULT,
+    PRIORITY_INTERACTIVE,
+    JobKind,
+    JobStatus,
+    ProviderPhase,
+    media_job_workflow_id,
+)
 from core.ids import NAME_ID_PATTERN
+from core.jobs.start import DEADLINE_KEY, PRIORITY_KEY
 from core.links import output_link, workflow_url
 from core.models import Job
 from core.settings import Settings
@@ -49,6 +58,20 @@ class JobCreate(BaseModel):
     )
     project_id: str | None = Field(None, pattern=NAME_ID_PATTERN)
     node_id: str | None = Field(None, pattern=NAME_ID_PATTERN)
+    priority: int = Field(
+        PRIORITY_DEFAULT,
+        ge=PRIORITY_INTERACTIVE,
+        le=PRIORITY_BATCH,
+        description="0 interactive, 1 default, 2 batch: a lower number is sent to the provider "
+        "first; within a priority, users take turns",
+    )
+    deadline_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="past this many seconds the job is cancelled at the provider and ends "
+        "`canceled` (error 'deadline exceeded'); default: DEFAULT_DEADLINE_SECONDS_BY_KIND",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> JobCreate:
@@ -135,6 +158,12 @@ class JobPublic(BaseModel):
     )
     workflow_id: str
     workflow_url: str | None = Field(description="this job in the Temporal web UI")
+    priority: int = Field(PRIORITY_DEFAULT, description="0 interactive … 2 batch")
+    deadline_seconds: float | None = None
+    queue_position: int | None = Field(
+        None,
+        description="while `queued` for its provider: 1 is sent next (GET /v1/jobs/{id} only)",
+    )
 
 
 class JobsPublic(BaseModel):
@@ -232,6 +261,9 @@ def job_public(job: Job, settings: Settings) -> JobPublic:
         expired_at=job.expired_at,
         workflow_id=workflow_id,
         workflow_url=workflow_url(settings, workflow_id),
+        priority=int((job.metadata_ or {}).get(PRIORITY_KEY, PRIORITY_DEFAULT)),
+        deadline_seconds=(job.metadata_ or {}).get(DEADLINE_KEY),
+        queue_position=None,
     )
 
 

@@ -22,10 +22,12 @@ from temporalio.common import (
 
 from core.contracts import (
     MEDIA_JOB_WORKFLOW,
+    PRIORITY_DEFAULT,
     SA_KIND,
     SA_PROVIDER,
     SA_STATUS,
     SA_USER,
+    AdmissionLimits,
     JobKind,
     JobStatus,
     MediaJobInput,
@@ -38,6 +40,20 @@ from core.settings import Settings
 from core.starts import StartResult, start_resolved
 from core.tokens import webhook_token
 from providers.inputs import PROMPT_FIELDS
+
+# Where a job's own priority and deadline are kept (Job.metadata), so a restart keeps them.
+PRIORITY_KEY = "priority"
+DEADLINE_KEY = "deadline_seconds"
+
+
+def controls_metadata(priority: int, deadline_seconds: float | None) -> dict[str, Any]:
+    """What a new job keeps in its metadata of its queue controls (defaults left out)."""
+    meta: dict[str, Any] = {}
+    if priority != PRIORITY_DEFAULT:
+        meta[PRIORITY_KEY] = priority
+    if deadline_seconds is not None:
+        meta[DEADLINE_KEY] = deadline_seconds
+    return meta
 
 
 def poll_policy(settings: Settings, kind: JobKind) -> PollPolicy:
@@ -137,6 +153,7 @@ def media_job_input(
     (`signed_input`), for a job to submit; a job that has a provider job already is adopted
     (its workflow follows that job) and keeps its input as recorded."""
     kind = JobKind(job.kind)
+    controls = queue_controls(job, settings)
     return MediaJobInput(
         job_id=job.id,
         user_id=job.user_id,
@@ -149,7 +166,29 @@ def media_job_input(
         project_id=job.project_id,
         node_id=job.node_id,
         adopt_provider_job_id=job.provider_job_id,
+        **controls,
     )
+
+
+def queue_controls(job: Job, settings: Settings) -> dict[str, Any]:
+    """The job's priority, deadline and admission limits (MediaJobInput fields): priority and
+    deadline as the job was created with them (kept in its metadata), else the defaults."""
+    meta = job.metadata_ or {}
+    priority = meta.get(PRIORITY_KEY, PRIORITY_DEFAULT)
+    deadline = meta.get(DEADLINE_KEY)
+    if deadline is None:
+        deadline = settings.default_deadline_seconds_by_kind.get(job.kind)
+    controls: dict[str, Any] = {
+        "priority": int(priority),
+        "deadline_seconds": float(deadline) if deadline else None,
+    }
+    if settings.admission_enabled:
+        controls["admission"] = AdmissionLimits(
+            max_active=settings.provider_max_active.get(job.provider, 0),
+            max_per_user=settings.max_active_jobs_per_user,
+        )
+        controls["provider_task_queue"] = settings.provider_task_queue(job.provider)
+    return controls
 
 
 async def start_new(

@@ -86,6 +86,15 @@ async def test_a_job_with_a_key_stays_queued_for_the_retry_and_the_sweep(app: Fa
     assert "Idempotency-Key" in error_of(first)["message"]
 
 
+async def test_a_queued_job_reads_without_its_place_in_line(app: FastAPI) -> None:
+    async with api(app, **{"Idempotency-Key": "k-3"}) as alice:
+        job_id = error_of(await alice.post("/v1/jobs", json=JOB))["details"]["job_id"]
+        response = await alice.get(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["queue_position"], body["priority"]) == ("queued", None, 1)
+
+
 async def test_a_sync_run_answers_503_and_frees_the_companys_slot(app: FastAPI) -> None:
     body = {"company_id": "acme", "mode": "incremental"}
     async with api(app, "admin-key") as admin:

@@ -322,3 +322,36 @@ def test_every_emulator_lists_provider_jobs_per_job_id(
         assert [j["id"] for j in everything[job_id]] == [provider_job_id]
         assert all(key for key in everything)  # only jobs whose URL names one
     assert provider_jobs(api, uuid.uuid4().hex) == []
+
+
+async def test_a_429_on_create_pauses_the_providers_line(
+    sessions: async_sessionmaker[AsyncSession], provider: ReplicateProvider
+) -> None:
+    job_id = uuid.uuid4().hex
+    await add_job(sessions, job_id)
+    told: list[tuple[str, float]] = []
+
+    async def pause(name: str, seconds: float) -> None:
+        told.append((name, seconds))
+
+    media = activities(sessions, provider)
+    media._on_rate_limited = pause
+    with pytest.raises(ApplicationError, match="retry after"):
+        await ActivityEnvironment().run(media.submit, request_for(job_id, {"rate_limits": 1}))
+    assert [name for name, _ in told] == ["replicate"] and told[0][1] > 0
+
+
+async def test_the_deadline_goes_with_the_create_as_cancel_after(
+    provider: ReplicateProvider, emulator_url: str
+) -> None:
+    request = request_for(uuid.uuid4().hex, {"stay_starting": True})
+    request.cancel_after_seconds = 90.2
+    created = await provider.submit(request)
+    async with httpx.AsyncClient(base_url=emulator_url, trust_env=False) as http:
+        response = await http.get(
+            f"/v1/predictions/{created.provider_job_id}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+    body = response.json()
+    deadline, made = (datetime.fromisoformat(body[k]) for k in ("deadline", "created_at"))
+    assert deadline - made == timedelta(seconds=91)  # rounded up to whole seconds

@@ -58,6 +58,7 @@ class FakeMedia:
     record_errors: int = 0
     record_failures: int = 0
     submits: int = 0
+    submit_requests: list[SubmitRequest] = field(default_factory=list)
     polls: int = 0
     cancels: list[str] = field(default_factory=list)
     records: list[JobProgress] = field(default_factory=list)
@@ -70,6 +71,7 @@ class FakeMedia:
         @activity.defn(name="media.submit")
         async def submit(request: SubmitRequest) -> ProviderSnapshot:
             self.submits += 1
+            self.submit_requests.append(request)
             self.submit_started.set()
             if self.submit_delay:
                 await asyncio.sleep(self.submit_delay)

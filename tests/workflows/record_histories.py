@@ -15,7 +15,8 @@ RecoveryWorkflow; PruneEventsWorkflow; ProviderPollerWorkflow (a failed sweep, a
 continue-as-new); PullSyncCycleWorkflow (two batches, a client failing) and
 PullSyncCleanupWorkflow; AlertSweepWorkflow (deliveries started, then refused as already done)
 and AlertDeliveryWorkflow (a target refusing); RetentionWorkflow (continued as new, then done);
-JobBatchWorkflow (a batch walked in chunks, and one stopping at a chunk that keeps failing).
+JobBatchWorkflow (a batch walked in chunks, and one stopping at a chunk that keeps failing);
+the admission path (granted, cancelled while queued, past a deadline) and AdmissionWorkflow.
 Activities are scripted fakes registered under the real names, on a local dev server (it has
 our search attributes, so the upserts are recorded too).
 
@@ -40,6 +41,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.admission import AdmissionActivities
 from core.alerts.contracts import (
     ALERT_DELIVER,
     ALERT_EVALUATE,
@@ -62,6 +64,7 @@ from core.contracts import (
     EVENT_FROM_POLLER,
     PROVIDER_POLL_SWEEP,
     SEARCH_ATTRIBUTES,
+    AdmissionLimits,
     JobStatus,
     PollPolicy,
     PollSweepRequest,
@@ -70,6 +73,7 @@ from core.contracts import (
     ProviderPollerInput,
     SyncMode,
     SyncRunInput,
+    admission_workflow_id,
     media_job_workflow_id,
     provider_poller_workflow_id,
 )
@@ -93,6 +97,7 @@ from tests.workflows import fakes
 from tests.workflows.test_media_job import job, start, wait_for
 from tests.workflows.test_retention_workflow import FakeBatches
 from tests.workflows.test_sync_run import FakeUpstream
+from workflows.admission import AdmissionWorkflow
 from workflows.alerts import AlertDeliveryWorkflow, AlertSweepWorkflow
 from workflows.bulk_jobs import JobBatchWorkflow
 from workflows.maintenance import PruneEventsWorkflow
@@ -168,6 +173,53 @@ async def media_jobs(client: Client) -> dict[str, Handle]:
         handle = await start(client, tq, job(**fast))
         await handle.result()
         out["media_job_submit_recorded"] = handle
+    return out
+
+
+async def admission(client: Client) -> dict[str, Handle]:
+    """The queue-control path: jobs admitted by their provider's AdmissionWorkflow (granted,
+    queued then cancelled, past a deadline) with the submit on the provider's queue."""
+    fast: dict[str, Any] = {"search_attributes": True, "poll": PollPolicy(interval_seconds=0.3)}
+    fake = fakes.FakeMedia()
+    fake.on_poll = lambda n: fakes.PROCESSING
+    tq = f"rec-adm-{uuid.uuid4()}"
+    calls_tq = f"rec-calls-{uuid.uuid4()}"
+    provider = f"rec-{uuid.uuid4().hex[:8]}"
+    gate = AdmissionActivities(client=client, task_queue=tq)
+    acts = fake.activities()
+    out: dict[str, Handle] = {}
+    async with (
+        Worker(
+            client,
+            task_queue=tq,
+            workflows=[MediaJobWorkflow, AdmissionWorkflow],
+            activities=[*acts, gate.request, gate.release, gate.ended],
+        ),
+        Worker(client, task_queue=calls_tq, activities=acts),
+    ):
+        base = replace(
+            job(**fast),
+            provider=provider,
+            admission=AdmissionLimits(max_active=1, max_per_user=1),
+            provider_task_queue=calls_tq,
+            priority=0,
+        )
+        first = await start(client, tq, base)
+        await wait_for(first, JobStatus.SUBMITTED, JobStatus.PROCESSING)
+        queued = await start(client, tq, replace(base, job_id=uuid.uuid4().hex, priority=2))
+        late = await start(client, tq, replace(base, job_id=uuid.uuid4().hex, deadline_seconds=3.0))
+        await wait_for(queued, JobStatus.QUEUED)
+        await queued.signal(MediaJobWorkflow.cancel, "recorded queued cancel")
+        await queued.result()
+        out["media_job_queued_cancel"] = queued
+        await first.signal(MediaJobWorkflow.provider_event, ProviderEvent(snapshot=fakes.SUCCEEDED))
+        await first.result()
+        out["media_job_admitted"] = first
+        await late.result()  # granted after the first, then past its deadline at the provider
+        out["media_job_deadline"] = late
+        line = client.get_workflow_handle(admission_workflow_id(provider))
+        await line.terminate("recorded")
+        out["admission"] = line
     return out
 
 
@@ -460,6 +512,7 @@ SCENARIOS: list[Scenario] = [
     alerts,
     retention,
     job_batches,
+    admission,
 ]
 
 

@@ -20,6 +20,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Interceptor, Replayer
 
 from core.tracing import setup_tracing, shutdown_tracing, temporal_interceptors
+from workflows.admission import AdmissionWorkflow
 from workflows.alerts import AlertDeliveryWorkflow, AlertSweepWorkflow
 from workflows.bulk_jobs import JobBatchWorkflow
 from workflows.maintenance import PruneEventsWorkflow
@@ -45,6 +46,7 @@ WORKFLOWS = [
     AlertDeliveryWorkflow,
     RetentionWorkflow,
     JobBatchWorkflow,
+    AdmissionWorkflow,
 ]
 
 

@@ -1,0 +1,278 @@
+"""Admission (workflows.admission): grant order, caps, queued cancels and deadlines.
+
+The grant rule is a pure function, tested on its own; the workflows run on the time-skipping
+test server with scripted media activities and the real admission activities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.admission import AdmissionActivities
+from core.contracts import (
+    ADMISSION_PAUSE_SIGNAL,
+    ADMISSION_POSITION_QUERY,
+    DEADLINE_REASON,
+    AdmissionLimits,
+    AdmissionState,
+    AdmissionTicket,
+    JobStatus,
+    QueuePosition,
+    admission_workflow_id,
+)
+from tests.workflows import fakes
+from tests.workflows.fakes import FakeMedia
+from tests.workflows.test_media_job import event, job, start, wait_for
+from workflows.admission import AdmissionWorkflow, next_grants
+from workflows.media_job import MediaJobWorkflow
+
+Handle = WorkflowHandle[Any, Any]
+
+
+def tickets(*specs: tuple[str, int]) -> list[AdmissionTicket]:
+    """(user, priority) in arrival order."""
+    return [AdmissionTicket(f"j{n}", user, prio, n) for n, (user, prio) in enumerate(specs, 1)]
+
+
+# --- the grant rule ---------------------------------------------------------------------------
+
+
+def test_a_single_job_of_another_user_goes_before_the_flood_behind_it() -> None:
+    flood = [("flood", 1)] * 100
+    waiting = tickets(*flood, ("solo", 1))
+    holders = [AdmissionTicket("h", "flood", 1, 0)]
+    last = {"flood": 1}
+    one_slot = AdmissionLimits(max_active=2, max_per_user=0)
+    granted, _, _ = next_grants(waiting, holders, last, one_slot, seq=1)
+    assert [t.user_id for t in granted] == ["solo"]
+
+
+def test_users_take_turns_and_each_users_jobs_keep_their_order() -> None:
+    waiting = tickets(("a", 1), ("a", 1), ("a", 1), ("b", 1), ("b", 1), ("c", 1))
+    granted, _, _ = next_grants(waiting, [], {}, AdmissionLimits(max_active=0, max_per_user=0), 0)
+    assert [t.job_id for t in granted] == ["j1", "j4", "j6", "j2", "j5", "j3"]
+
+
+def test_a_priority_0_job_overtakes_queued_priority_2_jobs() -> None:
+    waiting = tickets(*([("batch", 2)] * 10), ("batch", 0))
+    granted, _, _ = next_grants(waiting, [], {}, AdmissionLimits(max_active=1), 0)
+    assert [t.job_id for t in granted] == ["j11"]
+
+
+@pytest.mark.parametrize("max_active,max_per_user", [(5, 0), (0, 3), (7, 2), (1, 1)])
+def test_the_caps_are_never_exceeded(max_active: int, max_per_user: int) -> None:
+    waiting = tickets(*[(f"u{n % 4}", n % 3) for n in range(60)])
+    holders = [AdmissionTicket("h", "u0", 1, 0)]
+    limits = AdmissionLimits(max_active=max_active, max_per_user=max_per_user)
+    granted, _, _ = next_grants(waiting, holders, {}, limits, 0)
+    everyone = holders + granted
+    if max_active:
+        assert len(everyone) == max_active
+    if max_per_user:
+        per_user = {u: sum(t.user_id == u for t in everyone) for u in ("u0", "u1", "u2", "u3")}
+        assert max(per_user.values()) == max_per_user
+
+
+# --- the workflows ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def line(env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str, FakeMedia]]:
+    fake = FakeMedia()
+    task_queue = f"tq-{uuid.uuid4()}"
+    admission = AdmissionActivities(client=env.client, task_queue=task_queue)
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[MediaJobWorkflow, AdmissionWorkflow],
+        activities=[*fake.activities(), admission.request, admission.release, admission.ended],
+    ):
+        yield env.client, task_queue, fake
+
+
+def admitted(limits: AdmissionLimits, user_id: str = "u1", **kw: Any) -> Any:
+    provider = f"prov-{uuid.uuid4().hex[:8]}"  # a line of its own per test
+    return replace(job(**kw), provider=provider, admission=limits, user_id=user_id)
+
+
+async def position(client: Client, provider: str, job_id: str) -> QueuePosition:
+    answer: QueuePosition = await client.get_workflow_handle(admission_workflow_id(provider)).query(
+        ADMISSION_POSITION_QUERY, job_id, result_type=QueuePosition
+    )
+    return answer
+
+
+async def waiting_count(client: Client, provider: str, count: int) -> None:
+    for _ in range(400):
+        try:
+            if (await position(client, provider, "-")).waiting == count:
+                return
+        except Exception:  # the line starts with the first request
+            pass
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{provider}: never {count} waiting")
+
+
+def submitted_order(fake: FakeMedia) -> list[str]:
+    return [r.job_id for r in fake.submit_requests]
+
+
+async def test_the_flood_waits_behind_another_users_single_job(line) -> None:
+    client, tq, fake = line
+    limits = AdmissionLimits(max_active=1, max_per_user=20)
+    first = admitted(limits, user_id="flood")
+    provider = first.provider
+    running = await start(client, tq, first)
+    await wait_for(running, JobStatus.SUBMITTED)
+    flood = [replace(first, job_id=uuid.uuid4().hex) for _ in range(5)]
+    queued = [await start(client, tq, j) for j in flood]
+    await waiting_count(client, provider, 5)
+    solo = replace(first, job_id=uuid.uuid4().hex, user_id="solo")
+    solo_handle = await start(client, tq, solo)
+    await waiting_count(client, provider, 6)
+    assert (await position(client, provider, solo.job_id)).position == 1
+    assert (await solo_handle.query(MediaJobWorkflow.state)).status == JobStatus.QUEUED
+
+    await running.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+    await running.result()
+    await wait_for(solo_handle, JobStatus.SUBMITTED)
+    # One slot: only the solo job went to the provider after the first.
+    assert submitted_order(fake) == [first.job_id, solo.job_id]
+    for handle in [solo_handle, *queued]:
+        await handle.signal(MediaJobWorkflow.cancel, "done")
+    for handle in [solo_handle, *queued]:
+        assert (await handle.result()).status == JobStatus.CANCELED
+    assert (await position(client, provider, "-")).waiting == 0
+
+
+async def test_a_job_cancelled_while_queued_leaves_the_line_and_never_submits(line) -> None:
+    client, tq, fake = line
+    limits = AdmissionLimits(max_active=1)
+    first = admitted(limits)
+    running = await start(client, tq, first)
+    await wait_for(running, JobStatus.SUBMITTED)
+    second = replace(first, job_id=uuid.uuid4().hex)
+    handle = await start(client, tq, second)
+    await waiting_count(client, first.provider, 1)
+    await handle.signal(MediaJobWorkflow.cancel, "not needed")
+    result = await handle.result()
+    assert result.status == JobStatus.CANCELED and result.error == "not needed"
+    assert (await position(client, first.provider, second.job_id)).position is None
+    assert submitted_order(fake) == [first.job_id]
+    await running.signal(MediaJobWorkflow.cancel, "done")
+    await running.result()
+    assert fake.cancels == [fakes.PROVIDER_JOB_ID]  # the running one, at the provider
+
+
+async def test_a_released_slot_goes_to_the_next_job(line) -> None:
+    client, tq, _ = line
+    first = admitted(AdmissionLimits(max_active=1))
+    running = await start(client, tq, first)
+    await wait_for(running, JobStatus.SUBMITTED)
+    second = replace(first, job_id=uuid.uuid4().hex)
+    handle = await start(client, tq, second)
+    await waiting_count(client, first.provider, 1)
+    await running.signal(MediaJobWorkflow.provider_event, event(fakes.FAILED))
+    assert (await running.result()).status == JobStatus.FAILED
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+    assert (await handle.result()).status == JobStatus.SUCCEEDED
+    assert (await position(client, first.provider, "-")).active == 0
+
+
+async def test_a_terminated_holder_frees_its_slot_on_the_slow_check(
+    line, env: WorkflowEnvironment
+) -> None:
+    client, tq, fake = line
+    first = admitted(AdmissionLimits(max_active=1))
+    running = await start(client, tq, first)
+    await wait_for(running, JobStatus.SUBMITTED)
+    second = replace(first, job_id=uuid.uuid4().hex)
+    handle = await start(client, tq, second)
+    await waiting_count(client, first.provider, 1)
+    await running.terminate("gone without releasing")
+    await env.sleep(timedelta(minutes=2))
+    await wait_for(handle, JobStatus.SUBMITTED)
+    assert submitted_order(fake) == [first.job_id, second.job_id]
+    await handle.signal(MediaJobWorkflow.cancel, "done")
+    await handle.result()
+
+
+async def test_past_its_deadline_a_job_is_cancelled_at_the_provider(line) -> None:
+    client, tq, fake = line
+    handle = await start(client, tq, admitted(AdmissionLimits(), deadline_seconds=600))
+    result = await handle.result()  # the provider never finishes: time skips to the deadline
+    assert result.status == JobStatus.CANCELED
+    assert result.error == DEADLINE_REASON
+    assert fake.cancels == [fakes.PROVIDER_JOB_ID]
+    assert fake.records[-1].status == JobStatus.CANCELED
+    # Replicate is told the deadline too (Cancel-After).
+    assert fake.submit_requests[0].cancel_after_seconds == pytest.approx(600, abs=5)
+
+
+async def test_a_deadline_passed_while_queued_withdraws_the_job(line) -> None:
+    client, tq, fake = line
+    first = admitted(AdmissionLimits(max_active=1))
+    running = await start(client, tq, first)
+    await wait_for(running, JobStatus.SUBMITTED)
+    late = replace(first, job_id=uuid.uuid4().hex, deadline_seconds=60)
+    result = await (await start(client, tq, late)).result()
+    assert result.status == JobStatus.CANCELED and result.error == DEADLINE_REASON
+    assert submitted_order(fake) == [first.job_id]
+    assert (await position(client, first.provider, "-")).waiting == 0
+    await running.signal(MediaJobWorkflow.cancel, "done")
+    await running.result()
+
+
+async def test_a_deadline_without_admission_still_cancels(line) -> None:
+    client, tq, fake = line
+    result = await (await start(client, tq, job(deadline_seconds=120))).result()
+    assert result.status == JobStatus.CANCELED and result.error == DEADLINE_REASON
+    assert fake.cancels == [fakes.PROVIDER_JOB_ID]
+
+
+async def test_the_submit_and_cancel_run_on_the_providers_queue(
+    line, env: WorkflowEnvironment
+) -> None:
+    client, tq, fake = line
+    calls = FakeMedia()
+    provider_queue = f"calls-{uuid.uuid4()}"
+    own = {a.__name__: a for a in calls.activities()}
+    async with Worker(client, task_queue=provider_queue, activities=[own["submit"], own["cancel"]]):
+        inp = admitted(AdmissionLimits(), provider_task_queue=provider_queue)
+        handle = await start(client, tq, inp)
+        await wait_for(handle, JobStatus.SUBMITTED)
+        await handle.signal(MediaJobWorkflow.cancel, "stop")
+        assert (await handle.result()).status == JobStatus.CANCELED
+    assert (calls.submits, calls.cancels) == (1, [fakes.PROVIDER_JOB_ID])
+    assert (fake.submits, fake.cancels) == (0, [])
+
+
+async def test_a_providers_429_pauses_its_line(line, env: WorkflowEnvironment) -> None:
+    client, tq, fake = line
+    inp = admitted(AdmissionLimits())
+    await client.start_workflow(
+        AdmissionWorkflow.run,
+        AdmissionState(provider=inp.provider),
+        id=admission_workflow_id(inp.provider),
+        task_queue=tq,
+        start_signal=ADMISSION_PAUSE_SIGNAL,
+        start_signal_args=[30.0],
+    )
+    handle = await start(client, tq, inp)
+    await waiting_count(client, inp.provider, 1)  # a free line, but paused
+    assert fake.submits == 0
+    await env.sleep(timedelta(seconds=45))
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.cancel, "done")
+    await handle.result()
