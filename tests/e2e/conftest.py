@@ -45,6 +45,10 @@ E2E_BUCKET = "autosync-e2e"
 # Fast lifecycles so a job takes about a second; polls every second.
 E2E_ENV = {
     "POLL_INTERVAL_SECONDS": "1.5",
+    # Admission stays on (every job goes through its provider's line), but no user's cap binds
+    # here: the bulk test holds 500 of one user's jobs at the provider at once. The caps'
+    # own tests (test_queue_controls.py) run on a stack of their own.
+    "MAX_ACTIVE_JOBS_PER_USER": "1000",
     "REPLICATE_WEBHOOK_EVENTS": "start,completed",
     "REPLICATE_EMULATOR_STARTING_SECONDS": "0.2",
     "REPLICATE_EMULATOR_PROCESSING_SECONDS": "0.4",
