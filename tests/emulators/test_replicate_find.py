@@ -31,6 +31,10 @@ pytest_plugins = ("tests.emulators.fal_fixtures", "tests.emulators.kie_fixtures"
 # Nobody listens here: the emulator's webhooks to it fail and are given up, which is fine.
 DEAD_END = "http://127.0.0.1:9/webhooks/{provider}?job_id={job_id}&token=t"
 
+# A Cancel-After the provider is asked for, and the deadline Replicate then records.
+CANCEL_AFTER_ASKED = 90.2
+CANCEL_AFTER_ROUNDED_UP = timedelta(seconds=91)
+
 
 def request_for(
     job_id: str, faults: dict[str, Any] | None = None, kind: JobKind = JobKind.GENERATION
@@ -345,7 +349,7 @@ async def test_the_deadline_goes_with_the_create_as_cancel_after(
     provider: ReplicateProvider, emulator_url: str
 ) -> None:
     request = request_for(uuid.uuid4().hex, {"stay_starting": True})
-    request.cancel_after_seconds = 90.2
+    request.cancel_after_seconds = CANCEL_AFTER_ASKED
     created = await provider.submit(request)
     async with httpx.AsyncClient(base_url=emulator_url, trust_env=False) as http:
         response = await http.get(
@@ -354,4 +358,5 @@ async def test_the_deadline_goes_with_the_create_as_cancel_after(
         )
     body = response.json()
     deadline, made = (datetime.fromisoformat(body[k]) for k in ("deadline", "created_at"))
-    assert deadline - made == timedelta(seconds=91)  # rounded up to whole seconds
+    told = deadline - made
+    assert told == CANCEL_AFTER_ROUNDED_UP  # the header's value, rounded up to whole seconds

@@ -38,6 +38,9 @@ from workflows.media_job import MediaJobWorkflow
 
 Handle = WorkflowHandle[Any, Any]
 
+# A job's deadline setting (what the workflow schedules and tells Replicate; not a time taken).
+DEADLINE_SETTING = 600
+
 
 def tickets(*specs: tuple[str, int]) -> list[AdmissionTicket]:
     """(user, priority) in arrival order."""
@@ -210,14 +213,15 @@ async def test_a_terminated_holder_frees_its_slot_on_the_slow_check(
 
 async def test_past_its_deadline_a_job_is_cancelled_at_the_provider(line) -> None:
     client, tq, fake = line
-    handle = await start(client, tq, admitted(AdmissionLimits(), deadline_seconds=600))
+    handle = await start(client, tq, admitted(AdmissionLimits(), deadline_seconds=DEADLINE_SETTING))
     result = await handle.result()  # the provider never finishes: time skips to the deadline
     assert result.status == JobStatus.CANCELED
     assert result.error == DEADLINE_REASON
     assert fake.cancels == [fakes.PROVIDER_JOB_ID]
     assert fake.records[-1].status == JobStatus.CANCELED
     # Replicate is told the deadline too (Cancel-After).
-    assert fake.submit_requests[0].cancel_after_seconds == pytest.approx(600, abs=5)
+    told = fake.submit_requests[0].cancel_after_seconds
+    assert told == pytest.approx(DEADLINE_SETTING, abs=5)  # the setting, as Cancel-After
 
 
 async def test_a_deadline_passed_while_queued_withdraws_the_job(line) -> None:
