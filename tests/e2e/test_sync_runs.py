@@ -150,7 +150,8 @@ async def test_one_failing_module_fails_the_run_and_keeps_the_rest(e2e: E2E) -> 
     assert "contas_pagar" in done["error_message"]
     assert done["modules"]["contas_pagar"]["status"] == "failed"
     others = [m for n, m in done["modules"].items() if n != "contas_pagar"]
-    assert all(m["status"] == "done" and m["processed"] > 0 for m in others)
+    # Each other module read its month (rows an earlier test stored come back as skipped).
+    assert all(m["status"] == "done" and m["processed"] + m["skipped"] > 0 for m in others)
 
 
 async def test_cancel_mid_module_keeps_stored_rows(e2e: E2E) -> None:
