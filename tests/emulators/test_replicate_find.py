@@ -359,4 +359,4 @@ async def test_the_deadline_goes_with_the_create_as_cancel_after(
     body = response.json()
     deadline, made = (datetime.fromisoformat(body[k]) for k in ("deadline", "created_at"))
     told = deadline - made
-    assert told == CANCEL_AFTER_ROUNDED_UP  # the header's value, rounded up to whole seconds
+    assert told == CANCEL_AFTER_ROUNDED_UP  # the header's value, rounded up
