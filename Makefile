@@ -47,9 +47,12 @@ lock: | $(UV)
 up: $(STAMP)
 	$(PY) -m devstack up $(if $(DB),--db $(DB))
 
-## Install and run the whole test suite, then lint and type-check
+## Install and run the whole test suite, then lint and type-check. The suite is spread over
+## TEST_WORKERS pytest-xdist workers; tests that share a server stay on one worker (see
+## tests/conftest.py). `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 	$(MAKE) --no-print-directory lint
 
 ## The unit tests again, on the lowest versions pyproject.toml allows (a throwaway venv; ~4 min)

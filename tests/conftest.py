@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,8 +16,39 @@ from core.migrate import upgrade
 from devstack.postgres import NOT_INSTALLED, PostgresServer
 from devstack.processes import temporal_test_server_path
 
+# The e2e stacks are session fixtures, one per variant (tests/e2e/conftest.py VARIANTS).
+_E2E_VARIANTS = ("sqlite-local", "postgres-s3")
 
-@pytest.fixture(scope="session")
+
+def share_group(nodeid: str) -> str:
+    """The tests that must run on one pytest-xdist worker: those sharing an e2e stack (one
+    group per variant: each stack starts once), else those of one file (module-scoped stacks
+    and the module's test server start once)."""
+    path, _, rest = nodeid.partition("::")
+    params = rest[rest.find("[") :] if "[" in rest else ""
+    for variant in _E2E_VARIANTS:
+        if variant in params:
+            return f"e2e-{variant}"
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` spreads the suite over pytest-xdist workers by `share_group` (xdist's own
+    `--dist loadgroup` no longer groups under pytest 9: it renames items through a private
+    attribute pytest stopped reading)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByServer(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types
+        def _split_scope(self, nodeid: str) -> str:
+            return share_group(nodeid)
+
+    return ByServer(config, log)
+
+
+# A test server per module: workflows an earlier module left running (a line, a poller, their
+# timers) hold the server's clock, and a later module's `env.sleep` then timed out.
+@pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     server = temporal_test_server_path()  # from the wheel: nothing is downloaded
     environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server)

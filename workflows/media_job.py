@@ -300,6 +300,14 @@ class MediaJobWorkflow:
         if self._status in (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.PROCESSING):
             self._cancel_reason = self._cancel_reason or DEADLINE_REASON
 
+    def _deadline_reached(self) -> bool:
+        seconds = self._job.deadline_seconds
+        if not seconds:
+            return False
+        spent = (workflow.now() - workflow.info().start_time).total_seconds()
+        # Cancel-After is told in whole seconds, rounded up: the provider never ends it early.
+        return spent >= seconds - 1.0
+
     def _seconds_left(self) -> float | None:
         seconds = self._job.deadline_seconds
         if not seconds:
@@ -400,7 +408,10 @@ class MediaJobWorkflow:
                 JobStatus.FAILED, snapshot.error or f"{job.provider} reported the job failed"
             )
         if snapshot.phase == ProviderPhase.CANCELED:
-            return await self._finish(JobStatus.CANCELED, f"canceled at {job.provider}")
+            # Replicate ends a job at its Cancel-After (our deadline) on its own, and may say so
+            # before our timer fires: the reason is still the deadline.
+            reason = DEADLINE_REASON if self._deadline_reached() else f"canceled at {job.provider}"
+            return await self._finish(JobStatus.CANCELED, reason)
         return await self._store(snapshot)
 
     async def _wait_for_provider(self) -> None:

@@ -109,8 +109,11 @@ def test_down_ends_the_upstream_side_too(server: EchoServer, proxy: TcpProxy) ->
 
 def test_refuses_while_down_and_forwards_again_after_up(proxy: TcpProxy) -> None:
     proxy.down()
-    with connect(proxy) as refused:
-        assert ended(refused)
+    try:
+        with connect(proxy) as refused:
+            assert ended(refused)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the reset came while the connect was still returning: refused all the same
     assert proxy.refused >= 1
     proxy.up()
     with connect(proxy) as sock:

@@ -45,12 +45,9 @@ E2E_BUCKET = "autosync-e2e"
 # Fast lifecycles so a job takes about a second; polls every second.
 E2E_ENV = {
     "POLL_INTERVAL_SECONDS": "1.5",
-    # Admission is tested on a stack of its own (test_queue_controls.py). Here it is off: in
-    # the full suite a job created right after the 500-job bulk test stayed `queued`, out of
-    # its provider's line (queue_position null) - under investigation (session note,
-    # 2026-11-30); with admission on, no user's cap may bind here either (500 of one user's
-    # jobs are held at the provider at once).
-    "ADMISSION_ENABLED": "false",
+    # Admission runs as in production (it is on by default); its caps are tested on a stack
+    # of their own (test_queue_controls.py). Here no user's cap may bind: the bulk test holds
+    # 500 of one user's jobs at the provider at once.
     "MAX_ACTIVE_JOBS_PER_USER": "1000",
     "REPLICATE_WEBHOOK_EVENTS": "start,completed",
     "REPLICATE_EMULATOR_STARTING_SECONDS": "0.2",

@@ -91,6 +91,7 @@ class Line:
 async def line() -> AsyncIterator[Line]:
     tmp = Path(tempfile.mkdtemp(prefix="autosync-queue-"))
     env = dict(E2E_ENV) | {
+        "ADMISSION_ENABLED": "true",  # whatever the shared stack does, this one is about it
         "PROVIDER_MAX_ACTIVE": f'{{"replicate": {CAP}}}',
         "MAX_ACTIVE_JOBS_PER_USER": "20",
         "PROVIDER_RATE_LIMITS": f'{{"replicate": {RATE}}}',

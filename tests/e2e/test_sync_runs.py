@@ -176,7 +176,8 @@ async def test_cancel_mid_module_keeps_stored_rows(e2e: E2E) -> None:
         await set_faults(e2e)
     assert done["status"] == "CANCELED"
     vendas = done["modules"]["vendas"]
-    assert vendas["status"] == "canceled" and vendas["processed"] > 0
+    # Rows it read are kept (rows an earlier test stored come back as skipped).
+    assert vendas["status"] == "canceled" and vendas["processed"] + vendas["skipped"] > 0
     assert done["modules"]["estoque"]["status"] == "canceled"
 
 

@@ -200,10 +200,13 @@ def test_output_kinds_and_file_bytes(api: httpx.Client) -> None:
 
 
 def test_files_expire_after_their_ttl(api: httpx.Client) -> None:
-    job = create(api, {"version": "acme/sdxl", "input": {"_emulator": {"file_ttl_seconds": 0.5}}})
+    # A TTL a loaded machine can't outrun between the job's end and the first GET.
+    job = create(api, {"version": "acme/sdxl", "input": {"_emulator": {"file_ttl_seconds": 3}}})
     [url] = wait_status(api, job["id"])["output"]
     assert httpx.get(url).status_code == 200
-    wait_for(lambda: httpx.get(url).status_code, lambda code: code == 404, what="expiry")
+    wait_for(
+        lambda: httpx.get(url).status_code, lambda code: code == 404, timeout=30, what="expiry"
+    )
     removed = get(api, job["id"])
     assert removed["data_removed"] is True
     assert removed["output"] is None

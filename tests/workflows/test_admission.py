@@ -224,6 +224,29 @@ async def test_past_its_deadline_a_job_is_cancelled_at_the_provider(line) -> Non
     assert told == pytest.approx(DEADLINE_SETTING, abs=5)  # the setting, as Cancel-After
 
 
+@pytest.mark.parametrize(
+    "provider_ends_at,reason",
+    [
+        # Replicate's own Cancel-After fires with our deadline, its webhook first: still the deadline.
+        (DEADLINE_SETTING - 0.5, DEADLINE_REASON),
+        # Cancelled at the provider well before the deadline (by hand, by its own limits).
+        (DEADLINE_SETTING / 2, "canceled at {provider}"),
+    ],
+)
+async def test_a_cancel_reported_by_the_provider_names_the_deadline_only_once_reached(
+    line, env: WorkflowEnvironment, provider_ends_at: float, reason: str
+) -> None:
+    client, tq, _ = line
+    inp = admitted(AdmissionLimits(), deadline_seconds=DEADLINE_SETTING)
+    handle = await start(client, tq, inp)
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await env.sleep(timedelta(seconds=provider_ends_at))
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.CANCELED))
+    result = await handle.result()
+    assert result.status == JobStatus.CANCELED
+    assert result.error == reason.format(provider=inp.provider)
+
+
 async def test_a_deadline_passed_while_queued_withdraws_the_job(line) -> None:
     client, tq, fake = line
     first = admitted(AdmissionLimits(max_active=1))
