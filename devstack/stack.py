@@ -42,6 +42,10 @@ DEV_SERVER_TUNING = [
     # among its partitions, and tasks spread unevenly over four lose a share of the budget.
     "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
     "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+    # Task queue priority and fairness (core/jobs/start.task_priority): a user's flood of new
+    # jobs takes turns with other users' jobs in the media queue instead of going first.
+    "--dynamic-config-value", "matching.useNewMatcher=true",
+    "--dynamic-config-value", "matching.enableFairness=true",
 ]  # fmt: skip
 
 WORKER_READY = "worker polling task queue"

@@ -7,6 +7,7 @@ One builder makes every job's workflow input (`media_job_input`): a job with a p
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -14,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
+    Priority,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -246,8 +248,27 @@ async def start_job_workflow(
                 SearchAttributePair(SA_STATUS, JobStatus.QUEUED.value),
             ]
         ),
+        priority=task_priority(job),
         **start_options(job),
     )
+
+
+# A job's priority (0 interactive … 2 batch) as Temporal's priority key (1 first … 5 last;
+# unset is 3, what sync runs and the house's own workflows get): a default job shares their level.
+_PRIORITY_KEY_OFFSET = 2
+_MAX_FAIRNESS_KEY_BYTES = 64
+
+
+def task_priority(job: MediaJobInput) -> Priority:
+    """Where the job's tasks (its workflow's and, inherited, its activities') stand in
+    Temporal's task queues: by its priority, then fair between users (one fairness key per
+    user: a user's flood of new jobs is dispatched in turn with everybody else's, not ahead of
+    them; the server needs `matching.enableFairness`, which devstack and compose set).
+    Admission decides who goes to the provider; this decides whose workflow runs first."""
+    key = job.user_id
+    if len(key.encode()) > _MAX_FAIRNESS_KEY_BYTES:
+        key = hashlib.sha256(key.encode()).hexdigest()[:_MAX_FAIRNESS_KEY_BYTES]
+    return Priority(priority_key=_PRIORITY_KEY_OFFSET + job.priority, fairness_key=key)
 
 
 def start_options(job: MediaJobInput) -> dict[str, Any]:
