@@ -197,7 +197,7 @@ def parse_sync_data(
         records.append(
             PulledRecord(
                 id=record_id, user_id=record_user, action=action, payload=payload,
-                timestamp=timestamp.astimezone(UTC),
+                timestamp=timestamp if timestamp.tzinfo is UTC else timestamp.astimezone(UTC),
             )
         )  # fmt: skip
     return records, pending

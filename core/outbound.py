@@ -285,6 +285,8 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
             return
         try:
             self._writer.write(buffer)
+            if not self._writer.transport.get_write_buffer_size():
+                return  # all of it went to the socket at once (a request usually does)
             async with asyncio.timeout(timeout):
                 await self._writer.drain()
         except TimeoutError as exc:

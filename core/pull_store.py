@@ -55,11 +55,21 @@ class PulledRecord:
 
     @property
     def item_key(self) -> str:
-        """What the record is about: its payload's item id, else the record itself."""
+        """What the record is about: its payload's item id, else the record itself.
+        (Asked once per stored record: the exact-type tests first, the general ones after.)"""
+        payload = self.payload
         for key in _ITEM_KEYS:
-            value = self.payload.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-                return str(value)[:128]
+            value = payload.get(key)
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is str:
+                if value:
+                    return value[:128]
+            elif kind is int or (isinstance(value, str | int) and not isinstance(value, bool)):
+                text = str(value)
+                if text:
+                    return text[:128]
         return f"record:{self.id}"[:128]
 
 
@@ -165,7 +175,7 @@ def _stamp(value: datetime, dialect: str) -> str:
     """A timestamp in the shape the backend stores and compares: `2026-01-02 03:04:05.000006`
     (SQLAlchemy's, on SQLite; UTC), with `+00:00` on PostgreSQL. (isoformat: strftime costs
     ten times as much.)"""
-    utc = value.astimezone(UTC)
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
     if dialect == "sqlite":
         utc = utc.replace(tzinfo=None)
     return utc.isoformat(" ", "microseconds")
