@@ -18,7 +18,15 @@ _T0 = time.monotonic()
 
 # The benches push thousands of requests through one API key: the per-key rate limit of a
 # public deployment (API_RATE_LIMIT_PER_SECOND) would measure itself, so their stacks run without.
-UNTHROTTLED_ENV = {"API_RATE_LIMIT_PER_SECOND": "0"}
+# The benches measure the orchestration, not the limits we put on it: no API rate limit, and
+# none of issue 14's queue caps (a bench's one user holds thousands of jobs in flight; the
+# emulators have no rate limit). Admission itself stays on, as by default: its round trip is
+# part of every job. bench/fairness.py sets the caps it is about.
+UNTHROTTLED_ENV = {
+    "API_RATE_LIMIT_PER_SECOND": "0",
+    "MAX_ACTIVE_JOBS_PER_USER": "0",
+    "PROVIDER_RATE_LIMITS": "{}",
+}
 
 
 def log(message: str) -> None:

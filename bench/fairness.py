@@ -45,6 +45,7 @@ import httpx
 
 from bench.common import UNTHROTTLED_ENV, bounded, log, ratio, summary_ms
 from bench.procs import machine
+from core.settings import Settings
 from devstack.stack import Stack, StackConfig
 
 TARGET_RATIO = 1.5
@@ -141,6 +142,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     try:
         env = dict(UNTHROTTLED_ENV) | {
+            "MAX_ACTIVE_JOBS_PER_USER": str(
+                Settings.model_fields["max_active_jobs_per_user"].default
+            ),
             "PROVIDER_MAX_ACTIVE": json.dumps({"replicate": args.slots}),
             "PROVIDER_RATE_LIMITS": json.dumps({"replicate": args.rate_limit}),
             "REPLICATE_WEBHOOK_EVENTS": "start,completed",
