@@ -64,7 +64,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-## Media jobs against the bare limit of this machine: 3 rounds and their median (~14 minutes; JSON)
+## Media jobs against the bare limit of this machine: 3 rounds and their median (~33 minutes; JSON)
 bench-media: $(STAMP)
 	$(PY) bench/media_jobs.py
 
