@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +54,23 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return ByServer(config, log)
 
 
-# A test server per module: workflows an earlier module left running (a line, a poller, their
-# timers) hold the server's clock, and a later module's `env.sleep` then timed out.
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    server = temporal_test_server_path()  # from the wheel: nothing is downloaded
+@asynccontextmanager
+async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server from the wheel (nothing is downloaded)."""
+    server = temporal_test_server_path()
     environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server)
     try:
         yield environment
     finally:
         await environment.shutdown()
+
+
+# A test server per module: workflows an earlier module left running (a line, a poller, their
+# timers) hold the server's clock, and a later module's `env.sleep` then timed out.
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with time_skipping_server() as environment:
+        yield environment
 
 
 @pytest.fixture(scope="session")

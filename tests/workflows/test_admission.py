@@ -30,7 +30,7 @@ from core.contracts import (
     QueuePosition,
     admission_workflow_id,
 )
-from devstack.processes import temporal_test_server_path
+from tests.conftest import time_skipping_server
 from tests.workflows import fakes
 from tests.workflows.fakes import FakeMedia
 from tests.workflows.test_media_job import event, job, start, wait_for
@@ -95,12 +95,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A test server per test here: each test's line keeps running (a holder check every
     minute) after its worker is gone, and a later test's `env.sleep` then has every one of
     those timers to fire (seen failing with an h2 protocol error)."""
-    server = temporal_test_server_path()
-    environment = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=server)
-    try:
+    async with time_skipping_server() as environment:
         yield environment
-    finally:
-        await environment.shutdown()
 
 
 @pytest.fixture
