@@ -16,12 +16,11 @@ T = TypeVar("T")
 
 _T0 = time.monotonic()
 
-# The benches push thousands of requests through one API key: the per-key rate limit of a
-# public deployment (API_RATE_LIMIT_PER_SECOND) would measure itself, so their stacks run without.
-# The benches measure the orchestration, not the limits we put on it: no API rate limit, and
-# none of issue 14's queue caps (a bench's one user holds thousands of jobs in flight; the
-# emulators have no rate limit). Admission itself stays on, as by default: its round trip is
-# part of every job. bench/fairness.py sets the caps it is about.
+# The benches measure the orchestration, not the limits put on it: they push thousands of
+# requests through one API key (the per-key rate limit would measure itself) and one user holds
+# thousands of jobs in flight, so their stacks run without API_RATE_LIMIT_PER_SECOND, the
+# per-user cap and provider rate limits (the emulators have none). Admission itself stays on,
+# as by default: its round trip is part of every job. bench/fairness.py sets the caps it is about.
 UNTHROTTLED_ENV = {
     "API_RATE_LIMIT_PER_SECOND": "0",
     "MAX_ACTIVE_JOBS_PER_USER": "0",
