@@ -96,11 +96,15 @@ REF = re.compile(r"soak-\d{6}")
 # The worker's provider calls time out after 30 s (worker.py): a create answered later is
 # ambiguous, it may or may not have made a provider job.
 SLOW_CREATE_SECONDS = 32.0
-# A create whose answer is lost *and* every delivery of its webhook dropped leaves nothing that
-# names the provider job where jobs can't be looked up (fal, KIE): such a job waits for the
-# webhook, then fails rather than creating a second one (README "Reliability"). Real providers
-# retry deliveries for hours; the emulators' drop is forever, so the two aren't combined there.
-UNKNOWABLE_WITHOUT_LOOKUP = frozenset({"provider_create_timeout", "webhook_dropped"})
+# A create whose answer is lost leaves nothing that names the provider job where jobs can't be
+# looked up (fal, KIE) but its webhook: such a job waits for the webhook, then fails rather than
+# creating a second one (README "Reliability"). So a slow create is not combined there with
+# every delivery of the webhook dropped (real providers retry deliveries for hours; the
+# emulators' drop is forever), nor with a 429 or 5xx: the emulator refuses those before it
+# makes any job, and answers the refusal after the slow create's delay, past the client's
+# timeout, so no job and no webhook ever exist.
+SLOW_CREATE = "provider_create_timeout"
+UNKNOWABLE_WITH_SLOW_CREATE = frozenset({"webhook_dropped", "provider_429", "provider_5xx"})
 LOOKUP_PROVIDERS = ("replicate",)
 
 ENV = {
@@ -592,7 +596,7 @@ class JobLoad:
             if self.rng.random() < 0.3:
                 kinds.append(self.rng.choice(sorted(self.faults)))
         providers = [p for p in PROVIDERS if all(p in self.faults[k] for k in kinds)]
-        if UNKNOWABLE_WITHOUT_LOOKUP <= set(kinds):
+        if SLOW_CREATE in kinds and UNKNOWABLE_WITH_SLOW_CREATE & set(kinds):
             providers = [p for p in providers if p in LOOKUP_PROVIDERS]
         provider = self.rng.choice(providers)
         offered = [k for k in KIND_WEIGHTS if not (provider == "kie" and k == "training")]
