@@ -63,13 +63,15 @@ class PulledRecord:
             if value is None:
                 continue
             kind = type(value)
+            text: str
             if kind is str:
-                if value:
-                    return value[:128]
+                text = value
             elif kind is int or (isinstance(value, str | int) and not isinstance(value, bool)):
                 text = str(value)
-                if text:
-                    return text[:128]
+            else:
+                continue
+            if text:
+                return text[:128]
         return f"record:{self.id}"[:128]
 
 
