@@ -17,8 +17,9 @@ from core.migrate import upgrade
 from devstack.postgres import NOT_INSTALLED, PostgresServer
 from devstack.processes import temporal_test_server_path
 
-# The e2e stacks are session fixtures, one per variant (tests/e2e/conftest.py VARIANTS).
-_E2E_VARIANTS = ("sqlite-local", "postgres-s3")
+# The e2e stacks are session fixtures, one per variant (tests/e2e/conftest.py): defined here,
+# where the xdist grouping below needs them without loading the e2e fixtures.
+E2E_VARIANTS = ("sqlite-local", "postgres-s3")
 # The first variant's tests take ~21 of the suite's ~50 minutes (--durations, 2026-11-30): these
 # files, about half of that, run in a second group, on a stack of their own.
 _SQLITE_SECOND_GROUP = frozenset(
@@ -33,9 +34,9 @@ def share_group(nodeid: str) -> str:
     else those of one file (module-scoped stacks and the module's test server start once)."""
     path, _, rest = nodeid.partition("::")
     params = rest[rest.find("[") :] if "[" in rest else ""
-    for variant in _E2E_VARIANTS:
+    for variant in E2E_VARIANTS:
         if variant in params:
-            second = variant == _E2E_VARIANTS[0] and path in _SQLITE_SECOND_GROUP
+            second = variant == E2E_VARIANTS[0] and path in _SQLITE_SECOND_GROUP
             return f"e2e-{variant}" + ("-2" if second else "")
     return path
 

@@ -30,6 +30,7 @@ from devstack.s3 import S3Server
 from devstack.stack import Stack, StackConfig
 from devstack.tcp_proxy import TcpProxy
 from providers import fal, kie
+from tests.conftest import E2E_VARIANTS
 from tests.e2e.dashboard_support import (  # noqa: F401 (the browser tests' fixtures and hook)
     browser,
     chromium,
@@ -113,7 +114,7 @@ class E2E:
         return httpx.AsyncClient(base_url=url, headers={"Authorization": auth}, timeout=30.0)
 
 
-VARIANTS = ["sqlite-local", "postgres-s3"]
+VARIANTS = list(E2E_VARIANTS)
 # For tests whose subject (a provider's protocol, a workflow path) doesn't depend on the
 # database or the storage: the first stack only. The session's stacks stay shared: pytest
 # groups tests by the fixture's parameter index, and this is index 0 of both lists.
