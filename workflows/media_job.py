@@ -300,20 +300,21 @@ class MediaJobWorkflow:
         if self._status in (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.PROCESSING):
             self._cancel_reason = self._cancel_reason or DEADLINE_REASON
 
-    def _deadline_reached(self) -> bool:
-        seconds = self._job.deadline_seconds
-        if not seconds:
-            return False
-        spent = (workflow.now() - workflow.info().start_time).total_seconds()
-        # Cancel-After is told in whole seconds, rounded up: the provider never ends it early.
-        return spent >= seconds - 1.0
-
-    def _seconds_left(self) -> float | None:
+    def _until_deadline(self) -> float | None:
+        """Seconds from now to the job's deadline (negative once past); None without one."""
         seconds = self._job.deadline_seconds
         if not seconds:
             return None
-        spent = (workflow.now() - workflow.info().start_time).total_seconds()
-        return max(1.0, seconds - spent)
+        return seconds - (workflow.now() - workflow.info().start_time).total_seconds()
+
+    def _deadline_reached(self) -> bool:
+        left = self._until_deadline()
+        # Cancel-After is told in whole seconds, rounded up: the provider never ends it early.
+        return left is not None and left <= 1.0
+
+    def _seconds_left(self) -> float | None:
+        left = self._until_deadline()
+        return None if left is None else max(1.0, left)
 
     async def _submitted(self, submitted: ProviderSnapshot, record_submit: bool) -> MediaJobResult:
         """Follow the provider job the submit created (or found) to the end."""
