@@ -14,6 +14,11 @@ at a steady pace (one every `--interval` s per user, staggered between users):
 - `flood`: one more user first POSTs `--flood` jobs at once (20 requests in flight), then the
   others submit as in `quiet` while the flood is queued.
 
+The defaults (9 others, one job each every 8 s, 3 s at the provider, 10 slots) keep the others'
+own demand near 40 % of the provider's slots, so what the flood phase shows is the flood's
+effect, not a line the others fill by themselves. At `--interval 2 --processing-seconds 1` their
+own demand is ~80 % of the slots and, on 2 cores, of the CPU: any extra work queues them.
+
 Per phase, `time_to_provider_ms` of the others' jobs: the job's `submitted_at` (its admission
 granted and its create answered: the job is `submitted`, at the provider) minus its
 `created_at`, both from the API's own clock. This is the wait admission controls; `processing`
@@ -208,8 +213,8 @@ def main() -> int:
     parser.add_argument("--flood", type=int, default=300, help="jobs the flooding user POSTs")
     parser.add_argument("--slots", type=int, default=10, help="PROVIDER_MAX_ACTIVE for Replicate")
     parser.add_argument("--singles", type=int, default=5, help="jobs per other user and phase")
-    parser.add_argument("--interval", type=float, default=2.0, help="s between a user's jobs")
-    parser.add_argument("--processing-seconds", type=float, default=1.0)
+    parser.add_argument("--interval", type=float, default=8.0, help="s between a user's jobs")
+    parser.add_argument("--processing-seconds", type=float, default=3.0)
     parser.add_argument("--rate-limit", type=float, default=50.0, help="creates/s (all workers)")
     parser.add_argument("--timeout", type=float, default=120.0, help="s a single may wait")
     parser.add_argument("--quick", action="store_true", help="4 users, a flood of 40, 2 singles")

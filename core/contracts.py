@@ -130,6 +130,9 @@ class AdmissionLimits:
 
     max_active: int = 0  # jobs at the provider (PROVIDER_MAX_ACTIVE)
     max_per_user: int = 20  # jobs of one user at the provider (MAX_ACTIVE_JOBS_PER_USER)
+    # Of `max_active`, slots only a user with nothing at the provider may take
+    # (PROVIDER_FAIR_RESERVE): a newcomer's job need not wait for a flood's job to end.
+    reserve: int = 0
 
 
 @dataclass

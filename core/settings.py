@@ -223,6 +223,10 @@ class Settings(BaseSettings):
     admission_enabled: bool = True
     max_active_jobs_per_user: int = Field(default=20, ge=0)
     provider_max_active: dict[str, int] = Field(default_factory=dict)
+    # The share of a capped provider's slots kept for users with no job there yet (rounded up;
+    # a user already there can always hold at least one): one user's flood then leaves room
+    # for everybody else's next job instead of making it wait for a slot. 0: no reserve.
+    provider_fair_reserve: float = Field(default=0.2, ge=0, lt=1)
     # Provider calls of admitted jobs (creates, cancels) run on a task queue per provider
     # ("{PROVIDER_TASK_QUEUE_PREFIX}{provider}") whose requests per second (JSON) the server
     # enforces for every worker together; left out: no limit. Replicate allows 600 creates/min.

@@ -13,6 +13,8 @@ Grant order (`next_grants`), rules that are easy to break:
   never had one) goes first, so one user's flood waits behind everybody else's single jobs;
   a user's own jobs go in the order they asked.
 - Never more than `max_active` jobs at the provider, nor `max_per_user` of one user (0: none).
+- The last `reserve` free slots go only to users with no job at the provider: a flood stops
+  short of the cap, so a newcomer's job starts at once instead of waiting for a release.
 - Requests are idempotent by job id (an activity retried after a lost answer asks again; a
   holder asking again is granted again, since its grant may have been lost).
 - A release is never lost for good: a job whose workflow ended without releasing (terminated,
@@ -79,10 +81,13 @@ def next_grants(
     left = list(waiting)
     granted: list[AdmissionTicket] = []
     while left and (limits.max_active <= 0 or total < limits.max_active):
+        # Past this many at the provider, only users with nothing there are granted.
+        shared = limits.max_active - limits.reserve if limits.max_active > 0 else 0
         open_ = [
             t
             for t in left
-            if limits.max_per_user <= 0 or active.get(t.user_id, 0) < limits.max_per_user
+            if (limits.max_per_user <= 0 or active.get(t.user_id, 0) < limits.max_per_user)
+            and (shared <= 0 or total < shared or not active.get(t.user_id))
         ]
         if not open_:
             break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -172,6 +173,14 @@ def media_job_input(
     )
 
 
+def reserved_slots(max_active: int, share: float) -> int:
+    """Slots of a provider capped at `max_active` kept for users with none there (rounded up),
+    leaving at least one for a user already there."""
+    if max_active <= 1 or share <= 0:
+        return 0
+    return min(max_active - 1, math.ceil(max_active * share))
+
+
 def queue_controls(job: Job, settings: Settings) -> dict[str, Any]:
     """The job's priority, deadline and admission limits (MediaJobInput fields): priority and
     deadline as the job was created with them (kept in its metadata), else the defaults."""
@@ -185,9 +194,11 @@ def queue_controls(job: Job, settings: Settings) -> dict[str, Any]:
         "deadline_seconds": float(deadline) if deadline else None,
     }
     if settings.admission_enabled:
+        max_active = settings.provider_max_active.get(job.provider, 0)
         controls["admission"] = AdmissionLimits(
-            max_active=settings.provider_max_active.get(job.provider, 0),
+            max_active=max_active,
             max_per_user=settings.max_active_jobs_per_user,
+            reserve=reserved_slots(max_active, settings.provider_fair_reserve),
         )
         controls["provider_task_queue"] = settings.provider_task_queue(job.provider)
     return controls

@@ -94,6 +94,9 @@ async def line() -> AsyncIterator[Line]:
         "ADMISSION_ENABLED": "true",  # whatever the shared stack does, this one is about it
         "PROVIDER_MAX_ACTIVE": f'{{"replicate": {CAP}}}',
         "MAX_ACTIVE_JOBS_PER_USER": "20",
+        # One user fills the provider here, to show whose job gets the slot freed next; the
+        # reserve that keeps slots for newcomers is checked at the grant rule.
+        "PROVIDER_FAIR_RESERVE": "0",
         "PROVIDER_RATE_LIMITS": f'{{"replicate": {RATE}}}',
     }
     config = StackConfig.ephemeral(

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.jobs.start import task_priority
+from core.jobs.start import queue_controls, task_priority
+from core.models import Job
+from core.settings import Settings
 from devstack.stack import DEV_SERVER_TUNING
 from tests.workflows.test_media_job import job
 
@@ -35,3 +37,13 @@ def test_devstack_and_compose_turn_fairness_on() -> None:
     config = yaml.safe_load((ROOT / "deploy/temporal/dynamicconfig.yaml").read_text())
     assert config["matching.enableFairness"][0]["value"] is True
     assert config["matching.useNewMatcher"][0]["value"] is True
+
+
+@pytest.mark.parametrize("share,reserve", [(0.2, 2), (0.0, 0)])
+def test_a_capped_providers_line_keeps_its_reserve_for_newcomers(
+    share: float, reserve: int
+) -> None:
+    settings = Settings(provider_max_active={"replicate": 10}, provider_fair_reserve=share)
+    row = Job(id="j1", user_id="alice", kind="generation", provider="replicate", metadata_={})
+    limits = queue_controls(row, settings)["admission"]
+    assert (limits.max_active, limits.max_per_user, limits.reserve) == (10, 20, reserve)

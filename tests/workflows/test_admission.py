@@ -30,6 +30,7 @@ from core.contracts import (
     QueuePosition,
     admission_workflow_id,
 )
+from core.jobs.start import reserved_slots
 from tests.conftest import time_skipping_server
 from tests.workflows import fakes
 from tests.workflows.fakes import FakeMedia
@@ -85,6 +86,25 @@ def test_the_caps_are_never_exceeded(max_active: int, max_per_user: int) -> None
     if max_per_user:
         per_user = {u: sum(t.user_id == u for t in everyone) for u in ("u0", "u1", "u2", "u3")}
         assert max(per_user.values()) == max_per_user
+
+
+def test_a_flood_leaves_the_reserved_slots_to_users_with_nothing_at_the_provider() -> None:
+    limits = AdmissionLimits(max_active=10, max_per_user=0, reserve=2)
+    granted, last, seq = next_grants(tickets(*[("flood", 1)] * 50), [], {}, limits, 0)
+    assert len(granted) == 8  # the flood stops short of the cap
+    holders = granted
+    # Newcomers take the reserve at once; a second job of a newcomer then waits like the flood.
+    waiting = tickets(("solo", 1), ("solo", 1), ("other", 2), ("flood", 1))
+    granted, _, _ = next_grants(waiting, holders, last, limits, seq)
+    assert sorted(t.user_id for t in granted) == ["other", "solo"]
+
+
+@pytest.mark.parametrize("max_active,share,reserved", [(10, 0.2, 2), (1, 0.2, 0), (2, 0.2, 1),
+                                                       (3, 0.9, 2), (50, 0.2, 10), (10, 0, 0)])  # fmt: skip
+def test_the_reserve_always_leaves_one_slot_to_a_user_already_there(
+    max_active: int, share: float, reserved: int
+) -> None:
+    assert reserved_slots(max_active, share) == reserved
 
 
 # --- the workflows ----------------------------------------------------------------------------
