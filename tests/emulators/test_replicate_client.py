@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from replicate.client import Client
 from replicate.exceptions import ReplicateError
 
-from tests.emulators.support import TOKEN, VERSION
+from tests.emulators.conftest import EMULATOR_ENV
+from tests.emulators.support import TOKEN, VERSION, running_emulator
+
+
+@pytest.fixture(scope="module")
+def emulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An emulator of this module's own: replicate-python 1.0.7 can't parse an `aborted`
+    prediction (replicate-python PR #449), which other modules' `Cancel-After` tests leave in
+    the shared emulator's listing."""
+    log_dir = tmp_path_factory.mktemp("client-emulator-logs")
+    with running_emulator("emulators.replicate", EMULATOR_ENV, log_dir) as url:
+        yield url
 
 
 @pytest.fixture
