@@ -167,6 +167,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 admission.release,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
+            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             max_concurrent_local_activities=settings.worker_max_concurrent_activities,
             # Cancellation reaches an activity only with a heartbeat's answer: a copy being

@@ -392,6 +392,10 @@ class Settings(BaseSettings):
     # history at its next task. 500 keeps a worker under 250 MB with 2,000 jobs in flight.
     worker_max_cached_workflows: int = 500
     worker_max_concurrent_activities: int = 200
+    # Media workflow tasks one worker holds at once. They run on one event loop, so more at once
+    # only queue inside the process, in arrival order; left at the server, the task queue's
+    # priority and fairness decide which goes next (one user's flood takes turns with others).
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
     worker_sandboxed: bool = True
     # Copies one worker runs at once on the storage queue: each holds a few 8 MB multipart
     # parts and a temp file, so this bounds the worker's memory and disk, not its CPU.

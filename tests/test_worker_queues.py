@@ -99,6 +99,15 @@ async def test_a_worker_polls_only_the_chosen_queues(
         assert [w.task_queue for w in workers] == ["copies", "pages"]
 
 
+async def test_the_media_workers_workflow_task_slots_come_from_the_settings(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    chosen = settings(tmp_path, worker_queues=["media"], worker_max_concurrent_workflow_tasks=6)
+    async with build_workers(chosen, env.client) as workers:
+        media = next(w for w in workers if w.task_queue == chosen.media_task_queue)
+        assert media.config()["max_concurrent_workflow_tasks"] == 6
+
+
 def recorded_activity_names() -> set[str]:
     """Every activity type the recorded histories scheduled, local activities included."""
     names: set[str] = set()
