@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -62,20 +63,25 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     attribute pytest stopped reading), the heaviest groups first."""
     from xdist.scheduler import LoadScopeScheduling
 
+    class LongestFirst(OrderedDict[str, Any]):
+        """The work queue, handing out the heaviest group left first (in collection order
+        among equals). Only the order of handing out changes: each worker still runs the
+        tests of a group by their index in its own collection."""
+
+        def popitem(self, last: bool = True) -> tuple[str, Any]:
+            if last or not self:
+                return super().popitem(last)
+            scope = min(self, key=_weight)  # min() keeps the first of equal weights
+            return scope, self.pop(scope)
+
     class ByServer(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types
+        def __init__(self, config: pytest.Config, log: Any = None) -> None:
+            super().__init__(config, log)
+            self.workqueue = LongestFirst()
+            config.option.loadscopereorder = False  # the order is LongestFirst's
+
         def _split_scope(self, nodeid: str) -> str:
             return share_group(nodeid)
-
-        def schedule(self) -> None:
-            if self.collection is None and self.collection_is_completed:
-                # Groups are queued in the order their first test is collected: every worker
-                # collected the same list, so each is sorted the same way.
-                self.config.option.loadscopereorder = False
-                for node, collected in self.registered_collections.items():
-                    self.registered_collections[node] = sorted(
-                        collected, key=lambda nodeid: _weight(share_group(nodeid))
-                    )
-            super().schedule()
 
     return ByServer(config, log)
 
