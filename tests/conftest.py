@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,65 +20,35 @@ from devstack.processes import temporal_test_server_path
 # The e2e stacks are session fixtures, one per variant (tests/e2e/conftest.py): defined here,
 # where the xdist grouping below needs them without loading the e2e fixtures.
 E2E_VARIANTS = ("sqlite-local", "postgres-s3")
-# The first variant's tests take ~21 of the suite's ~50 minutes (--durations, 2026-11-30), so
-# they run on three stacks (three groups): these files on a second one, and the 500-job bulk
-# cancel (~7 of those minutes under the suite's load) alone on a third.
+# The first variant's tests take ~21 of the suite's ~50 minutes (--durations, 2026-11-30): these
+# files, about half of that, run in a second group, on a stack of their own.
 _SQLITE_SECOND_GROUP = frozenset(
-    f"tests/e2e/{name}.py" for name in ("test_exactly_once", "test_providers", "test_media_jobs")
+    f"tests/e2e/{name}.py"
+    for name in ("test_bulk_jobs", "test_exactly_once", "test_providers", "test_media_jobs")
 )
-_SQLITE_THIRD_GROUP = frozenset({"tests/e2e/test_bulk_jobs.py"})
 
 
 def share_group(nodeid: str) -> str:
     """The tests that must run on one pytest-xdist worker: those sharing an e2e stack (a
-    group per variant, the first split in three: each group's worker starts its stack once),
+    group per variant, the first split in two: each group's worker starts its stack once),
     else those of one file (module-scoped stacks and the module's test server start once)."""
     path, _, rest = nodeid.partition("::")
     params = rest[rest.find("[") :] if "[" in rest else ""
     for variant in E2E_VARIANTS:
         if variant in params:
-            suffix = ""
-            if variant == E2E_VARIANTS[0]:
-                suffix = "-2" if path in _SQLITE_SECOND_GROUP else ""
-                suffix = "-3" if path in _SQLITE_THIRD_GROUP else suffix
-            return f"e2e-{variant}{suffix}"
+            second = variant == E2E_VARIANTS[0] and path in _SQLITE_SECOND_GROUP
+            return f"e2e-{variant}" + ("-2" if second else "")
     return path
-
-
-def _weight(group: str) -> int:
-    """The order groups are handed out in: the longest first, so none starts near the end
-    (the e2e stacks' groups, then the other end-to-end files with stacks of their own)."""
-    if group.startswith("e2e-"):
-        return 0
-    if group.startswith(("tests/e2e/", "tests/devstack/")):
-        return 1
-    return 2
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`make test` spreads the suite over pytest-xdist workers by `share_group` (xdist's own
     `--dist loadgroup` no longer groups under pytest 9: it renames items through a private
-    attribute pytest stopped reading), the heaviest groups first."""
+    attribute pytest stopped reading)."""
     from xdist.scheduler import LoadScopeScheduling
 
-    class LongestFirst(OrderedDict[str, Any]):
-        """The work queue, handing out the heaviest group left first (in collection order
-        among equals). Only the order of handing out changes: each worker still runs the
-        tests of a group by their index in its own collection."""
-
-        def popitem(self, last: bool = True) -> tuple[str, Any]:
-            if last or not self:
-                return super().popitem(last)
-            scope = min(self, key=_weight)  # min() keeps the first of equal weights
-            return scope, self.pop(scope)
-
     class ByServer(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types
-        def __init__(self, config: pytest.Config, log: Any = None) -> None:
-            super().__init__(config, log)
-            self.workqueue = LongestFirst()
-            config.option.loadscopereorder = False  # the order is LongestFirst's
-
         def _split_scope(self, nodeid: str) -> str:
             return share_group(nodeid)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tests.conftest import _weight, share_group
+from tests.conftest import share_group
 
 
-def test_tests_sharing_an_e2e_stack_share_a_group_and_the_bulk_cancel_has_its_own() -> None:
+def test_tests_sharing_an_e2e_stack_share_a_group() -> None:
     groups = {
         share_group(nodeid)
         for nodeid in (
@@ -15,13 +15,6 @@ def test_tests_sharing_an_e2e_stack_share_a_group_and_the_bulk_cancel_has_its_ow
     }
     assert groups == {"e2e-sqlite-local"}
     assert share_group("tests/e2e/test_media_jobs.py::test_c[sqlite-local]") == "e2e-sqlite-local-2"
-    assert share_group("tests/e2e/test_bulk_jobs.py::test_d[sqlite-local]") == "e2e-sqlite-local-3"
+    assert share_group("tests/e2e/test_bulk_jobs.py::test_d[sqlite-local]") == "e2e-sqlite-local-2"
     assert share_group("tests/e2e/test_bulk_jobs.py::test_d[postgres-s3]") == "e2e-postgres-s3"
     assert share_group("tests/jobs/test_x.py::test_y[1-2]") == "tests/jobs/test_x.py"
-
-
-def test_the_longest_groups_are_handed_out_first() -> None:
-    order = sorted(
-        ["tests/jobs/test_x.py", "tests/e2e/test_restart.py", "e2e-postgres-s3"], key=_weight
-    )
-    assert order == ["e2e-postgres-s3", "tests/e2e/test_restart.py", "tests/jobs/test_x.py"]
