@@ -80,9 +80,9 @@ def next_grants(
     last = dict(last_grant)
     left = list(waiting)
     granted: list[AdmissionTicket] = []
+    # Past this many at the provider, only users with nothing there are granted.
+    shared = limits.max_active - limits.reserve if limits.max_active > 0 else 0
     while left and (limits.max_active <= 0 or total < limits.max_active):
-        # Past this many at the provider, only users with nothing there are granted.
-        shared = limits.max_active - limits.reserve if limits.max_active > 0 else 0
         open_ = [
             t
             for t in left
