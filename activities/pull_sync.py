@@ -180,36 +180,31 @@ def parse_sync_data(
                 raise BadAnswer("sync-data is not valid JSON") from None
             raise BadAnswer(f"sync-data has the wrong shape ({_first_error(exc)})") from None
         fast = (
-            [(r.id, r.user_id, r.action, r.payload, r.timestamp) for r in parsed.records],
+            [
+                PulledRecord(r.id, r.user_id, r.action, r.payload, r.timestamp.astimezone(UTC))
+                for r in parsed.records
+            ],
             parsed.pending,
         )
-    items, pending = fast
-    if len(items) > max_records:
-        raise BadAnswer(f"sync-data sent {len(items)} records, more than {max_records}")
+    records, pending = fast
+    if len(records) > max_records:
+        raise BadAnswer(f"sync-data sent {len(records)} records, more than {max_records}")
     seen: set[str] = set()
-    records: list[PulledRecord] = []
-    for record_id, record_user, action, payload, timestamp in items:
-        if record_user != user_id:
-            raise BadAnswer(f"record {record_id!r} is for user {record_user!r}, not {user_id!r}")
-        if record_id in seen:
-            raise BadAnswer(f"record {record_id!r} appears twice")
-        seen.add(record_id)
-        records.append(
-            PulledRecord(
-                id=record_id, user_id=record_user, action=action, payload=payload,
-                timestamp=timestamp if timestamp.tzinfo is UTC else timestamp.astimezone(UTC),
-            )
-        )  # fmt: skip
+    for record in records:
+        if record.user_id != user_id:
+            raise BadAnswer(f"record {record.id!r} is for user {record.user_id!r}, not {user_id!r}")
+        if record.id in seen:
+            raise BadAnswer(f"record {record.id!r} appears twice")
+        seen.add(record.id)
     return records, pending
 
 
-_Item = tuple[str, str, str, dict[str, Any], datetime]
 # RFC 3339 as clients send it; other ISO 8601 spellings go to pydantic, which decides.
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 _ACTIONS = frozenset({"capture", "favorite", "remove"})
 
 
-def _fast_records(data: Any) -> tuple[list[_Item], int | None] | None:
+def _fast_records(data: Any) -> tuple[list[PulledRecord], int | None] | None:
     """The records of an answer that is plainly right (what `_SyncData` accepts in strict
     mode), or None: let pydantic look."""
     if type(data) is not dict:
@@ -217,7 +212,7 @@ def _fast_records(data: Any) -> tuple[list[_Item], int | None] | None:
     raw, pending = data.get("records"), data.get("pending")
     if type(raw) is not list or not (pending is None or (type(pending) is int and pending >= 0)):
         return None
-    items: list[_Item] = []
+    records: list[PulledRecord] = []
     for r in raw:
         if type(r) is not dict:
             return None
@@ -233,8 +228,17 @@ def _fast_records(data: Any) -> tuple[list[_Item], int | None] | None:
             when = datetime.fromisoformat(stamp)
         except ValueError:
             return None
-        items.append((rid, uid, action, payload, when))
-    return items, pending
+        if when.tzinfo is not UTC:
+            when = when.astimezone(UTC)
+            utc_text = ""
+        elif (len(stamp) == 32 and stamp[26:] == "+00:00") or (
+            len(stamp) == 27 and stamp[26] == "Z"
+        ):
+            utc_text = f"{stamp[:10]} {stamp[11:26]}"  # six digits of microseconds, in UTC
+        else:
+            utc_text = ""
+        records.append(PulledRecord(rid, uid, action, payload, when, utc_text))
+    return records, pending
 
 
 def parse_acknowledged(body: bytes, sent: Sequence[str]) -> list[str]:

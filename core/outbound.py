@@ -709,6 +709,7 @@ class _Http11:
         await self._stream.write(request, timeout=policy.read_timeout)
         reading = _Reading(policy.max_bytes)
         parser = httptools.HttpResponseParser(reading)
+        reading.parser = parser
         seen = 0
         while not reading.complete:
             data = await self._stream.read(65536, timeout=policy.read_timeout)
@@ -727,7 +728,7 @@ class _Http11:
                 raise httpcore.RemoteProtocolError(f"not an HTTP/1.1 answer ({exc})") from exc
             if not reading.head_done and seen > MAX_HEAD_BYTES:
                 raise httpcore.RemoteProtocolError("the answer's headers are too long")
-        self.reusable = reading.complete and parser.should_keep_alive()
+        self.reusable = reading.complete and reading.keep_alive
         return _Answer(parser.get_status_code(), reading.headers, b"".join(reading.chunks))
 
     async def aclose(self) -> None:
@@ -748,6 +749,8 @@ class _Reading:
         self.head_done = False
         self.complete = False
         self.too_large = False
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
         self._left = max_bytes
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -769,6 +772,8 @@ class _Reading:
 
     def on_message_complete(self) -> None:
         self.complete = True
+        # Asked here: once the message is over, llhttp has reset and always answers False.
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
 
     def runs_to_close(self) -> bool:
         """A body with neither a length nor chunks: the connection's end completes it."""

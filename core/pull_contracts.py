@@ -4,7 +4,9 @@ Plain data, safe inside the workflow sandbox; every field has a default so histo
 decoding when one is added.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Temporal's converter calls get_type_hints for every
+# dataclass it decodes, and string annotations made that evaluate them again each time (a batch
+# of 100 client results decoded in 28 ms).
 
 from dataclasses import dataclass, field
 from datetime import datetime

@@ -43,15 +43,19 @@ CYCLES_TOPIC = f"{PULL_SYNC_PREFIX}cycles"
 _ITEM_KEYS = ("pokemon_id", "item_id")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PulledRecord:
-    """One record as validated from a client's sync-data answer."""
+    """One record as validated from a client's sync-data answer. (Not frozen: a frozen
+    dataclass costs three times as much to build, and a pull builds 50,000 a cycle.)"""
 
     id: str
     user_id: str
     action: str  # capture | favorite | remove
     payload: dict[str, Any]
     timestamp: datetime
+    # `timestamp` in UTC as `2026-01-02 03:04:05.000006`, when the parser read it in that
+    # shape already (formatting a datetime costs ten times as much as slicing its text).
+    utc_text: str = ""
 
     @property
     def item_key(self) -> str:
@@ -178,9 +182,14 @@ def _stamp(value: datetime, dialect: str) -> str:
     (SQLAlchemy's, on SQLite; UTC), with `+00:00` on PostgreSQL. (isoformat: strftime costs
     ten times as much.)"""
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-    if dialect == "sqlite":
-        utc = utc.replace(tzinfo=None)
-    return utc.isoformat(" ", "microseconds")
+    text = utc.isoformat(" ", "microseconds")  # ends with +00:00
+    return text[:26] if dialect == "sqlite" else text
+
+
+def _record_stamp(record: PulledRecord, dialect: str) -> str:
+    if record.utc_text:
+        return record.utc_text if dialect == "sqlite" else record.utc_text + "+00:00"
+    return _stamp(record.timestamp, dialect)
 
 
 async def store_records(
@@ -216,7 +225,7 @@ async def store_answers(
     for client_id, records in answers.items():
         for r in records:
             item_key = r.item_key
-            stamp = _stamp(r.timestamp, dialect)
+            stamp = _record_stamp(r, dialect)
             rows.append([client_id, r.id, r.user_id, r.action, item_key, r.payload, stamp])
             key = (r.user_id, item_key)
             kept = latest.get(key)

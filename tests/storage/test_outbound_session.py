@@ -201,20 +201,28 @@ async def test_a_redirect_from_https_down_to_http_is_refused(other: HttpSource) 
 
 
 class RawServer:
-    """A loopback TCP server that answers every connection with the same bytes, then closes:
-    the HTTP framings a hostile or old server may send, byte for byte."""
+    """A loopback TCP server that answers every connection with the same bytes, then closes
+    (or, `keep_alive`, answers each request on it until the client hangs up): the HTTP
+    framings a hostile or old server may send, byte for byte."""
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes, *, keep_alive: bool = False) -> None:
         self.answer = answer
+        self.keep_alive = keep_alive
         self.connections = 0
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> str:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(self.answer)
-            await writer.drain()
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(self.answer)
+                    await writer.drain()
+                    if not self.keep_alive:
+                        break
+            except asyncio.IncompleteReadError:
+                pass  # the client hung up
             writer.close()
 
         self._server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -282,6 +290,14 @@ async def test_the_second_request_reuses_a_kept_connection_and_not_a_closed_one(
     async with loopback_fetcher(source.base_url) as fetcher, fetcher.session() as session:
         assert await session.read(source.base_url + "/a") == (200, PNG)
         assert await session.read(source.base_url + "/a") == (200, PNG)
+    # A server that keeps the connection: both requests on one (llhttp forgets a message's
+    # keep-alive once it is complete; this once cost every pull a second connection).
+    keeping = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", keep_alive=True)
+    async with keeping as base_url, loopback_fetcher(base_url) as fetcher:
+        async with fetcher.session() as session:
+            assert await session.read(base_url + "/1") == (200, b"ok")
+            assert await session.read(base_url + "/2") == (200, b"ok")
+    assert keeping.connections == 1
     # A server that closes after each answer: the session connects again instead of failing.
     closing = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     async with closing as base_url, loopback_fetcher(base_url) as fetcher:
