@@ -4,12 +4,12 @@ and `/api/client/...` for the `default` identity (the seed's single client)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emulators.pull_client.state import ACTIONS, DEFAULT_CLIENT, ClientIdentity, PullClientEmulator
 from emulators.scaffold.app import ApiError, problem
@@ -34,7 +34,7 @@ def classify(method: str, path: str) -> str | None:
     )
 
 
-async def get_identity(request: Request, emulator: EmulatorDep) -> ClientIdentity:
+def _identity(request: Request, emulator: PullClientEmulator) -> ClientIdentity:
     """`/c/{client_id}/...` names the identity; the unprefixed routes are `default`'s."""
     client_id = request.path_params.get("client_id", DEFAULT_CLIENT)
     client = emulator.clients.get(client_id)
@@ -43,12 +43,9 @@ async def get_identity(request: Request, emulator: EmulatorDep) -> ClientIdentit
     return client
 
 
-async def _admitted(
-    request: Request,
-    client: Annotated[ClientIdentity, Depends(get_identity)],
-    emulator: EmulatorDep,
-) -> ClientIdentity:
+def _admit(request: Request, emulator: PullClientEmulator) -> ClientIdentity:
     """Apply the common call faults, then the identity's `down` and `fail_next` switches."""
+    client = _identity(request, emulator)
     emulator.faults.admit(request, classify(request.method, request.url.path) or "other")
     faults = client.faults
     if faults.down:
@@ -57,6 +54,20 @@ async def _admitted(
         faults.fail_next -= 1
         raise problem(500, "server error", "injected by the emulator (fail_next)")
     return client
+
+
+def _emulator(request: Request) -> PullClientEmulator:
+    emulator = request.app.state.emulator
+    assert isinstance(emulator, PullClientEmulator)
+    return emulator
+
+
+async def get_identity(request: Request, emulator: EmulatorDep) -> ClientIdentity:
+    return _identity(request, emulator)
+
+
+async def _admitted(request: Request, emulator: EmulatorDep) -> ClientIdentity:
+    return _admit(request, emulator)
 
 
 ClientDep = Annotated[ClientIdentity, Depends(_admitted)]
@@ -84,7 +95,14 @@ def _paths(path: str) -> list[str]:
     return [f"/api/client{path}", f"/c/{{client_id}}/api/client{path}"]
 
 
-async def health(client: ClientDep, emulator: EmulatorDep) -> Response:
+# The three calls a pull makes take the request alone and read it themselves: FastAPI's
+# dependency solving cost more CPU than the answer (this one process stands in for the
+# 1,000 clients of bench/pull_sync.py, on the machine it measures).
+
+
+async def health(request: Request) -> Response:
+    emulator = _emulator(request)
+    client = _admit(request, emulator)
     client.counters["health"] += 1
     if client.faults.slow:
         await asyncio.sleep(emulator.config.slow_seconds)
@@ -94,13 +112,32 @@ async def health(client: ClientDep, emulator: EmulatorDep) -> Response:
     )  # fmt: skip
 
 
-async def sync_data(
-    client: ClientDep,
-    emulator: EmulatorDep,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    since: datetime | None = None,
-) -> Response:
+def _query(request: Request) -> tuple[int | None, datetime | None]:
+    """`limit` (a whole number from 1) and `since` (ISO 8601), or a 422 that says which."""
+    params = request.query_params
+    limit: int | None = None
+    since: datetime | None = None
+    if (raw := params.get("limit")) is not None:
+        if not raw.isdigit() or int(raw) < 1:
+            raise problem(
+                422, "invalid request", f"limit must be a whole number from 1, not {raw!r}"
+            )
+        limit = int(raw)
+    if (raw := params.get("since")) is not None:
+        try:
+            since = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise problem(422, "invalid request", f"since must be ISO 8601, not {raw!r}") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    return limit, since
+
+
+async def sync_data(request: Request) -> Response:
     """The oldest pending records, a page at a time; a fault decides how it goes wrong."""
+    emulator = _emulator(request)
+    client = _admit(request, emulator)
+    limit, since = _query(request)
     client.counters["sync_data"] += 1
     faults, config = client.faults, emulator.config
     if faults.slow:
@@ -112,6 +149,16 @@ async def sync_data(
     size = min(limit or config.default_page_size, config.max_page_size)
     pending = client.pending_records(since)
     page = pending if faults.ignore_limit else pending[:size]
+    if not (faults.wrong_types or faults.missing_ids or faults.huge_body):
+        # The usual answer, from each record's JSON made once.
+        head = orjson.dumps({"client_id": client.client_id, "user_id": client.user_id})
+        tail = orjson.dumps(
+            {"count": len(page), "pending": len(client.pending),
+             "has_more": len(pending) > len(page)}
+        )  # fmt: skip
+        records_json = b",".join(record.json_bytes for record in page)
+        body_bytes = head[:-1] + b',"records":[' + records_json + b"]," + tail[1:]
+        return Response(body_bytes, media_type="application/json")
     records = [record.as_json() for record in page]
     body: dict[str, Any] = {
         "client_id": client.client_id,
@@ -137,10 +184,16 @@ async def sync_data(
     return _json(body)
 
 
-async def acknowledge(
-    body: Acknowledge, client: ClientDep, emulator: EmulatorDep, request: Request
-) -> Response:
+async def acknowledge(request: Request) -> Response:
     """Those records are synced; `ack_*` faults make it fail, lie or invent ids."""
+    emulator = _emulator(request)
+    client = _admit(request, emulator)
+    try:
+        ids = Acknowledge.model_validate_json(await request.body()).ids
+    except ValidationError as exc:
+        error = exc.errors(include_input=False)[0]
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        raise problem(422, "invalid request", f"{where or 'body'}: {error.get('msg')}") from None
     client.counters["acknowledge"] += 1
     faults = client.faults
     if faults.slow_acknowledge:
@@ -150,7 +203,7 @@ async def acknowledge(
             return _json({"acknowledged": [], "unknown": []})  # nobody is listening
     if faults.ack_fails:
         raise problem(500, "server error", "acknowledge failed (injected by the emulator)")
-    done, unknown = client.acknowledge(body.ids)
+    done, unknown = client.acknowledge(ids)
     if faults.ack_lies:
         raise problem(500, "server error", "acknowledged, then failed (injected)")
     if faults.ack_unknown_ids:

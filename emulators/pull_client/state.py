@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from emulators.pull_client.config import PullClientEmulatorConfig
 from emulators.pull_client.faults import ClientCalls, Faults
 from emulators.scaffold.emulator import EmulatorBase
@@ -28,6 +30,7 @@ class Record:
     action: str
     payload: dict[str, Any]
     timestamp: datetime
+    json_bytes: bytes = field(init=False, repr=False, compare=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +40,11 @@ class Record:
             "payload": self.payload,
             "timestamp": self.timestamp.isoformat(timespec="microseconds"),
         }
+
+    def __post_init__(self) -> None:
+        # Serialized when the record is made, as a client keeps what it will send: the pull
+        # then costs this process (which stands in for many machines) only a join.
+        self.json_bytes = orjson.dumps(self.as_json())
 
 
 @dataclass
