@@ -246,3 +246,24 @@ async def test_a_store_that_fails_fails_the_batch_and_acknowledges_nothing(
     monkeypatch.undo()
     again = await pull(acts, list(three.values()))  # the retry stores and acknowledges all
     assert [(r.ok, r.stored, r.acknowledged) for r in again.results] == [(True, 5, 5)] * 3
+
+
+async def test_two_batches_at_once_share_one_writer_and_lose_nothing(
+    control: httpx.Client,
+    sessions: async_sessionmaker[AsyncSession],
+    http: OutboundFetcher,
+    three: dict[str, str],
+) -> None:
+    """A sync-all during a scheduled cycle: both batches pull the same clients at once, their
+    answers meet in one group commit (one writer per worker), and every record is stored
+    once, counted once, and acknowledged."""
+    acts = activities(sessions, http, settings())
+    ids = list(three.values())
+    first, second = await asyncio.gather(pull(acts, ids), pull(acts, ids))
+    assert all(r.ok for r in first.results + second.results)
+    assert await stored_total(sessions) == 15
+    for name, our_id in three.items():
+        stored_now = sum(r.stored for r in first.results + second.results if r.client_id == our_id)
+        assert stored_now == 5  # counted by whichever batch stored them, never twice
+        assert emulator_client(control, name)["pending"] == 0
+        assert (await client_row(sessions, our_id)).stored_count == 5
