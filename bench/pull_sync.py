@@ -1,7 +1,7 @@
 """Pull-sync at scale (seed 004): N client identities with R pending records each; prints JSON.
 
     .venv/bin/python bench/pull_sync.py [--clients 1000] [--records 50] [--cycles 4]
-                                        [--interval 30] [--postgres]
+                                        [--interval 30] [--pull-workers 1] [--postgres]
 
 Self-contained: the stack as `devstack` starts it (Temporal dev server, API, worker) on free
 ports in a temp dir, with one pull-client emulator process serving every identity under
@@ -10,12 +10,16 @@ checked against a threshold except in `targets`, which only reports.
 
 - `sync_all`: the N clients registered over REST, then `POST /v1/pull-sync/sync-all` with R
   records pending on each: `wall_s` (request to answer), records stored, records/s.
+- `--pull-workers N`: N more worker processes beside the stack's own, polling only the
+  `pull-sync` queue (`WORKER_QUEUES=pull-sync`, as README's "Scale workers" runs them), so a
+  cycle's batches spread over N + 1 processes: one Python process pulls on one core.
 - `scheduled`: the `pull-sync-cycle` schedule at `--interval` seconds, R new records put on
   every client before each cycle is due; per cycle (from `pull_cycles`): `lag_s` = when it
   finished minus when the schedule said it was due (p50/p99), `duration_s`, records stored,
-  records/s; and CPU seconds per cycle of the worker, the API and the Temporal server (the
-  process trees, over the whole scheduled phase divided by its cycles; `other` is the rest of
-  the machine, which skews every figure).
+  records/s; and CPU seconds per cycle of the workers, the API, the Temporal server and the
+  client emulator (`clients`: the 1,000 clients' own work, on this machine only because the
+  bench is self-contained) — the process trees, over the whole scheduled phase divided by its
+  cycles; `other` is the rest of the machine, which skews every figure.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from bench.procs import CpuMeter, machine
 from core.db import sync_url
 from core.pull_models import PullCycle
 from devstack.postgres import PostgresServer
-from devstack.processes import free_port
-from devstack.stack import Stack, StackConfig
+from devstack.processes import ManagedProcess, free_port
+from devstack.stack import ROOT, WORKER_READY, Stack, StackConfig
 
 ADMIN = "bench-admin"
 
@@ -84,10 +88,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack(config)
     result: dict[str, Any] = {"machine": machine(), "clients": args.clients,
                               "records_per_client": args.records, "interval_s": args.interval,
+                              "worker_processes": 1 + args.pull_workers,
                               "database": "postgresql" if args.postgres else "sqlite"}  # fmt: skip
+    pull_workers: list[ManagedProcess] = []
     try:
         log("starting the stack")
         stack.start()
+        for n in range(args.pull_workers):
+            worker = ManagedProcess(
+                f"pull-worker-{n + 1}", [sys.executable, str(ROOT / "worker.py")],
+                log_dir=stack.log_dir, env={**stack.app_env(), "WORKER_QUEUES": "pull-sync"},
+                cwd=ROOT,
+            ).start()  # fmt: skip
+            pull_workers.append(worker)
+            worker.wait_log(WORKER_READY)
         headers = {"Authorization": f"Bearer {ADMIN}"}
         async with (
             httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=600) as api,
@@ -121,7 +135,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             (await emulator.post("/_emulator/populate", json=populate)).raise_for_status()
             since = time.time()
             pids = {"worker": stack.worker.pid, "api": stack.api.pid,  # type: ignore[union-attr]
-                    "temporal": stack.temporal.pid}  # type: ignore[union-attr]  # fmt: skip
+                    "temporal": stack.temporal.pid,  # type: ignore[union-attr]
+                    "clients": stack.pull_client.pid}  # type: ignore[union-attr]  # fmt: skip
+            pids.update({w.name: w.pid for w in pull_workers})
             meter = CpuMeter(pids)
             await api.post("/v1/pull-sync/scheduler/set-interval", json={"seconds": args.interval})
             (await api.post("/v1/pull-sync/scheduler/start")).raise_for_status()
@@ -158,6 +174,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             p99 = result["scheduled"]["lag_s"]["p99"]
             result["targets"] = {"cycle_lag_p99_under_5s": p99 is not None and p99 < 5}
     finally:
+        for worker in pull_workers:
+            worker.stop(timeout=stack.worker_stop_timeout())
         stack.stop()
         if postgres is not None:
             postgres.stop()
@@ -172,6 +190,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50)
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--interval", type=float, default=30.0)
+    parser.add_argument(
+        "--pull-workers", type=int, default=1,
+        help="worker processes polling only the pull-sync queue, beside the stack's worker",
+    )  # fmt: skip
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
