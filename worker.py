@@ -56,6 +56,7 @@ from core.contracts import (
     provider_poller_workflow_id,
 )
 from core.db import make_engine, make_sessionmaker
+from core.gc_tuning import tune_for_server
 from core.logs import TEXT_FORMAT, configure_logging
 from core.outbound import OutboundFetcher
 from core.retention.contracts import RETENTION_SCHEDULE_ID, RetentionInput
@@ -386,6 +387,7 @@ async def main() -> None:
     async with build_workers(settings, client) as workers, AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)
+        tune_for_server()
         log.info(
             "worker polling task queue %s at %s",
             ", ".join(repr(w.task_queue) for w in workers),

@@ -1,7 +1,7 @@
 """Pull-sync at scale (seed 004): N client identities with R pending records each; prints JSON.
 
     .venv/bin/python bench/pull_sync.py [--clients 1000] [--records 50] [--cycles 4]
-                                        [--interval 30] [--pull-workers 1] [--postgres]
+                                        [--interval 30] [--pull-workers 0] [--postgres]
 
 Self-contained: the stack as `devstack` starts it (Temporal dev server, API, worker) on free
 ports in a temp dir, with one pull-client emulator process serving every identity under
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument(
-        "--pull-workers", type=int, default=1,
+        "--pull-workers", type=int, default=0,
         help="worker processes polling only the pull-sync queue, beside the stack's worker",
     )  # fmt: skip
     parser.add_argument("--postgres", action="store_true")

@@ -5,7 +5,7 @@ Plain data, safe inside the workflow sandbox; every field has a default so histo
 decoding when one is added.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see core/contracts.py.
 
 from dataclasses import dataclass
 from enum import StrEnum

@@ -5,7 +5,9 @@ outputs are dataclasses with defaults on every added field, so running histories
 when a field is added.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Temporal's converter calls get_type_hints for each
+# dataclass it decodes, and string annotations are evaluated again on every call (~0.5 ms for
+# MediaJobInput alone); a class used in an annotation is defined above its use.
 
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -442,6 +444,33 @@ def sync_run_workflow_id(run_id: str) -> str:
 
 
 @dataclass
+class ModuleProgress:
+    status: ModuleStatus = ModuleStatus.PENDING
+    processed: int = 0
+    skipped: int = 0
+    errors: int = 0
+    pages: int = 0
+    enriched: int = 0
+    cursor: str | None = None
+    done: bool = False  # the upstream has no more pages
+    error: str | None = None
+    # Reconciliation: rows received, and the upstream's total as its latest page reported it.
+    received: int = 0
+    upstream_total: int | None = None
+
+
+@dataclass
+class SyncResume:
+    """The state a run carries into its next workflow execution (continue-as-new)."""
+
+    modules: dict[str, ModuleProgress]
+    since: dict[str, str]  # incremental runs: each module's `updated_since`
+    cursor_since: str  # the cursor committed when a module ends
+    enrich_left: int
+    executions: int = 1  # earlier executions of this run
+
+
+@dataclass
 class SyncRunInput:
     run_id: str
     company_id: str
@@ -461,33 +490,6 @@ class SyncRunInput:
     continue_after_events: int = 0
     # Set when the run continued as new: where it was.
     resume: SyncResume | None = None
-
-
-@dataclass
-class SyncResume:
-    """The state a run carries into its next workflow execution (continue-as-new)."""
-
-    modules: dict[str, ModuleProgress]
-    since: dict[str, str]  # incremental runs: each module's `updated_since`
-    cursor_since: str  # the cursor committed when a module ends
-    enrich_left: int
-    executions: int = 1  # earlier executions of this run
-
-
-@dataclass
-class ModuleProgress:
-    status: ModuleStatus = ModuleStatus.PENDING
-    processed: int = 0
-    skipped: int = 0
-    errors: int = 0
-    pages: int = 0
-    enriched: int = 0
-    cursor: str | None = None
-    done: bool = False  # the upstream has no more pages
-    error: str | None = None
-    # Reconciliation: rows received, and the upstream's total as its latest page reported it.
-    received: int = 0
-    upstream_total: int | None = None
 
 
 @dataclass

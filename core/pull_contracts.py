@@ -4,9 +4,8 @@ Plain data, safe inside the workflow sandbox; every field has a default so histo
 decoding when one is added.
 """
 
-# No `from __future__ import annotations`: Temporal's converter calls get_type_hints for every
-# dataclass it decodes, and string annotations made that evaluate them again each time (a batch
-# of 100 client results decoded in 28 ms).
+# No `from __future__ import annotations`: see core/contracts.py (a batch of 100 client results
+# decoded in 28 ms with string annotations, 7.5 ms without).
 
 from dataclasses import dataclass, field
 from datetime import datetime

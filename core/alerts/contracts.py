@@ -6,7 +6,7 @@ AlertDeliveryWorkflow whose id is derived from the incident key: Temporal refuse
 workflow with that id, and each delivery is recorded per target before it counts as done.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see core/contracts.py.
 
 import hashlib
 from dataclasses import dataclass, field

@@ -1,6 +1,6 @@
 """What RetentionWorkflow and its activity exchange: plain data, safe in the workflow sandbox."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see core/contracts.py.
 
 from dataclasses import dataclass
 

@@ -1,0 +1,36 @@
+"""The worker's collector settings: startup's objects frozen out of every collection, young
+objects collected less often. Checked in a fresh interpreter (freezing this one would keep
+every test's garbage alive)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CODE = """
+import gc, json
+from core.gc_tuning import THRESHOLDS, tune_for_server
+before = gc.get_freeze_count()
+tune_for_server()
+print(json.dumps({"before": before, "after": gc.get_freeze_count(),
+                  "thresholds": gc.get_threshold(), "wanted": THRESHOLDS}))
+"""
+
+
+def test_startup_objects_are_frozen_and_young_ones_collected_less_often() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CODE], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["before"] == 0 and seen["after"] > 1000
+    assert seen["thresholds"] == seen["wanted"] and seen["wanted"][0] > 700  # CPython's default
+
+
+def test_the_worker_tunes_its_collector_once_its_workers_run() -> None:
+    source = (ROOT / "worker.py").read_text()
+    assert "tune_for_server()" in source.split("enter_async_context(worker)", 1)[1]
