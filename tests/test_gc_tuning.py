@@ -1,6 +1,5 @@
-"""The worker's collector settings: startup's objects frozen out of every collection, young
-objects collected less often. Checked in a fresh interpreter (freezing this one would keep
-every test's garbage alive)."""
+"""The worker's collector settings: startup's objects frozen out of every collection. Checked
+in a fresh interpreter (freezing this one would keep every test's garbage alive)."""
 
 from __future__ import annotations
 
@@ -13,22 +12,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CODE = """
 import gc, json
-from core.gc_tuning import THRESHOLDS, tune_for_server
-before = gc.get_freeze_count()
+from core.gc_tuning import tune_for_server
+before, thresholds = gc.get_freeze_count(), gc.get_threshold()
 tune_for_server()
 print(json.dumps({"before": before, "after": gc.get_freeze_count(),
-                  "thresholds": gc.get_threshold(), "wanted": THRESHOLDS}))
+                  "thresholds": [thresholds, gc.get_threshold()]}))
 """
 
 
-def test_startup_objects_are_frozen_and_young_ones_collected_less_often() -> None:
+def test_startup_objects_are_frozen_and_the_thresholds_kept() -> None:
     done = subprocess.run(
         [sys.executable, "-c", CODE], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["before"] == 0 and seen["after"] > 1000
-    assert seen["thresholds"] == seen["wanted"] and seen["wanted"][0] > 700  # CPython's default
+    before, after = seen["thresholds"]
+    assert before == after  # higher ones let finished workflows' sandboxes pile up
 
 
 def test_the_worker_tunes_its_collector_once_its_workers_run() -> None:
