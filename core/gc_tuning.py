@@ -7,8 +7,8 @@ classes, the workflow sandbox's copies, SQLAlchemy's caches), again and again, w
 cycle's own objects are freed by reference counting anyway. Freezing what startup made takes it
 out of every collection: the collector's share fell to ~0.5 s. Raising the thresholds as well
 (10,000 / 20 / 20) took it to ~0.2 s, but a media worker holding 2,000 jobs then grew from ~300
-to 729 MB (bench/media_jobs.py): the sandboxes of finished workflows are reference cycles, and
-they waited that much longer for a full collection. So the thresholds stay CPython's.
+to 729 MB (bench/media_jobs.py; not profiled: most likely cyclic garbage, such as finished
+workflows' sandboxes, waiting longer for a full collection). So the thresholds stay CPython's.
 """
 
 from __future__ import annotations
