@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from core.gc_tuning import fewer_young_collections
 from core.models import utcnow
 from core.outbound import (
     OutboundFetcher,
@@ -377,23 +378,24 @@ class PullSyncActivities:
                 return await self._pull(target, mode, store)
 
         async with _heartbeating():
-            pulls = [asyncio.ensure_future(one(c)) for c in batch.client_ids]
-            try:
-                done = await asyncio.gather(*pulls)
-            finally:
-                # A failed store fails the batch: the pulls still under way stop here. Records
-                # of theirs already handed to the store may still be written; unacknowledged,
-                # they come again at the next pull and the upsert absorbs them.
-                for pull in pulls:
-                    pull.cancel()
-            outcomes = [o for o in done if isinstance(o, PullOutcome)]
-            became: dict[str, str] = {}
-            if outcomes:
-                async with self._sessions() as session, session.begin():
-                    became = await record_pulls(
-                        session, outcomes, cycle_id=batch.cycle_id, mode=mode.value,
-                        max_failures=self._config.max_failures,
-                    )  # fmt: skip
+            with fewer_young_collections():  # see core/gc_tuning.py
+                pulls = [asyncio.ensure_future(one(c)) for c in batch.client_ids]
+                try:
+                    done = await asyncio.gather(*pulls)
+                finally:
+                    # A failed store fails the batch: the pulls still under way stop here. Records
+                    # of theirs already handed to the store may still be written; unacknowledged,
+                    # they come again at the next pull and the upsert absorbs them.
+                    for pull in pulls:
+                        pull.cancel()
+                outcomes = [o for o in done if isinstance(o, PullOutcome)]
+                became: dict[str, str] = {}
+                if outcomes:
+                    async with self._sessions() as session, session.begin():
+                        became = await record_pulls(
+                            session, outcomes, cycle_id=batch.cycle_id, mode=mode.value,
+                            max_failures=self._config.max_failures,
+                        )  # fmt: skip
         return BatchResult(
             results=[
                 o if isinstance(o, ClientResult) else ClientResult(

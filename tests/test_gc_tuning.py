@@ -34,3 +34,23 @@ def test_startup_objects_are_frozen_and_the_thresholds_kept() -> None:
 def test_the_worker_tunes_its_collector_once_its_workers_run() -> None:
     source = (ROOT / "worker.py").read_text()
     assert "tune_for_server()" in source.split("enter_async_context(worker)", 1)[1]
+
+
+def test_pull_batches_raise_the_thresholds_while_any_runs() -> None:
+    import gc
+
+    from core.gc_tuning import PULL_THRESHOLDS, fewer_young_collections
+
+    found = gc.get_threshold()
+    with fewer_young_collections():
+        assert gc.get_threshold() == PULL_THRESHOLDS
+        with fewer_young_collections():  # batches overlap
+            pass
+        assert gc.get_threshold() == PULL_THRESHOLDS  # the other batch still runs
+    assert gc.get_threshold() == found
+    try:
+        with fewer_young_collections():
+            raise RuntimeError("a failed batch")
+    except RuntimeError:
+        pass
+    assert gc.get_threshold() == found
