@@ -66,14 +66,19 @@ class EmulatorBase(Generic[C, F]):
         return ()
 
 
+def emulator_of(request: Request, cls: type[E]) -> E:
+    """The app's emulator as its own class (for routes that read the request themselves)."""
+    emulator = request.app.state.emulator
+    assert isinstance(emulator, cls)
+    return emulator
+
+
 def state_of(cls: type[E]) -> Callable[[Request], Awaitable[E]]:
     """A dependency giving routes the app's emulator as its own class."""
 
     # async: FastAPI runs a plain `def` dependency on its thread pool, a thread hop per
     # request that cost an emulator more CPU than the answer itself.
     async def get_emulator(request: Request) -> E:
-        emulator = request.app.state.emulator
-        assert isinstance(emulator, cls)
-        return emulator
+        return emulator_of(request, cls)
 
     return get_emulator
