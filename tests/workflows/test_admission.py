@@ -34,6 +34,7 @@ from core.jobs.start import reserved_slots
 from tests.conftest import time_skipping_server
 from tests.workflows import fakes
 from tests.workflows.fakes import FakeMedia
+from tests.workflows.skipping import skip
 from tests.workflows.test_media_job import event, job, start, wait_for
 from workflows.admission import AdmissionWorkflow, next_grants
 from workflows.media_job import MediaJobWorkflow
@@ -156,6 +157,10 @@ async def waiting_count(client: Client, provider: str, count: int) -> None:
     raise AssertionError(f"{provider}: never {count} waiting")
 
 
+def line_of(client: Client, provider: str) -> Handle:
+    return client.get_workflow_handle(admission_workflow_id(provider))
+
+
 def submitted_order(fake: FakeMedia) -> list[str]:
     return [r.job_id for r in fake.submit_requests]
 
@@ -234,7 +239,7 @@ async def test_a_terminated_holder_frees_its_slot_on_the_slow_check(
     handle = await start(client, tq, second)
     await waiting_count(client, first.provider, 1)
     await running.terminate("gone without releasing")
-    await env.sleep(timedelta(minutes=2))
+    await skip(env, timedelta(minutes=2), handle, line_of(client, first.provider))
     await wait_for(handle, JobStatus.SUBMITTED)
     assert submitted_order(fake) == [first.job_id, second.job_id]
     await handle.signal(MediaJobWorkflow.cancel, "done")
@@ -257,8 +262,10 @@ async def test_past_its_deadline_a_job_is_cancelled_at_the_provider(line) -> Non
 @pytest.mark.parametrize(
     "provider_ends_at,reason",
     [
-        # Replicate's own Cancel-After fires with our deadline, its webhook first: still the deadline.
-        (DEADLINE_SETTING - 0.5, DEADLINE_REASON),
+        # Replicate's own Cancel-After fires with our deadline, its webhook first: still the
+        # deadline. A second early, the most the workflow allows for, so the signal has that
+        # second of real time to be handled before our own deadline timer fires.
+        (DEADLINE_SETTING - 1.0, DEADLINE_REASON),
         # Cancelled at the provider well before the deadline (by hand, by its own limits).
         (DEADLINE_SETTING / 2, "canceled at {provider}"),
     ],
@@ -270,14 +277,16 @@ async def test_a_cancel_reported_by_the_provider_names_the_deadline_only_once_re
     inp = admitted(AdmissionLimits(), deadline_seconds=DEADLINE_SETTING)
     handle = await start(client, tq, inp)
     await wait_for(handle, JobStatus.SUBMITTED)
-    await env.sleep(timedelta(seconds=provider_ends_at))
+    await skip(env, timedelta(seconds=provider_ends_at), handle, guard=timedelta(seconds=0.5))
     await handle.signal(MediaJobWorkflow.provider_event, event(fakes.CANCELED))
     result = await handle.result()
     assert result.status == JobStatus.CANCELED
     assert result.error == reason.format(provider=inp.provider)
 
 
-async def test_a_deadline_passed_while_queued_withdraws_the_job(line) -> None:
+async def test_a_deadline_passed_while_queued_withdraws_the_job(
+    line, env: WorkflowEnvironment
+) -> None:
     client, tq, fake = line
     first = admitted(AdmissionLimits(max_active=1))
     running = await start(client, tq, first)
@@ -287,6 +296,7 @@ async def test_a_deadline_passed_while_queued_withdraws_the_job(line) -> None:
     assert result.status == JobStatus.CANCELED and result.error == DEADLINE_REASON
     assert submitted_order(fake) == [first.job_id]
     assert (await position(client, first.provider, "-")).waiting == 0
+    await skip(env, timedelta(0), running, line_of(client, first.provider))
     await running.signal(MediaJobWorkflow.cancel, "done")
     await running.result()
 
@@ -329,7 +339,7 @@ async def test_a_providers_429_pauses_its_line(line, env: WorkflowEnvironment) -
     handle = await start(client, tq, inp)
     await waiting_count(client, inp.provider, 1)  # a free line, but paused
     assert fake.submits == 0
-    await env.sleep(timedelta(seconds=45))
+    await skip(env, timedelta(seconds=45), handle, line_of(client, inp.provider))
     await wait_for(handle, JobStatus.SUBMITTED)
     await handle.signal(MediaJobWorkflow.cancel, "done")
     await handle.result()
