@@ -23,7 +23,7 @@ sys.dont_write_bytecode = False
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from functools import partial
@@ -403,5 +403,17 @@ async def main() -> None:
     flush_tracing()
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop, the loop uvicorn gives the API (uvicorn[standard] installs it), else asyncio's.
+    The worker's own I/O (pulls, provider calls, copies) runs on it; workflows keep the SDK's
+    loop. Measured by bench/pull_sync.py: the README's "What moved (eighth run)"."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(main())

@@ -113,6 +113,26 @@ def client_fetcher(settings: Settings) -> OutboundFetcher:
     )  # fmt: skip
 
 
+def plan_batches(ids: Sequence[str], max_size: int, lanes: int) -> list[list[str]]:
+    """`ids` in order, in batches of at most `max_size`, of even sizes; when they take more
+    than one round of `lanes` batches at once, in whole rounds. A last round of fewer batches
+    than lanes ran on half the worker while the cycle waited for it (measured with
+    bench/pull_sync.py: 10 batches of 100 in 4 lanes against 4 of 250, README "eighth run")."""
+    if not ids:
+        return []
+    count = -(-len(ids) // max(1, max_size))
+    if count > lanes:
+        count = -(-count // lanes) * lanes
+    size, extra = divmod(len(ids), count)
+    batches: list[list[str]] = []
+    start = 0
+    for n in range(count):
+        end = start + size + (1 if n < extra else 0)
+        batches.append(list(ids[start:end]))
+        start = end
+    return batches
+
+
 _JSON = {"Accept": "application/json"}
 _JSON_BODY = {**_JSON, "Content-Type": "application/json"}
 
@@ -346,9 +366,8 @@ class PullSyncActivities:
                     )
                 ).all()
             )
-        size = self._config.batch_size
         return PullPlan(
-            batches=[ids[n : n + size] for n in range(0, len(ids), size)],
+            batches=plan_batches(ids, self._config.batch_size, PARALLEL_BATCHES),
             parallel_batches=PARALLEL_BATCHES,
         )
 

@@ -346,7 +346,7 @@ class Settings(BaseSettings):
     pull_sync_inactive_days: float = Field(default=7.0, gt=0)
     pull_sync_history_days: float = Field(default=7.0, gt=0)
     # A cycle pulls clients in batches of this many, one activity each, this many at a time.
-    pull_sync_batch_size: int = Field(default=100, ge=1, le=5000)
+    pull_sync_batch_size: int = Field(default=250, ge=1, le=5000)
     pull_sync_batch_concurrency: int = Field(default=50, ge=1, le=1000)
     # Networks client URLs may point into (they usually live on private networks): this list
     # replaces the public-only rule of the outbound fetcher for client URLs, and only for them.
