@@ -407,22 +407,36 @@ class OutboundFetcher:
         self._resolve = resolver
         self._verify = verify
         self._session_tls: ssl.SSLContext | None = None  # made when a session first needs it
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
-        self._client = httpx.AsyncClient(
-            transport=_CheckedTransport(verify, limits),
-            timeout=httpx.Timeout(
-                policy.read_timeout, connect=policy.connect_timeout, pool=policy.connect_timeout
-            ),
-            follow_redirects=False,
-            trust_env=False,  # a proxy would resolve the host itself, past our check
-        )
+        self._max_connections = max_connections
+        # Made at the first fetch: its TLS contexts cost ~80 ms of CPU, and a fetcher made to
+        # check a URL (registering a pull client) never fetches.
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            policy = self.policy
+            limits = httpx.Limits(
+                max_connections=self._max_connections, max_keepalive_connections=20
+            )
+            self._http = httpx.AsyncClient(
+                transport=_CheckedTransport(self._verify, limits),
+                timeout=httpx.Timeout(
+                    policy.read_timeout, connect=policy.connect_timeout,
+                    pool=policy.connect_timeout,
+                ),
+                follow_redirects=False,
+                trust_env=False,  # a proxy would resolve the host itself, past our check
+            )  # fmt: skip
+        return self._http
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboundFetcher:
         return cls(OutboundPolicy.from_settings(settings))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> OutboundFetcher:
         return self
