@@ -84,12 +84,14 @@ class SchedulerState:
 async def describe(handle: ScheduleHandle) -> SchedulerState:
     described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
     intervals = described.schedule.spec.intervals
+    paused = described.schedule.state.paused
     return SchedulerState(
         schedule_id=handle.id,
-        running=not described.schedule.state.paused,
+        running=not paused,
         interval_seconds=intervals[0].every.total_seconds() if intervals else None,
         note=described.schedule.state.note or None,
-        next_runs=list(described.info.next_action_times[:3]),
+        # Temporal lists the times a paused schedule would run at; none of them will happen.
+        next_runs=[] if paused else list(described.info.next_action_times[:3]),
         recent_runs=[
             action.action.workflow_id
             for action in described.info.recent_actions[-5:]

@@ -216,6 +216,7 @@ async def test_stop_start_and_set_interval_are_what_temporal_describes(app: Fast
 
         stopped = (await admin.post("/v1/pull-sync/scheduler/stop")).json()
         assert stopped["running"] is False
+        assert stopped["next_runs"] == []  # not the times it would run at, were it running
         described = await handle.describe()
         assert described.schedule.state.paused and "root" in (described.schedule.state.note or "")
         # Re-timed while stopped, it stays stopped.
@@ -225,7 +226,7 @@ async def test_stop_start_and_set_interval_are_what_temporal_describes(app: Fast
         assert described.schedule.spec.intervals[0].every == timedelta(minutes=1)
 
         again = (await admin.post("/v1/pull-sync/scheduler/start")).json()
-        assert again["running"] and schedule_interval(again) == 60
+        assert again["running"] and schedule_interval(again) == 60 and again["next_runs"]
         assert not (await handle.describe()).schedule.state.paused
         bad = await admin.post("/v1/pull-sync/scheduler/set-interval", json={"seconds": 0})
         assert bad.status_code == 422 and error_of(bad)["code"] == "validation_error"
