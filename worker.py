@@ -23,7 +23,7 @@ sys.dont_write_bytecode = False
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from functools import partial
@@ -403,17 +403,8 @@ async def main() -> None:
     flush_tracing()
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop, the loop uvicorn gives the API (uvicorn[standard] installs it), else asyncio's.
-    The worker's own I/O (pulls, provider calls, copies) runs on it; workflows keep the SDK's
-    loop. Measured by bench/pull_sync.py: the README's "What moved (eighth run)"."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 if __name__ == "__main__":
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(main())
+    # asyncio's loop, not uvloop: measured with bench/recovery.py, uvloop held ~40 MB more at
+    # the peak of ten output copies and more for larger files (README, "eighth run"), for ~7 %
+    # less CPU in a pull cycle.
+    asyncio.run(main())
