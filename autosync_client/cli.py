@@ -139,6 +139,11 @@ def _json_arg(value: str | None, name: str) -> dict[str, Any] | None:
     return parsed
 
 
+# The bulk filter's fields that hold lists (a job matches any value): given twice or with
+# commas, they add up; the others (created_after, created_before, project_id) are one value.
+_LIST_FILTERS = ("status", "kind", "provider")
+
+
 def _filters(pairs: list[str] | None) -> dict[str, Any] | None:
     if not pairs:
         return None
@@ -147,7 +152,10 @@ def _filters(pairs: list[str] | None) -> dict[str, Any] | None:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             fail(f"--filter {pair!r}: expected KEY=VALUE (e.g. status=failed)", EXIT_USAGE)
-        found[key] = value
+        if key in _LIST_FILTERS:
+            found.setdefault(key, []).extend(v for v in value.split(",") if v)
+        else:
+            found[key] = value
     return found
 
 

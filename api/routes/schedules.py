@@ -47,7 +47,10 @@ async def _public(handle: ScheduleHandle, company_id: str) -> SchedulePublic:
         every_minutes=int(intervals[0].every.total_seconds() // 60) if intervals else None,
         paused=described.schedule.state.paused,
         note=described.schedule.state.note or None,
-        next_runs=list(described.info.next_action_times[:3]),
+        # Temporal lists the times a paused schedule would run at; none of them will happen.
+        next_runs=[]
+        if described.schedule.state.paused
+        else list(described.info.next_action_times[:3]),
         recent_runs=[
             action.action.workflow_id
             for action in described.info.recent_actions[-5:]

@@ -31,7 +31,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "cancel_job": dict(job_id="0" * 32, reason="r"),
     "rerun_job": dict(job_id="0" * 32, input={"prompt": "p"}),
     "cancel_jobs": dict(ids=["a"]),
-    "rerun_jobs": dict(filter={"status": "failed"}),
+    "rerun_jobs": dict(filter={"status": ["failed"]}),
     "get_batch": dict(batch_id="b1"),
     "usage": dict(group_by="day", from_="2026-11-01", to="2026-11-30"),
     "start_sync_run": dict(company_id="acme", mode="period", month=None,

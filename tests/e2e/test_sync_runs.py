@@ -209,8 +209,11 @@ async def test_schedule_create_pause_retime_trigger_delete(e2e: E2E) -> None:
         assert created.json()["paused"] is True
         again = await api.post("/v1/schedules", json={"company_id": "globex", "every_minutes": 5})
         assert again.status_code == 409
-        assert (await api.post("/v1/schedules/globex/resume")).json()["paused"] is False
-        assert (await api.post("/v1/schedules/globex/pause")).json()["paused"] is True
+        resumed = (await api.post("/v1/schedules/globex/resume")).json()
+        assert resumed["paused"] is False and resumed["next_runs"]
+        paused = (await api.post("/v1/schedules/globex/pause")).json()
+        # Not the times it would run at, were it running.
+        assert paused["paused"] is True and paused["next_runs"] == []
         retimed = await api.patch("/v1/schedules/globex", json={"every_minutes": 15})
         assert retimed.json()["every_minutes"] == 15
         assert "globex" in [s["company_id"] for s in (await api.get("/v1/schedules")).json()]
