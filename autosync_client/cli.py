@@ -382,7 +382,16 @@ def jobs_batch(ctx: typer.Context, batch_id: str) -> None:
     """A bulk cancel or rerun's progress."""
     with client(ctx) as api:
         batch = api.get_batch(batch_id)
-    emit(ctx, batch, lambda: out.print_json(json.dumps(_plain(batch))))
+    emit(
+        ctx,
+        batch,
+        lambda: out.print(
+            f"{batch.action} batch {batch.id}: {batch.status}; {batch.done} done, "
+            f"{batch.failed} failed, {batch.skipped} skipped of {batch.total}"
+            + (f" ({batch.error})" if batch.error else ""),
+            markup=False,
+        ),
+    )
 
 
 @jobs_app.command("watch")

@@ -87,8 +87,14 @@ class BatchStarted(Model):
 class Batch(Model):
     """A bulk cancel or rerun as it goes (its other fields are the server's)."""
 
-    batch_id: str | None = None
-    status: str | None = None
+    id: str
+    action: str
+    status: str
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    error: str | None = None
 
 
 class ModuleProgress(Model):

@@ -301,6 +301,9 @@ async def test_bulk_cancel_by_ids(e2e: E2E) -> None:
     assert batch["matched"] == 2
     status = await cli(e2e, "--json", "jobs", "batch", batch["batch_id"])
     assert status.code == 0, status.err
+    assert status.json()["id"] == batch["batch_id"] and status.json()["total"] == 2
+    text = await cli(e2e, "jobs", "batch", batch["batch_id"])
+    assert text.out.startswith(f"cancel batch {batch['batch_id']}: "), text.out
     for job_id in ids:
         watched = await cli(e2e, "--json", "jobs", "watch", job_id)
         assert watched.lines()[-1]["status"] == "canceled"
