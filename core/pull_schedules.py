@@ -23,7 +23,7 @@ from temporalio.client import (
 )
 
 from core.pull_contracts import CLEANUP_WORKFLOW, CYCLE_WORKFLOW, PullCycleInput, PullMode
-from core.schedules import RPC_TIMEOUT, create_missing, every
+from core.schedules import RPC_TIMEOUT, create_missing, every, next_runs, recent_runs
 from core.settings import Settings
 
 CYCLE_SCHEDULE_ID = "pull-sync-cycle"
@@ -84,19 +84,13 @@ class SchedulerState:
 async def describe(handle: ScheduleHandle) -> SchedulerState:
     described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
     intervals = described.schedule.spec.intervals
-    paused = described.schedule.state.paused
     return SchedulerState(
         schedule_id=handle.id,
-        running=not paused,
+        running=not described.schedule.state.paused,
         interval_seconds=intervals[0].every.total_seconds() if intervals else None,
         note=described.schedule.state.note or None,
-        # Temporal lists the times a paused schedule would run at; none of them will happen.
-        next_runs=[] if paused else list(described.info.next_action_times[:3]),
-        recent_runs=[
-            action.action.workflow_id
-            for action in described.info.recent_actions[-5:]
-            if hasattr(action.action, "workflow_id")
-        ],
+        next_runs=next_runs(described),
+        recent_runs=recent_runs(described),
     )
 
 

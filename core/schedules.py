@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleDescription,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -17,6 +18,23 @@ from temporalio.client import (
 )
 
 RPC_TIMEOUT = timedelta(seconds=10)
+
+
+def next_runs(described: ScheduleDescription, count: int = 3) -> list[datetime]:
+    """When the schedule will start its next runs; none while it is paused (Temporal still
+    lists the times it would run at)."""
+    if described.schedule.state.paused:
+        return []
+    return list(described.info.next_action_times[:count])
+
+
+def recent_runs(described: ScheduleDescription, count: int = 5) -> list[str]:
+    """The workflow ids of the runs it started last."""
+    return [
+        action.action.workflow_id
+        for action in described.info.recent_actions[-count:]
+        if hasattr(action.action, "workflow_id")
+    ]
 
 
 def every(action: ScheduleActionStartWorkflow, interval: timedelta, note: str = "") -> Schedule:

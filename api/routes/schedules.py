@@ -28,6 +28,7 @@ from api.deps import AdminCaller, SettingsDep, TemporalDep
 from api.errors import orchestrator_unavailable, temporal_errors_as_503
 from api.schemas.sync_runs import ScheduleCreate, SchedulePublic, ScheduleRetime
 from core.ids import NAME_ID_PATTERN
+from core.schedules import next_runs, recent_runs
 from core.starts import is_temporal_error, never_sent
 from core.sync_runs.start import SCHEDULE_PREFIX, incremental_schedule, schedule_id
 
@@ -47,15 +48,8 @@ async def _public(handle: ScheduleHandle, company_id: str) -> SchedulePublic:
         every_minutes=int(intervals[0].every.total_seconds() // 60) if intervals else None,
         paused=described.schedule.state.paused,
         note=described.schedule.state.note or None,
-        # Temporal lists the times a paused schedule would run at; none of them will happen.
-        next_runs=[]
-        if described.schedule.state.paused
-        else list(described.info.next_action_times[:3]),
-        recent_runs=[
-            action.action.workflow_id
-            for action in described.info.recent_actions[-5:]
-            if hasattr(action.action, "workflow_id")
-        ],
+        next_runs=next_runs(described),
+        recent_runs=recent_runs(described),
     )
 
 
