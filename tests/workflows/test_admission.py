@@ -139,8 +139,13 @@ def admitted(limits: AdmissionLimits, user_id: str = "u1", **kw: Any) -> Any:
     return replace(job(**kw), provider=provider, admission=limits, user_id=user_id)
 
 
+def line_of(client: Client, provider: str) -> Handle:
+    """The provider's admission workflow."""
+    return client.get_workflow_handle(admission_workflow_id(provider))
+
+
 async def position(client: Client, provider: str, job_id: str) -> QueuePosition:
-    answer: QueuePosition = await client.get_workflow_handle(admission_workflow_id(provider)).query(
+    answer: QueuePosition = await line_of(client, provider).query(
         ADMISSION_POSITION_QUERY, job_id, result_type=QueuePosition
     )
     return answer
@@ -155,10 +160,6 @@ async def waiting_count(client: Client, provider: str, count: int) -> None:
             pass
         await asyncio.sleep(0.025)
     raise AssertionError(f"{provider}: never {count} waiting")
-
-
-def line_of(client: Client, provider: str) -> Handle:
-    return client.get_workflow_handle(admission_workflow_id(provider))
 
 
 def submitted_order(fake: FakeMedia) -> list[str]:
