@@ -113,6 +113,12 @@ STORE_QUEUE_PATCH = "store-on-storage-queue"
 STRETCH_POLL_PATCH = "stretch-poll-timers"
 # Histories recorded before this had no admission (per-provider queue) and no deadline.
 ADMISSION_PATCH = "admission"
+# Every patch above at once: a job started since then records this one marker in its first
+# workflow task instead of one per patch, each of which also upserts TemporalChangeVersion (a
+# visibility write: five per job, most of them while the job is queued). Older histories lack
+# it and ask each patch as before. A new patch goes below this line and is asked on its own
+# until the next baseline takes it in (a new id, asked first, the old baseline beside it).
+PATCHES_BASELINE = "patches-baseline-2026-12"
 
 
 def poll_delay(policy: PollPolicy, elapsed_seconds: float) -> timedelta:
@@ -144,6 +150,19 @@ class MediaJobWorkflow:
         self._holds_slot = False  # asked the admission workflow and not released yet
         self._deadline: asyncio.Task[None] | None = None
         self._provider_queue: str | None = None
+        self._baseline: bool | None = None
+
+    def _patched(self, patch_id: str) -> bool:
+        """`workflow.patched(patch_id)`, true without a marker of its own for a job started
+        since PATCHES_BASELINE."""
+        return self._started_since_baseline() or workflow.patched(patch_id)
+
+    def _started_since_baseline(self) -> bool:
+        # Asked first in the job's first activation (`run`, or a signal handled before it), so
+        # a replay answers it from the same workflow task the marker was recorded in.
+        if self._baseline is None:
+            self._baseline = workflow.patched(PATCHES_BASELINE)
+        return self._baseline
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -153,7 +172,7 @@ class MediaJobWorkflow:
             self._polls += 1
         else:
             self._webhooks += 1
-        if self._snapshot is None and workflow.patched(HOLD_EARLY_EVENTS_PATCH):
+        if self._snapshot is None and self._patched(HOLD_EARLY_EVENTS_PATCH):
             self._hold(event.snapshot)
             return
         self._apply(event.snapshot)
@@ -189,13 +208,14 @@ class MediaJobWorkflow:
     @workflow.run
     async def run(self, job: MediaJobInput) -> MediaJobResult:
         self._mark(JobStatus.QUEUED)
+        self._started_since_baseline()
         # Asked first, in the first workflow task, for the reason given at `record_submit`.
-        if workflow.patched(STORE_QUEUE_PATCH) and job.storage_task_queue:
+        if self._patched(STORE_QUEUE_PATCH) and job.storage_task_queue:
             self._store_queue = job.storage_task_queue
         # Asked in the first workflow task too; only for jobs a provider poller covers.
-        if job.poll.bulk_poller and workflow.patched(STRETCH_POLL_PATCH):
+        if job.poll.bulk_poller and self._patched(STRETCH_POLL_PATCH):
             self._stretch_polls = True
-        controls = (job.admission is not None or bool(job.deadline_seconds)) and workflow.patched(
+        controls = (job.admission is not None or bool(job.deadline_seconds)) and self._patched(
             ADMISSION_PATCH
         )
         if controls and job.admission is not None and job.provider_task_queue:
@@ -212,8 +232,8 @@ class MediaJobWorkflow:
             return await self._finish(JobStatus.CANCELED, self._cancel_reason)
         # Decided before the submit, not after: on replay a local activity may resolve in an
         # earlier workflow task than it first did, and a patch asked after it would be missed.
-        record_submit = workflow.patched(RECORD_SUBMIT_PATCH)
-        wait_unconfirmed = workflow.patched(WAIT_UNCONFIRMED_PATCH)
+        record_submit = self._patched(RECORD_SUBMIT_PATCH)
+        wait_unconfirmed = self._patched(WAIT_UNCONFIRMED_PATCH)
         request = SubmitRequest(
             job_id=job.job_id,
             kind=job.kind,

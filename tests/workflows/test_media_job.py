@@ -24,7 +24,7 @@ from core.contracts import (
 )
 from tests.workflows import fakes
 from tests.workflows.fakes import FakeMedia
-from workflows.media_job import MediaJobWorkflow, poll_delay
+from workflows.media_job import PATCHES_BASELINE, MediaJobWorkflow, poll_delay
 
 
 @pytest.fixture
@@ -90,6 +90,24 @@ async def test_webhook_finishes_the_job_without_polling(media) -> None:
     assert fake.stores[0].provider == job().provider != ""
     state = await handle.query(MediaJobWorkflow.state)
     assert state.webhook_count == 1 and state.poll_count == 0
+
+
+async def test_a_new_job_records_one_patch_marker_for_all_its_patches(media) -> None:
+    # Each patch marker also upserts TemporalChangeVersion, a visibility write on the server:
+    # a job started on this code records the baseline once (older histories: test_replay).
+    client, tq, fake = media
+    handle = await start(client, tq, job(poll=PollPolicy(interval_seconds=3600, bulk_poller=True)))
+    await wait_for(handle, JobStatus.SUBMITTED)
+    await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
+    assert (await handle.result()).status == JobStatus.SUCCEEDED
+    patches = [
+        e.marker_recorded_event_attributes.details["patch-data"]
+        for e in (await handle.fetch_history()).events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert len(patches) == 1
+    assert PATCHES_BASELINE.encode() in patches[0].payloads[0].data
 
 
 async def test_every_webhook_lost_poll_finishes_the_job(media) -> None:
