@@ -43,13 +43,22 @@ import shutil
 import tempfile
 import time
 import traceback
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
-from bench.common import UNTHROTTLED_ENV, bounded, log, ratio, summary_ms
+from bench.common import (
+    UNTHROTTLED_ENV,
+    bounded,
+    log,
+    ratio,
+    summary_ms,
+)
 from bench.procs import machine
+from core.contracts import media_job_workflow_id
 from devstack.stack import Stack, StackConfig
 
 TARGET_RATIO = 1.5
@@ -61,7 +70,8 @@ def key(user: str) -> str:
 
 
 class Users:
-    def __init__(self, stack: Stack, names: list[str]) -> None:
+    def __init__(self, stack: Stack, names: list[str], temporal: Client) -> None:
+        self.temporal = temporal
         self.clients = {
             name: httpx.AsyncClient(
                 base_url=stack.api_url,
@@ -108,6 +118,7 @@ async def singles(users: Users, others: list[str], args: argparse.Namespace) -> 
 
     await asyncio.gather(*(one_user(n, u) for n, u in enumerate(others)))
     waits: list[float] = []
+    timed: list[tuple[float, float, str]] = []
     unstarted = 0
     for user, job_id in made:
         deadline = time.monotonic() + args.timeout
@@ -123,11 +134,32 @@ async def singles(users: Users, others: list[str], args: argparse.Namespace) -> 
             unstarted += 1
             continue
         waits.append(started - created)
+        timed.append((started - created, created, job_id))
+    slowest = sorted(timed, reverse=True)[: args.explain]
     return {
         "jobs": len(made),
         "never_at_provider": unstarted,
         "time_to_provider_ms": summary_ms(waits),
+        "slowest": [
+            await timeline(users.temporal, job_id, created, wait)
+            for wait, created, job_id in slowest
+        ],
     }
+
+
+async def timeline(client: Client, job_id: str, created: float, wait: float) -> dict[str, Any]:
+    """Where one job's wait went: its workflow history's first events, in ms after the job's
+    row was created (`created_at`, the API's clock; the server's is the same machine's)."""
+    history = await client.get_workflow_handle(media_job_workflow_id(job_id)).fetch_history()
+    events = history.events
+    shown: list[str] = []
+    for event in events[:40]:
+        at = event.event_time.ToDatetime(tzinfo=UTC).timestamp() - created
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            name += f" {event.workflow_execution_signaled_event_attributes.signal_name}"
+        shown.append(f"{at * 1000:8.1f} {name}")
+    return {"job_id": job_id, "wait_ms": round(wait * 1000, 1), "events_ms": shown}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -163,7 +195,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         log("starting the stack")
         stack.start()
-        users = Users(stack, [flooder, *others])
+        users = Users(stack, [flooder, *others], await Client.connect(stack.temporal_address))
         log("quiet phase")
         out["quiet"] = await singles(users, others, args)
 
@@ -218,6 +250,7 @@ def main() -> int:
     parser.add_argument("--rate-limit", type=float, default=50.0, help="creates/s (all workers)")
     parser.add_argument("--timeout", type=float, default=120.0, help="s a single may wait")
     parser.add_argument("--quick", action="store_true", help="4 users, a flood of 40, 2 singles")
+    parser.add_argument("--explain", type=int, default=3, help="slowest singles shown per phase")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and its logs")
     args = parser.parse_args()
     if args.quick:
