@@ -35,7 +35,15 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import (
+    FixedSizeSlotSupplier,
+    ResourceBasedSlotConfig,
+    ResourceBasedSlotSupplier,
+    ResourceBasedTunerConfig,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkerTuner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.admission import AdmissionActivities
@@ -79,6 +87,35 @@ from workflows.retention import RetentionWorkflow
 from workflows.sync_run import SyncRunWorkflow
 
 log = logging.getLogger("autosync.worker")
+
+
+def media_tuner(settings: Settings) -> WorkerTuner:
+    """The media worker's slots: activities and local activities up to
+    WORKER_MAX_CONCURRENT_ACTIVITIES; workflow tasks up to WORKER_MAX_CONCURRENT_WORKFLOW_TASKS
+    while the CPU has room, WORKER_MIN_WORKFLOW_TASKS when it is busy. A worker that took 100
+    tasks of one user's flood ran them all before anybody else's (one event loop, arrival
+    order); left at the server, they take turns by priority and fairness key."""
+    activities = FixedSizeSlotSupplier(settings.worker_max_concurrent_activities)
+    most = settings.worker_max_concurrent_workflow_tasks
+    target = settings.worker_workflow_tasks_target_cpu
+    workflows: FixedSizeSlotSupplier | ResourceBasedSlotSupplier = FixedSizeSlotSupplier(most)
+    if target > 0:
+        workflows = ResourceBasedSlotSupplier(
+            ResourceBasedSlotConfig(
+                minimum_slots=min(settings.worker_min_workflow_tasks, most),
+                maximum_slots=most,
+                # One more slot at most every 10 ms past the minimum: a burst is not all taken
+                # before the CPU reading catches up with it.
+                ramp_throttle=timedelta(milliseconds=10),
+            ),
+            ResourceBasedTunerConfig(target_memory_usage=0.8, target_cpu_usage=target),
+        )
+    return WorkerTuner.create_composite(
+        workflow_supplier=workflows,
+        activity_supplier=activities,
+        local_activity_supplier=activities,
+        nexus_supplier=FixedSizeSlotSupplier(1),
+    )
 
 
 @asynccontextmanager
@@ -168,9 +205,7 @@ async def build_workers(settings: Settings, client: Client) -> AsyncIterator[lis
                 admission.release,
             ],
             max_cached_workflows=settings.worker_max_cached_workflows,
-            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-            max_concurrent_activities=settings.worker_max_concurrent_activities,
-            max_concurrent_local_activities=settings.worker_max_concurrent_activities,
+            tuner=media_tuner(settings),
             # Cancellation reaches an activity only with a heartbeat's answer: a copy being
             # cancelled should stop within seconds, not the default 0.8 x heartbeat timeout.
             max_heartbeat_throttle_interval=timedelta(seconds=2),

@@ -395,7 +395,12 @@ class Settings(BaseSettings):
     # Media workflow tasks one worker holds at once. They run on one event loop, so more at once
     # only queue inside the process, in arrival order; left at the server, the task queue's
     # priority and fairness decide which goes next (one user's flood takes turns with others).
+    # So the worker takes more than WORKER_MIN_WORKFLOW_TASKS only while the machine's CPU is
+    # under WORKER_WORKFLOW_TASKS_TARGET_CPU (0: always up to the max). Tasks waiting on a
+    # local activity (a slow provider's poll) use no CPU, so they never starve the others.
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
+    worker_min_workflow_tasks: int = Field(default=4, ge=1)
+    worker_workflow_tasks_target_cpu: float = Field(default=0.8, ge=0, le=1)
     worker_sandboxed: bool = True
     # Copies one worker runs at once on the storage queue: each holds a few 8 MB multipart
     # parts and a temp file, so this bounds the worker's memory and disk, not its CPU.

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import FixedSizeSlotSupplier, ResourceBasedSlotSupplier
 
 from core.alerts.contracts import ALERT_DELIVER, ALERT_EVALUATE
 from core.batch_contracts import ACT_BATCH_CHUNK, ACT_BATCH_FINISH
@@ -35,7 +36,7 @@ from core.recovery import RECOVERY_SWEEP
 from core.retention.contracts import RETENTION_BATCH
 from core.settings import Settings
 from providers import registry
-from worker import build_workers
+from worker import build_workers, media_tuner
 
 HISTORIES = Path(__file__).parent / "workflows" / "histories"
 
@@ -102,10 +103,29 @@ async def test_a_worker_polls_only_the_chosen_queues(
 async def test_the_media_workers_workflow_task_slots_come_from_the_settings(
     env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    chosen = settings(tmp_path, worker_queues=["media"], worker_max_concurrent_workflow_tasks=6)
+    chosen = settings(
+        tmp_path, worker_queues=["media"], worker_max_concurrent_workflow_tasks=6,
+        worker_min_workflow_tasks=3,
+    )  # fmt: skip
     async with build_workers(chosen, env.client) as workers:
         media = next(w for w in workers if w.task_queue == chosen.media_task_queue)
-        assert media.config()["max_concurrent_workflow_tasks"] == 6
+        tuner = media.config()["tuner"]
+        assert tuner is not None
+        supplier = tuner._get_workflow_task_slot_supplier()
+        # More than the minimum only while the CPU has room: a flood's tasks stay at the
+        # server, where the fairness keys order them, instead of queueing in this process.
+        assert isinstance(supplier, ResourceBasedSlotSupplier)
+        assert (supplier.slot_config.minimum_slots, supplier.slot_config.maximum_slots) == (3, 6)
+        assert supplier.tuner_config.target_cpu_usage == 0.8
+        assert tuner._get_activity_task_slot_supplier() == FixedSizeSlotSupplier(200)
+
+
+def test_a_cpu_target_of_zero_keeps_the_workflow_task_slots_fixed(tmp_path: Path) -> None:
+    chosen = settings(
+        tmp_path, worker_max_concurrent_workflow_tasks=6, worker_workflow_tasks_target_cpu=0
+    )
+    supplier = media_tuner(chosen)._get_workflow_task_slot_supplier()
+    assert supplier == FixedSizeSlotSupplier(6)
 
 
 def recorded_activity_names() -> set[str]:
