@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import heapq
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -101,6 +102,29 @@ def next_grants(
     return granted, last, seq
 
 
+def line_order(waiting: list[AdmissionTicket], last_grant: dict[str, int]) -> list[AdmissionTicket]:
+    """The order `next_grants` would grant `waiting` in if every slot were free, in
+    O(n log n): a user's tickets share their user's last grant, so only each user's best ticket
+    competes, and a grant moves that user behind every other. The position query runs this on
+    each read of a queued job; `next_grants` over a line of 3,000 took 0.6 s of the worker's
+    event loop."""
+    by_user: dict[str, list[AdmissionTicket]] = {}
+    for ticket in sorted(waiting, key=lambda t: (t.priority, t.arrived), reverse=True):
+        by_user.setdefault(ticket.user_id, []).append(ticket)  # best last: popped first
+    heads = [(q[-1].priority, last_grant.get(u, -1), q[-1].arrived, u) for u, q in by_user.items()]
+    heapq.heapify(heads)
+    order: list[AdmissionTicket] = []
+    seq = max([*last_grant.values(), -1])
+    while heads:
+        _, _, _, user = heapq.heappop(heads)
+        queue = by_user[user]
+        order.append(queue.pop())
+        seq += 1
+        if queue:
+            heapq.heappush(heads, (queue[-1].priority, seq, queue[-1].arrived, user))
+    return order
+
+
 @workflow.defn(name=ADMISSION_WORKFLOW)
 class AdmissionWorkflow:
     @workflow.init
@@ -142,8 +166,7 @@ class AdmissionWorkflow:
         place: int | None = None
         if not granted and any(t.job_id == job_id for t in s.waiting):
             # The order the line would be granted in if every slot were free.
-            unlimited = AdmissionLimits(max_active=0, max_per_user=0)
-            order, _, _ = next_grants(s.waiting, [], s.last_grant, unlimited, s.seq)
+            order = line_order(s.waiting, s.last_grant)
             place = next(i for i, t in enumerate(order, start=1) if t.job_id == job_id)
         return QueuePosition(
             position=place, granted=granted, waiting=len(s.waiting), active=len(s.holders)

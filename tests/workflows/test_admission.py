@@ -7,6 +7,7 @@ test server with scripted media activities and the real admission activities.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -36,7 +37,7 @@ from tests.workflows import fakes
 from tests.workflows.fakes import FakeMedia
 from tests.workflows.skipping import skip
 from tests.workflows.test_media_job import event, job, start, wait_for
-from workflows.admission import AdmissionWorkflow, next_grants
+from workflows.admission import AdmissionWorkflow, line_order, next_grants
 from workflows.media_job import MediaJobWorkflow
 
 Handle = WorkflowHandle[Any, Any]
@@ -67,6 +68,20 @@ def test_users_take_turns_and_each_users_jobs_keep_their_order() -> None:
     waiting = tickets(("a", 1), ("a", 1), ("a", 1), ("b", 1), ("b", 1), ("c", 1))
     granted, _, _ = next_grants(waiting, [], {}, AdmissionLimits(max_active=0, max_per_user=0), 0)
     assert [t.job_id for t in granted] == ["j1", "j4", "j6", "j2", "j5", "j3"]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_line_order_is_the_grant_order_with_every_slot_free(seed: int) -> None:
+    rng = random.Random(seed)
+    users = [f"u{n}" for n in range(rng.randint(1, 6))]
+    waiting = [
+        AdmissionTicket(f"j{n}", rng.choice(users), rng.choice([0, 1, 2]), n)
+        for n in rng.sample(range(1, 500), rng.randint(0, 60))
+    ]
+    last = {u: rng.randint(0, 500) for u in users if rng.random() < 0.5}
+    unlimited = AdmissionLimits(max_active=0, max_per_user=0)
+    granted, _, _ = next_grants(waiting, [], last, unlimited, 501)
+    assert line_order(waiting, last) == granted
 
 
 def test_a_priority_0_job_overtakes_queued_priority_2_jobs() -> None:
