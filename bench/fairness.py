@@ -58,7 +58,7 @@ from bench.common import (
     summary_ms,
 )
 from bench.procs import machine
-from core.contracts import media_job_workflow_id
+from core.contracts import admission_workflow_id, media_job_workflow_id
 from devstack.stack import Stack, StackConfig
 
 TARGET_RATIO = 1.5
@@ -147,19 +147,43 @@ async def singles(users: Users, others: list[str], args: argparse.Namespace) -> 
     }
 
 
+def event_name(event: Any) -> str:
+    name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+    if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+        name += f" {event.workflow_execution_signaled_event_attributes.signal_name}"
+    return name
+
+
+def offset_ms(event: Any, since: float) -> float:
+    at: float = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+    return (at - since) * 1000
+
+
 async def timeline(client: Client, job_id: str, created: float, wait: float) -> dict[str, Any]:
     """Where one job's wait went: its workflow history's first events, in ms after the job's
-    row was created (`created_at`, the API's clock; the server's is the same machine's)."""
+    row was created (`created_at`, the API's clock; the server's is the same machine's), and
+    what the provider's admission line did meanwhile (runs of one event type counted)."""
     history = await client.get_workflow_handle(media_job_workflow_id(job_id)).fetch_history()
-    events = history.events
-    shown: list[str] = []
-    for event in events[:40]:
-        at = event.event_time.ToDatetime(tzinfo=UTC).timestamp() - created
-        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            name += f" {event.workflow_execution_signaled_event_attributes.signal_name}"
-        shown.append(f"{at * 1000:8.1f} {name}")
-    return {"job_id": job_id, "wait_ms": round(wait * 1000, 1), "events_ms": shown}
+    shown = [f"{offset_ms(e, created):8.1f} {event_name(e)}" for e in history.events[:40]]
+    line = await client.get_workflow_handle(admission_workflow_id("replicate")).fetch_history()
+    runs: list[list[Any]] = []  # [first ms, name, count]
+    for event in line.events:
+        at = offset_ms(event, created)
+        if not 0 <= at <= wait * 1000:
+            continue
+        name = event_name(event)
+        if runs and runs[-1][1] == name:
+            runs[-1][2] += 1
+        else:
+            runs.append([at, name, 1])
+    return {
+        "job_id": job_id,
+        "wait_ms": round(wait * 1000, 1),
+        "events_ms": shown,
+        "admission_line_ms": [
+            f"{at:8.1f} {name}" + (f" x{n}" if n > 1 else "") for at, name, n in runs
+        ],
+    }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
