@@ -113,3 +113,73 @@ def test_the_app_imports_neither_the_benches_nor_dbos() -> None:
         for path in files
     }
     assert {path: names for path, names in bench_imports.items() if names} == {}
+
+
+# The worker runs workflows outside Temporal's sandbox by default (WORKER_SANDBOXED): what the
+# sandbox would refuse at run time, on the paths a run happens to take, is refused here on every
+# path, in the workflow modules and in the contract modules they pass through (the sandbox never
+# checked those). The workflow tests (tests/workflows) still run in the sandbox.
+NONDETERMINISTIC_MODULES = (
+    "time", "random", "uuid", "secrets", "os", "threading", "concurrent", "socket",
+    "subprocess", "multiprocessing",
+)  # fmt: skip
+NONDETERMINISTIC_CALLS = ("now", "utcnow", "today", "fromtimestamp", "getpid")
+
+
+def workflow_code() -> list[Path]:
+    """The workflow modules and every module of ours they import, transitively."""
+    seen: dict[str, Path] = {}
+    pending = [ROOT / "workflows" / f"{m.split('.')[1]}.py" for m in WORKFLOW_MODULES]
+    while pending:
+        path = pending.pop()
+        if str(path) in seen:
+            continue
+        seen[str(path)] = path
+        for name in imported_modules(path):
+            candidate = ROOT / f"{name.replace('.', '/')}.py"
+            if name.split(".")[0] in ("core", "workflows") and candidate.exists():
+                pending.append(candidate)
+    return sorted(seen.values())
+
+
+def nondeterminism(path: Path) -> list[str]:
+    found: list[str] = []
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for name in imported_modules(path):
+        if name.split(".")[0] in NONDETERMINISTIC_MODULES:
+            found.append(f"imports {name}")
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in NONDETERMINISTIC_CALLS
+            and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "workflow")
+        ):
+            found.append(f"line {node.lineno}: .{node.func.attr}()")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "open"
+        ):
+            found.append(f"line {node.lineno}: open()")
+    return found
+
+
+def test_workflow_code_reads_no_clock_randomness_or_os() -> None:
+    files = workflow_code()
+    assert ROOT / "core" / "contracts.py" in files and ROOT / "workflows" / "policies.py" in files
+    found = {str(p.relative_to(ROOT)): nondeterminism(p) for p in files}
+    assert {path: hits for path, hits in found.items() if hits} == {}
+
+
+def test_the_determinism_check_sees_a_clock_and_a_random_import(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import random\n"
+        "from datetime import datetime\n"
+        "def run():\n"
+        "    started = datetime.now()\n"
+        "    again = workflow.now()\n"
+        "    return open('x'), started, again\n"
+    )
+    assert nondeterminism(sample) == ["imports random", "line 4: .now()", "line 6: open()"]
