@@ -95,7 +95,7 @@ async def test_webhook_finishes_the_job_without_polling(media) -> None:
 async def test_a_new_job_records_one_patch_marker_for_all_its_patches(media) -> None:
     # Each patch marker also upserts TemporalChangeVersion, a visibility write on the server:
     # a job started on this code records the baseline once (older histories: test_replay).
-    client, tq, fake = media
+    client, tq, _ = media
     handle = await start(client, tq, job(poll=PollPolicy(interval_seconds=3600, bulk_poller=True)))
     await wait_for(handle, JobStatus.SUBMITTED)
     await handle.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
