@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -97,3 +98,12 @@ async def wait_until(
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(interval)
+
+
+def medians(rounds: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+    """Each figure's median over the rounds that have it (the first round names them)."""
+    out: dict[str, float | None] = {}
+    for name in rounds[0] if rounds else ():
+        values = [v for r in rounds if (v := r.get(name)) is not None]
+        out[name] = round(statistics.median(values), 2) if values else None
+    return out

@@ -74,7 +74,6 @@ import gc
 import json
 import random
 import shutil
-import statistics
 import tempfile
 import time
 import traceback
@@ -88,7 +87,16 @@ from temporalio.client import Client
 
 from bench import bare
 from bench.app_client import AppClient, CompletionLag, JobRow, stats_delta, terminal_time
-from bench.common import UNTHROTTLED_ENV, bounded, log, paced, ratio, rounded, summary_ms
+from bench.common import (
+    UNTHROTTLED_ENV,
+    bounded,
+    log,
+    medians,
+    paced,
+    ratio,
+    rounded,
+    summary_ms,
+)
 from bench.procs import CpuMeter, PeakRss, machine, rss_mb
 from core.contracts import media_job_workflow_id
 from devstack.stack import Stack, StackConfig
@@ -654,15 +662,6 @@ def headline(out: dict[str, Any]) -> dict[str, float | None]:
             value = value.get(key) if isinstance(value, dict) else None
         figures[name] = float(value) if isinstance(value, int | float) else None
     return figures
-
-
-def medians(rounds: list[dict[str, float | None]]) -> dict[str, float | None]:
-    """Each headline figure's median over the rounds that have it."""
-    out: dict[str, float | None] = {}
-    for name in HEADLINE:
-        values = [v for r in rounds if (v := r[name]) is not None]
-        out[name] = round(statistics.median(values), 2) if values else None
-    return out
 
 
 def targets(figures: dict[str, float | None], sizes: Sizes) -> dict[str, Any]:
