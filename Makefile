@@ -89,7 +89,7 @@ bench-pull: $(STAMP)
 	$(PY) bench/pull_sync.py
 
 ## Side by side: autosync, the seeds' 10 s cron poller and a DBOS workflow on PostgreSQL, webhook
-## loss 0 and 30 %: jobs/s, completion-to-stored, provider calls, CPU, memory, SIGKILL losses (~20 min)
+## loss 0 and 30 %: jobs/s, completion-to-stored, provider calls, CPU, memory, SIGKILL losses (~7 min)
 bench-peers: $(STAMP)
 	$(PY) bench/peers.py
 

@@ -403,7 +403,7 @@ class Settings(BaseSettings):
     worker_min_workflow_tasks: int = Field(default=4, ge=1)
     worker_workflow_tasks_target_cpu: float = Field(default=0.8, ge=0, le=1)
     # Outside Temporal's sandbox, which re-imported the workflow module for every workflow run:
-    # in a reduced `make bench-media` round, 13 % less worker CPU per job and 54 MB less with
+    # in a reduced `make bench-media` round, 13 % less worker CPU per job and 53 MB less with
     # 2,000 jobs in flight. What the sandbox refused at run time (clocks, randomness, OS calls
     # in workflow code) tests/test_import_rules.py refuses on every path, and the workflow
     # tests run sandboxed. True while writing workflows, for the run-time check as well.
