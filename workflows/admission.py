@@ -55,6 +55,11 @@ with workflow.unsafe.imports_passed_through():
 
 # How often the holders are checked for workflows that ended without releasing their slot.
 HOLDER_CHECK = timedelta(seconds=60)
+# Histories recorded before this waited for a change with HOLDER_CHECK as the timeout: every
+# workflow task cancelled one timer and started another (two events and the server's timer work
+# for each request a flood sent), and a line that changed at least once a minute never checked
+# its holders. Since, one timer runs while there are holders and the check follows it.
+ONE_HOLDER_TIMER_PATCH = "one-holder-check-timer"
 # Continue-as-new past this many history events (or when the server suggests it).
 MAX_HISTORY_EVENTS = 5_000
 # Pauses asked by a 429 are capped: a wrong Retry-After can't stop a provider's line for long.
@@ -133,6 +138,7 @@ class AdmissionWorkflow:
         self._changed = True
         self._regrant: list[str] = []
         self._sends: list[asyncio.Task[None]] = []
+        self._check: asyncio.Task[None] | None = None  # the holder check's timer
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -176,6 +182,7 @@ class AdmissionWorkflow:
 
     @workflow.run
     async def run(self, state: AdmissionState) -> None:
+        one_timer = workflow.patched(ONE_HOLDER_TIMER_PATCH)
         while not self._should_continue_as_new():
             paused = self._paused_until()
             if paused is not None and paused > workflow.now():
@@ -183,14 +190,25 @@ class AdmissionWorkflow:
                 continue
             self._changed = False
             self._grant()
-            try:
-                await workflow.wait_condition(
-                    lambda: self._changed,
-                    timeout=HOLDER_CHECK if self._s.holders else None,
-                    timeout_summary="check the holders are still running",
+            if not one_timer:
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._changed,
+                        timeout=HOLDER_CHECK if self._s.holders else None,
+                        timeout_summary="check the holders are still running",
+                    )
+                except builtins.TimeoutError:
+                    await self._drop_ended()
+                continue
+            if self._check is None and self._s.holders:
+                self._check = asyncio.ensure_future(
+                    workflow.sleep(HOLDER_CHECK, summary="check the holders are still running")
                 )
-            except builtins.TimeoutError:
-                await self._drop_ended()
+            await workflow.wait_condition(lambda: self._changed or self._check_due())
+            if self._check_due():
+                self._check = None
+                if self._s.holders:
+                    await self._drop_ended()
         # Grants being sent finish first: a holder whose grant failed is dropped before the
         # state moves on.
         await asyncio.gather(*self._sends)
@@ -247,6 +265,9 @@ class AdmissionWorkflow:
         s.waiting = [t for t in s.waiting if t.job_id not in job_ids]
         s.holders = [t for t in s.holders if t.job_id not in job_ids]
         self._changed = True
+
+    def _check_due(self) -> bool:
+        return self._check is not None and self._check.done()
 
     def _paused_until(self) -> datetime | None:
         until = self._s.paused_until
