@@ -205,12 +205,11 @@ class OneByOne:
         return ProviderSnapshot(ref.provider_job_id, phase.value, phase)
 
 
-async def test_without_a_bulk_read_each_quiet_job_is_read_once_and_movers_signalled(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def add_quiet_jobs(sessions: async_sessionmaker[AsyncSession], count: int) -> None:
+    """`count` submitted jobs (`job-{n}`, provider job `req-{n}`) whose rows are 5 min old."""
     quiet = utcnow() - timedelta(minutes=5)
     async with sessions() as session:
-        for n in range(12):
+        for n in range(count):
             session.add(
                 Job(
                     id=f"job-{n}", user_id="u1", kind="generation", provider="replicate",
@@ -220,14 +219,26 @@ async def test_without_a_bulk_read_each_quiet_job_is_read_once_and_movers_signal
                 )
             )  # fmt: skip
         await session.commit()
-    fake, signals = OneByOne(), Signals()
-    poller = ProviderPollerActivities(
+
+
+def one_by_one_poller(
+    sessions: async_sessionmaker[AsyncSession], fake: OneByOne, signals: Signals
+) -> ProviderPollerActivities:
+    return ProviderPollerActivities(
         sessions=sessions,
         providers={"replicate": cast(Provider, fake)},
         temporal=cast(Client, signals),
         rate_per_second=1000,
         concurrency=3,
     )
+
+
+async def test_without_a_bulk_read_each_quiet_job_is_read_once_and_movers_signalled(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await add_quiet_jobs(sessions, 12)
+    fake, signals = OneByOne(), Signals()
+    poller = one_by_one_poller(sessions, fake, signals)
 
     result = await ActivityEnvironment().run(
         poller.sweep, PollSweepRequest(provider="replicate", interval_seconds=10)
@@ -241,29 +252,14 @@ async def test_without_a_bulk_read_each_quiet_job_is_read_once_and_movers_signal
 async def test_without_a_bulk_read_only_jobs_quiet_two_intervals_are_read_while_webhooks_arrive(
     sessions: async_sessionmaker[AsyncSession], interval: int, asked: int
 ) -> None:
-    quiet = utcnow() - timedelta(minutes=5)
+    await add_quiet_jobs(sessions, 12)
     async with sessions() as session:
-        for n in range(12):
-            session.add(
-                Job(
-                    id=f"job-{n}", user_id="u1", kind="generation", provider="replicate",
-                    model=VERSION, status="submitted", provider_status="IN_QUEUE",
-                    provider_phase="queued", provider_job_id=f"req-{n}", created_at=quiet,
-                    updated_at=quiet,
-                )
-            )  # fmt: skip
         # Jobs quiet for 5 min are long jobs at a 200 s interval (not read: each read is a
         # call of its own), and maybe lost webhooks at a 60 s one (read).
         session.add(WebhookReceipt(provider="replicate", webhook_id="msg_1", job_id="other"))
         await session.commit()
     fake = OneByOne()
-    poller = ProviderPollerActivities(
-        sessions=sessions,
-        providers={"replicate": cast(Provider, fake)},
-        temporal=cast(Client, Signals()),
-        rate_per_second=1000,
-        concurrency=3,
-    )
+    poller = one_by_one_poller(sessions, fake, Signals())
 
     result = await ActivityEnvironment().run(
         poller.sweep, PollSweepRequest(provider="replicate", interval_seconds=interval)
