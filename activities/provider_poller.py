@@ -5,8 +5,9 @@ each sweep, so a lost webhook's completion is seen by the next sweep, within an 
 asking about more jobs costs no more list pages, as the list is read back to the oldest job
 anyway. Where each job is a read of its own, while the provider's webhooks are arriving a job
 is asked once its row has not moved for `QUIET_FACTOR_WHILE_WEBHOOKS` intervals (the others
-are merely long, and their webhooks will tell); when none arrived lately, every job in flight. Quiet jobs are read in bulk where the provider can (`BulkStatus`: Replicate's list), the rest one by one
-at most `rate_per_second` per provider account and `concurrency` at once. Only a job whose
+are merely long, and their webhooks will tell); when none arrived lately, every job in flight.
+The jobs asked are read in bulk where the provider can, the rest one by one, at most
+`rate_per_second` per provider account and `concurrency` at once. Only a job whose
 provider phase moved past the one its row records is signalled, with the `provider_event` a
 webhook would have sent (marked as from the poller); its workflow takes it like any event
 (forward only, its own provider job only), so a late or repeated sweep changes nothing.
