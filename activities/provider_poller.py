@@ -1,4 +1,4 @@
-"""The provider poller's sweep: refresh one provider's quiet jobs in bulk, signal the movers.
+"""The provider poller's sweep: refresh one provider's jobs in flight in bulk, signal the movers.
 
 Where the provider reads in bulk (`BulkStatus`: Replicate's list), every job in flight is asked
 each sweep, so a lost webhook's completion is seen by the next sweep, within an interval:
