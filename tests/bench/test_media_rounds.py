@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.media_jobs import HEADLINE, Sizes, headline, medians, targets
+from bench.common import medians
+from bench.media_jobs import HEADLINE, Sizes, headline, targets
 
 
 def round_output(jobs_per_s: float, rss: float | None) -> dict[str, Any]:
