@@ -7,6 +7,7 @@ spawned (uvicorn reloaders, the Temporal CLI's server). Nothing is ever killed b
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,11 +21,53 @@ import httpx
 BIN_DIR = Path(sys.executable).parent
 
 
+# Ports handed out by this process: a child may take seconds to bind the one it was given.
+_HANDED: set[int] = set()
+# Below the kernel's ephemeral range by default, see `_listen_range`.
+_FALLBACK_RANGE = (10_000, 32_767)
+# xdist runs up to this many workers side by side; each draws from its own slice.
+_SLICES = 8
+
+
+def _listen_range() -> tuple[int, int]:
+    """Ports no outgoing connection will take: those below the kernel's ephemeral range.
+
+    A port picked by binding to 0 comes from that range, and between the pick and the child's
+    bind any client socket on the machine (a test's HTTP calls, the Temporal SDK) may take it as
+    its local port — the child then fails with "address already in use".
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _FALLBACK_RANGE
+    return (10_000, low - 1) if low > 12_000 else _FALLBACK_RANGE
+
+
+def _slice(first: int, last: int) -> tuple[int, int]:
+    """This pytest-xdist worker's share of the range, so two workers never pick one port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return first, last
+    size = (last - first + 1) // _SLICES
+    start = first + (int(worker[2:]) % _SLICES) * size
+    return start, start + size - 1
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now and no client will take."""
+    first, last = _slice(*_listen_range())
+    for _ in range(200):
+        port = random.randint(first, last)
+        if port in _HANDED:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {first}-{last} after 200 tries")
 
 
 def temporal_cli_path() -> str:
