@@ -10,6 +10,7 @@ taken at the emulator: the provider jobs it was asked to create.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -21,7 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
 
+from core.contracts import ADMISSION_POSITION_QUERY, admission_workflow_id, media_job_workflow_id
 from devstack.processes import ManagedProcess
 from devstack.stack import ROOT, WORKER_READY, Stack, StackConfig
 from providers.replicate import EMULATOR_TOKEN
@@ -48,6 +53,7 @@ DEADLINE_SETTING = 3
 class Line:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        self.created: list[tuple[str, str]] = []  # (Authorization, job id)
 
     def api(self, user: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -85,6 +91,99 @@ class Line:
                 json={"status": "succeeded"},
             )
             assert response.status_code == 200, response.text
+
+    # --- jobs, made and followed through the API -----------------------------------------
+
+    async def create(self, api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+        body.setdefault("kind", "generation")
+        body.setdefault("input", HELD)
+        response = await api.post("/v1/jobs", json=body)
+        assert response.status_code == 202, response.text
+        job: dict[str, Any] = response.json()
+        self.created.append((api.headers["Authorization"], job["id"]))
+        return job
+
+    async def wait(self, api: httpx.AsyncClient, job_id: str, statuses: set[str]) -> dict[str, Any]:
+        try:
+            return await wait_for_status(api, f"/v1/jobs/{job_id}", statuses, within=90)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{await self.explain(job_id)}") from None
+
+    async def wait_queued_at(self, api: httpx.AsyncClient, job_id: str, position: int) -> None:
+        for _ in range(600):
+            job = await read(api, job_id)
+            assert job["status"] == "queued", job
+            if job["queue_position"] == position:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(
+            f"job {job_id} never reached position {position}: {job}\n{await self.explain(job_id)}"
+        )
+
+    async def cancel_all(self, api: httpx.AsyncClient, jobs: list[dict[str, Any]]) -> None:
+        for job in jobs:
+            await api.post(f"/v1/jobs/{job['id']}/cancel", json={"reason": "test over"})
+        for job in jobs:
+            await self.wait(api, job["id"], TERMINAL)
+
+    async def tidy(self) -> None:
+        """Cancel whatever a test left behind (it failed midway): held jobs would keep the
+        provider's slots from the next test."""
+        left, self.created = self.created, []
+        for auth, job_id in left:
+            async with httpx.AsyncClient(
+                base_url=self.stack.api_url, headers={"Authorization": auth}, timeout=30.0
+            ) as api:
+                if (await read(api, job_id))["status"] in TERMINAL:
+                    continue
+                await api.post(f"/v1/jobs/{job_id}/cancel", json={"reason": "test over"})
+                with contextlib.suppress(AssertionError):
+                    await wait_for_status(api, f"/v1/jobs/{job_id}", TERMINAL, within=60)
+
+    async def explain(self, job_id: str) -> str:
+        """What the admission line and the job's workflow were doing: put in a failure's
+        message, so a stall seen once in CI can be read afterwards."""
+        lines = []
+        try:
+            client = await Client.connect(self.stack.temporal_address)
+            line = client.get_workflow_handle(admission_workflow_id("replicate"))
+            place = await line.query(ADMISSION_POSITION_QUERY, job_id)
+            lines.append(f"admission position of {job_id}: {place}")
+            for name, handle in (
+                ("admission line", line),
+                (f"job {job_id}", client.get_workflow_handle(media_job_workflow_id(job_id))),
+            ):
+                events = [e async for e in handle.fetch_history_events()]
+                lines.append(f"{name}: {len(events)} events, the last 30:")
+                lines += [f"  {describe_event(e)}" for e in events[-30:]]
+        except Exception as err:  # a diagnosis must not hide the failure it explains
+            lines.append(f"(could not explain: {err!r})")
+        return "\n".join(lines)
+
+
+def describe_event(event: HistoryEvent) -> str:
+    """One history event as `id time TYPE detail` (the signal, marker, activity or timer)."""
+    name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    detail = ""
+    which = event.WhichOneof("attributes")
+    if which:
+        attrs = getattr(event, which)
+        fields = attrs.DESCRIPTOR.fields_by_name
+        for key in ("signal_name", "marker_name"):
+            if key in fields:
+                detail = getattr(attrs, key)
+        if "activity_type" in fields:
+            detail = attrs.activity_type.name
+        if "start_to_fire_timeout" in fields:
+            detail = f"timer {attrs.start_to_fire_timeout.ToTimedelta()}"
+    return f"{event.event_id} {event.event_time.ToDatetime():%H:%M:%S.%f} {name} {detail}"
+
+
+async def read(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    job: dict[str, Any] = response.json()
+    return job
 
 
 @pytest.fixture(scope="module")
@@ -127,66 +226,35 @@ async def line() -> AsyncIterator[Line]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def create(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    body.setdefault("kind", "generation")
-    body.setdefault("input", HELD)
-    response = await api.post("/v1/jobs", json=body)
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-async def read(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    response = await api.get(f"/v1/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-async def wait(api: httpx.AsyncClient, job_id: str, statuses: set[str]) -> dict[str, Any]:
-    return await wait_for_status(api, f"/v1/jobs/{job_id}", statuses, within=90)
-
-
-async def wait_queued_at(api: httpx.AsyncClient, job_id: str, position: int) -> None:
-    for _ in range(600):
-        job = await read(api, job_id)
-        assert job["status"] == "queued", job
-        if job["queue_position"] == position:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job_id} never reached position {position}: {job}")
-
-
-async def cancel_all(api: httpx.AsyncClient, jobs: list[dict[str, Any]]) -> None:
-    for job in jobs:
-        await api.post(f"/v1/jobs/{job['id']}/cancel", json={"reason": "test over"})
-    for job in jobs:
-        await wait(api, job["id"], TERMINAL)
+@pytest.fixture(autouse=True)
+async def tidy(line: Line) -> AsyncIterator[None]:
+    yield
+    await line.tidy()
 
 
 async def fill_the_provider(line: Line, api: httpx.AsyncClient) -> list[dict[str, Any]]:
     """CAP held jobs, all at the provider."""
-    held = [await create(api) for _ in range(CAP)]
-    return [await wait(api, job["id"], ACTIVE) for job in held]
+    held = [await line.create(api) for _ in range(CAP)]
+    return [await line.wait(api, job["id"], ACTIVE) for job in held]
 
 
 async def test_one_users_flood_does_not_delay_another_users_job(line: Line) -> None:
     async with line.api("alice") as alice, line.api("bob") as bob:
         running = await fill_the_provider(line, alice)
-        flood = [await create(alice) for _ in range(100 - CAP)]
-        solo = await create(bob)
-        await wait_queued_at(bob, solo["id"], 1)  # before 97 of alice's jobs
+        flood = [await line.create(alice) for _ in range(100 - CAP)]
+        solo = await line.create(bob)
+        await line.wait_queued_at(bob, solo["id"], 1)  # before 97 of alice's jobs
         before = {p["id"] for p in await line.predictions()}
 
         await line.finish(running[0])  # one provider slot frees up
-        await wait(alice, running[0]["id"], {"succeeded"})
-        at_provider = await wait(bob, solo["id"], ACTIVE)
+        await line.wait(alice, running[0]["id"], {"succeeded"})
+        at_provider = await line.wait(bob, solo["id"], ACTIVE)
         # That one slot went to bob's job; none of alice's queued jobs moved.
         new = [p for p in await line.predictions() if p["id"] not in before]
         assert [p["id"] for p in new] == [at_provider["provider_job_id"]]
         assert {(await read(alice, j["id"]))["status"] for j in flood} == {"queued"}
-        await cancel_all(bob, [solo])
-        await cancel_all(alice, running[1:] + flood)
+        await line.cancel_all(bob, [solo])
+        await line.cancel_all(alice, running[1:] + flood)
 
 
 async def test_the_provider_cap_is_never_exceeded(line: Line) -> None:
@@ -195,7 +263,7 @@ async def test_the_provider_cap_is_never_exceeded(line: Line) -> None:
     apis = [line.api(u) for u in ("alice", "bob", "carol")]
     seen: list[int] = []
     try:
-        jobs = [(api, await create(api)) for api in apis for _ in range(2)]
+        jobs = [(api, await line.create(api)) for api in apis for _ in range(2)]
         for _ in range(3):
             for _ in range(600):
                 now = [(api, await read(api, job["id"])) for api, job in jobs]
@@ -207,10 +275,10 @@ async def test_the_provider_cap_is_never_exceeded(line: Line) -> None:
             seen.append(sum(p["status"] in ("starting", "processing") for p in predictions))
             api, job = active[0]
             await line.finish(job)
-            await wait(api, job["id"], {"succeeded"})
+            await line.wait(api, job["id"], {"succeeded"})
         for api, job in jobs:
             if (await read(api, job["id"]))["status"] not in TERMINAL:
-                await cancel_all(api, [job])
+                await line.cancel_all(api, [job])
     finally:
         for api in apis:
             await api.aclose()
@@ -220,38 +288,38 @@ async def test_the_provider_cap_is_never_exceeded(line: Line) -> None:
 async def test_a_priority_0_job_overtakes_queued_priority_2_jobs(line: Line) -> None:
     async with line.api("alice") as alice, line.api("carol") as carol:
         running = await fill_the_provider(line, alice)
-        batch = [await create(carol, priority=2) for _ in range(3)]
-        await wait_queued_at(carol, batch[0]["id"], 1)
-        urgent = await create(carol, priority=0)
+        batch = [await line.create(carol, priority=2) for _ in range(3)]
+        await line.wait_queued_at(carol, batch[0]["id"], 1)
+        urgent = await line.create(carol, priority=0)
         assert urgent["priority"] == 0
-        await wait_queued_at(carol, urgent["id"], 1)
+        await line.wait_queued_at(carol, urgent["id"], 1)
 
         await line.finish(running[0])
-        await wait(carol, urgent["id"], ACTIVE)
+        await line.wait(carol, urgent["id"], ACTIVE)
         assert {(await read(carol, j["id"]))["status"] for j in batch} == {"queued"}
-        await cancel_all(carol, [urgent, *batch])
-        await cancel_all(alice, running[1:])
+        await line.cancel_all(carol, [urgent, *batch])
+        await line.cancel_all(alice, running[1:])
 
 
 async def test_a_queued_job_can_be_cancelled_and_never_reaches_the_provider(line: Line) -> None:
     async with line.api("dave") as dave:
         running = await fill_the_provider(line, dave)
-        queued = await create(dave)
-        await wait_queued_at(dave, queued["id"], 1)
+        queued = await line.create(dave)
+        await line.wait_queued_at(dave, queued["id"], 1)
         response = await dave.post(f"/v1/jobs/{queued['id']}/cancel", json={"reason": "nope"})
         assert response.status_code == 202, response.text
-        ended = await wait(dave, queued["id"], TERMINAL)
+        ended = await line.wait(dave, queued["id"], TERMINAL)
         assert (ended["status"], ended["error"]) == ("canceled", "nope")
         assert await line.provider_jobs(queued["id"]) == []
-        await cancel_all(dave, running)
+        await line.cancel_all(dave, running)
 
 
 async def test_past_its_deadline_a_job_is_cancelled_at_the_provider(line: Line) -> None:
     async with line.api("bob") as bob:
-        job = await create(bob, deadline_seconds=DEADLINE_SETTING)
+        job = await line.create(bob, deadline_seconds=DEADLINE_SETTING)
         kept = job["deadline_seconds"]
         assert kept == DEADLINE_SETTING  # the setting is echoed back as given
-        ended = await wait(bob, job["id"], TERMINAL)
+        ended = await line.wait(bob, job["id"], TERMINAL)
         assert (ended["status"], ended["error"]) == ("canceled", "deadline exceeded")
         (provider_job,) = await line.provider_jobs(job["id"])
         assert provider_job["canceled"] is True
@@ -277,8 +345,8 @@ async def test_creates_per_second_stay_under_the_limit_with_three_workers(line: 
     quick = {"prompt": "quick", "_emulator": {"processing_seconds": 0.1}}
     apis = [line.api(u) for u in USERS]
     try:
-        jobs = [(api, await create(api, input=quick)) for api in apis for _ in range(8)]
-        done = [await wait(api, job["id"], TERMINAL) for api, job in jobs]
+        jobs = [(api, await line.create(api, input=quick)) for api in apis for _ in range(8)]
+        done = [await line.wait(api, job["id"], TERMINAL) for api, job in jobs]
     finally:
         for api in apis:
             await api.aclose()
