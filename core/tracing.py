@@ -29,10 +29,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from temporalio.contrib.opentelemetry import TracingInterceptor
@@ -137,6 +136,9 @@ def route_template(scope: Scope) -> str | None:
         return None
     patterns = _schema_paths.get(app)
     if patterns is None:
+        # Here, not at the top: the worker imports this module and serves no HTTP.
+        from starlette.routing import compile_path
+
         try:
             templates = list(app.openapi().get("paths", {}))
         except Exception:  # a schema that can't be built must not fail the request
