@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -552,6 +554,11 @@ def main() -> None:
         help=f"a new folder for this release's histories, e.g. {HISTORIES}/<release>",
     )
     asyncio.run(record(parser.parse_args().out))
+    # Every history is written. Skipping the interpreter's finalization: the SDK's Rust threads
+    # outlive it and were seen aborting it (PyGILState_Release while finalizing, exit 134).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
