@@ -1,24 +1,17 @@
 """Activities of the per-provider admission (workflows.admission): asking for a slot with
-update-with-start, giving it back, pausing a provider's line on a 429, and finding holders
+signal-with-start, giving it back, pausing a provider's line on a 429, and finding holders
 whose workflow ended without giving theirs back."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowExecutionStatus,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import (
-    ADMISSION_ASK_UPDATE,
     ADMISSION_ENDED,
     ADMISSION_PAUSE_SIGNAL,
     ADMISSION_RELEASE,
@@ -42,37 +35,8 @@ class AdmissionActivities:
         self._task_queue = task_queue  # where the admission workflows run
 
     @activity.defn(name=ADMISSION_REQUEST)
-    async def request(self, req: AdmissionRequest) -> bool:
-        """Ask the provider's admission workflow for a slot, starting it if it isn't running.
-
-        True when the slot is granted in the answer; false when the job is in line and the
-        grant will come as a signal (also the answer of a line that only knows the `request`
-        signal: a server without update-with-start, or an admission worker not yet upgraded).
-        """
-        start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(
-            ADMISSION_WORKFLOW,
-            AdmissionState(provider=req.provider, limits=req.limits),
-            id=admission_workflow_id(req.provider),
-            task_queue=self._task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=f"admission to {req.provider}",
-            result_type=type(None),
-        )
-        try:
-            granted: bool = await self._client.execute_update_with_start_workflow(
-                ADMISSION_ASK_UPDATE, req, start_workflow_operation=start, result_type=bool
-            )
-            return granted
-        except RPCError as err:
-            if err.status not in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.INVALID_ARGUMENT):
-                raise
-            log.info(
-                "admission to %s: no update-with-start here (%s); signalling", req.provider, err
-            )
-        except WorkflowUpdateFailedError as err:  # an admission worker older than the update
-            log.info(
-                "admission to %s: the line refused the update (%s); signalling", req.provider, err
-            )
+    async def request(self, req: AdmissionRequest) -> None:
+        """Ask the provider's admission workflow for a slot, starting it if it isn't running."""
         await self._client.start_workflow(
             ADMISSION_WORKFLOW,
             AdmissionState(provider=req.provider, limits=req.limits),
@@ -83,7 +47,6 @@ class AdmissionActivities:
             start_signal_args=[req],
             static_summary=f"admission to {req.provider}",
         )
-        return False
 
     @activity.defn(name=ADMISSION_RELEASE)
     async def release(self, rel: AdmissionRelease) -> None:

@@ -561,15 +561,11 @@ ADMISSION_WORKFLOW = "AdmissionWorkflow"
 ADMISSION_REQUEST_SIGNAL = "request"
 ADMISSION_RELEASE_SIGNAL = "release"
 ADMISSION_PAUSE_SIGNAL = "pause"
-# AdmissionWorkflow update: (AdmissionRequest) -> bool, the request as a signal would make it,
-# answered with whether the slot was granted at once (no grant signal follows then).
-ADMISSION_ASK_UPDATE = "ask"
 # AdmissionWorkflow query: (job_id) -> QueuePosition.
 ADMISSION_POSITION_QUERY = "position"
 # MediaJobWorkflow signal: () the job may go to the provider now.
 ADMISSION_GRANTED_SIGNAL = "admission_granted"
-# Activities: ask for a slot (update-with-start; true when granted at once), give it back, and
-# which holders have ended.
+# Activities: ask for a slot (signal-with-start), give it back, and which holders have ended.
 ADMISSION_REQUEST = "admission.request"
 ADMISSION_RELEASE = "admission.release"
 ADMISSION_ENDED = "admission.ended"

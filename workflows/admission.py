@@ -1,11 +1,8 @@
 """AdmissionWorkflow: one per provider (`admission-{provider}`), deciding which queued media job
 goes to the provider next.
 
-A job asks for a slot before its submit (the `ask` update, sent with update-with-start by the
-job's `admission.request` activity; `request`, a signal, from older activities). When its turn
-is now, the update's answer is the grant; otherwise it waits `queued` for the
-`admission_granted` signal. That saves a free line's every job a signal and a workflow task on
-each side. It gives
+A job asks for a slot before its submit (`request`, sent with signal-with-start by the job's
+`admission.request` activity) and waits `queued` for the `admission_granted` signal; it gives
 the slot back (`release`) once it leaves the provider, or withdraws from the line when it is
 cancelled (or reaches its deadline) while queued.
 
@@ -39,7 +36,6 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from core.contracts import (
-        ADMISSION_ASK_UPDATE,
         ADMISSION_ENDED,
         ADMISSION_GRANTED_SIGNAL,
         ADMISSION_PAUSE_SIGNAL,
@@ -157,20 +153,6 @@ class AdmissionWorkflow:
             s.waiting.append(AdmissionTicket(req.job_id, req.user_id, req.priority, s.seq))
         self._changed = True
 
-    @workflow.update(name=ADMISSION_ASK_UPDATE)
-    def ask(self, req: AdmissionRequest) -> bool:
-        """`request`, answered: true when the job holds its slot on return (granted now, or
-        earlier and asked again), and then no grant signal is sent to it."""
-        self.request(req)
-        if req.job_id in self._regrant:  # a holder asking again: this answer is its grant
-            self._regrant.remove(req.job_id)
-            return True
-        paused = self._paused_until()
-        if paused is not None and paused > workflow.now():
-            return False
-        self._grant(answering=req.job_id)
-        return any(t.job_id == req.job_id for t in self._s.holders)
-
     @workflow.signal(name=ADMISSION_RELEASE_SIGNAL)
     def release(self, rel: AdmissionRelease) -> None:
         self._drop({rel.job_id})
@@ -232,9 +214,7 @@ class AdmissionWorkflow:
         await asyncio.gather(*self._sends)
         workflow.continue_as_new(self._s)
 
-    def _grant(self, answering: str | None = None) -> None:
-        """Grant what `next_grants` says; `answering` is the job whose `ask` is being answered:
-        its grant travels in the answer, not as a signal."""
+    def _grant(self) -> None:
         s = self._s
         for job_id in self._regrant:
             self._send(job_id)
@@ -245,8 +225,7 @@ class AdmissionWorkflow:
         for ticket in granted:
             s.waiting.remove(ticket)
             s.holders.append(ticket)
-            if ticket.job_id != answering:
-                self._send(ticket.job_id)
+            self._send(ticket.job_id)
 
     def _send(self, job_id: str) -> None:
         task = asyncio.ensure_future(self._signal_granted(job_id))

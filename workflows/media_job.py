@@ -284,9 +284,7 @@ class MediaJobWorkflow:
         job = self._job
         assert job.admission is not None
         self._holds_slot = True  # from the request on, a release undoes it
-        # True: granted in the answer, no signal follows. Older histories' answer is None (no
-        # result_type: the converter would refuse None for bool).
-        granted_now = await workflow.execute_local_activity(
+        await workflow.execute_local_activity(
             ADMISSION_REQUEST,
             AdmissionRequest(
                 job_id=job.job_id,
@@ -298,8 +296,6 @@ class MediaJobWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
         )
-        if granted_now:
-            self._granted = True
         await workflow.wait_condition(lambda: self._granted or self._cancel_reason is not None)
         if self._cancel_reason is not None:
             await self._release()

@@ -15,24 +15,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.admission import AdmissionActivities
 from core.contracts import (
-    ADMISSION_GRANTED_SIGNAL,
     ADMISSION_PAUSE_SIGNAL,
     ADMISSION_POSITION_QUERY,
     ADMISSION_RELEASE_SIGNAL,
-    ADMISSION_REQUEST,
-    ADMISSION_REQUEST_SIGNAL,
     DEADLINE_REASON,
     AdmissionLimits,
     AdmissionRelease,
-    AdmissionRequest,
     AdmissionState,
     AdmissionTicket,
     JobStatus,
@@ -215,92 +209,6 @@ async def test_the_flood_waits_behind_another_users_single_job(line) -> None:
     for handle in [solo_handle, *queued]:
         assert (await handle.result()).status == JobStatus.CANCELED
     assert (await position(client, provider, "-")).waiting == 0
-
-
-async def signal_names(handle: Handle) -> list[str]:
-    """The signals a workflow received and the ones it sent, in its history's order."""
-    names = []
-    async for e in handle.fetch_history_events():
-        if e.HasField("workflow_execution_signaled_event_attributes"):
-            names.append(e.workflow_execution_signaled_event_attributes.signal_name)
-        if e.HasField("signal_external_workflow_execution_initiated_event_attributes"):
-            sent = e.signal_external_workflow_execution_initiated_event_attributes
-            names.append(f"sent {sent.signal_name}")
-    return names
-
-
-async def test_a_free_slot_is_granted_in_the_answer_and_a_queued_one_by_signal(line) -> None:
-    """The `ask` update's answer is the grant when the slot is free: no grant signal, a
-    workflow task less on each side. A job that has to wait still gets its signal."""
-    client, tq, fake = line
-    first = admitted(AdmissionLimits(max_active=1))
-    running = await start(client, tq, first)
-    await wait_for(running, JobStatus.SUBMITTED)
-    second = replace(first, job_id=uuid.uuid4().hex)
-    queued = await start(client, tq, second)
-    await waiting_count(client, first.provider, 1)
-    await running.signal(MediaJobWorkflow.provider_event, event(fakes.SUCCEEDED))
-    await running.result()
-    await wait_for(queued, JobStatus.SUBMITTED)
-
-    assert ADMISSION_GRANTED_SIGNAL not in await signal_names(running)
-    assert ADMISSION_GRANTED_SIGNAL in await signal_names(queued)
-    sent = [n for n in await signal_names(line_of(client, first.provider)) if n.startswith("sent")]
-    assert sent == [f"sent {ADMISSION_GRANTED_SIGNAL}"]  # to the queued one only
-    assert submitted_order(fake) == [first.job_id, second.job_id]
-    await queued.signal(MediaJobWorkflow.cancel, "done")
-    await queued.result()
-
-
-async def test_asking_again_is_answered_granted_without_a_signal(line) -> None:
-    """An `admission.request` retried after its answer was lost asks again: a holder is told
-    it holds the slot, and no grant signal is sent for it."""
-    client, tq, _ = line
-    provider = f"prov-{uuid.uuid4().hex[:8]}"
-    limits = AdmissionLimits(max_active=1)
-    gate = AdmissionActivities(client=client, task_queue=tq)
-    ask = AdmissionRequest(job_id="j1", user_id="u1", provider=provider, priority=1, limits=limits)
-    env = ActivityEnvironment()
-    assert await env.run(gate.request, ask) is True
-    assert await env.run(gate.request, ask) is True
-    other = replace(ask, job_id="j2")
-    assert await env.run(gate.request, other) is False  # the one slot is taken
-    assert (await position(client, provider, "j2")).position == 1
-    assert [n for n in await signal_names(line_of(client, provider)) if n.startswith("sent")] == []
-
-
-async def test_a_line_asked_by_signal_still_grants(env: WorkflowEnvironment) -> None:
-    """An activity that can't send the update (a server without update-with-start, an older
-    line) falls back to the `request` signal; the job then waits for its grant signal."""
-    fake = FakeMedia()
-    tq = f"tq-{uuid.uuid4()}"
-
-    class SignalOnly(AdmissionActivities):
-        @activity.defn(name=ADMISSION_REQUEST)
-        async def request(self, req: AdmissionRequest) -> bool:
-            await self._client.start_workflow(
-                AdmissionWorkflow.run,
-                AdmissionState(provider=req.provider, limits=req.limits),
-                id=admission_workflow_id(req.provider),
-                task_queue=tq,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                start_signal=ADMISSION_REQUEST_SIGNAL,
-                start_signal_args=[req],
-            )
-            return False
-
-    gate = SignalOnly(client=env.client, task_queue=tq)
-    async with Worker(
-        env.client,
-        task_queue=tq,
-        workflows=[MediaJobWorkflow, AdmissionWorkflow],
-        activities=[*fake.activities(), gate.request, gate.release, gate.ended],
-    ):  # fmt: skip
-        handle = await start(env.client, tq, admitted(AdmissionLimits(max_active=1)))
-        await wait_for(handle, JobStatus.SUBMITTED)
-        assert ADMISSION_GRANTED_SIGNAL in await signal_names(handle)
-        await handle.signal(MediaJobWorkflow.cancel, "done")
-        await handle.result()
 
 
 async def test_a_job_cancelled_while_queued_leaves_the_line_and_never_submits(line) -> None:
