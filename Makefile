@@ -93,7 +93,7 @@ bench-pull: $(STAMP)
 bench-peers: $(STAMP)
 	$(PY) bench/peers.py
 
-## Fairness: 10 users, one floods 300 jobs; the others' p99 time to the provider with and without it, median of 3 rounds (~6 min)
+## Fairness: 10 users, one floods 300 jobs; the others' p99 time to the provider with and without it, median of 3 rounds (~14 min)
 bench-fairness: $(STAMP)
 	$(PY) bench/fairness.py
 
