@@ -310,9 +310,9 @@ def headline(one: dict[str, Any]) -> dict[str, float | None]:
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every round's headline, their median, and the target on the median ratio: one round's
-    p99 of 45 waits is nearly its slowest job, so one round alone is noisy (the quiet p99
-    alone moved between 66 and 111 ms from run to run on the same machine)."""
+    """Every round's headline, their median, and the target on the median ratio: one round
+    alone is noisy (with 45 waits a phase, the quiet p99 alone moved between 66 and 111 ms
+    from run to run on the same machine)."""
     heads = [headline(r) for r in rounds]
     median = medians(heads)
     value = median["ratio_p99"]
