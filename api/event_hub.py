@@ -140,12 +140,12 @@ class EventHub:
             self._tasks.append(asyncio.create_task(self._listen_loop(), name="event-listen"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        # gather, not `suppress(CancelledError)` around each await: a cancel of `stop` itself
+        # must still propagate.
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.close()
 
     def close(self) -> None:
@@ -239,8 +239,11 @@ class EventHub:
         # With LISTEN, a slow safety poll covers a lost connection's gap; without, a fast one.
         interval = self._poll_interval * (20 if self._listen_dsn else 1)
         while True:
+            # Not `asyncio.wait_for`: on Python 3.11 it returns the finished wait when a cancel
+            # arrives in the same turn as a wake, and the loop would outlive `stop`.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._dispatch_new()

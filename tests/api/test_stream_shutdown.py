@@ -29,6 +29,7 @@ from devstack.stack import ROOT
 KEY = "shutdown-test-key"
 # How long the test waits for the process to exit: a bound that says "it hangs", not a speed.
 EXIT_BOUND_SECONDS = 60.0
+HANG_BOUND_SECONDS = 20.0
 
 
 @pytest.fixture
@@ -124,6 +125,22 @@ async def test_closing_the_hub_ends_open_streams_and_refuses_new_ones(
         assert later == []
     finally:
         await hub.stop()
+
+
+async def test_the_hub_stops_when_a_wake_and_the_stop_come_in_the_same_turn(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """CI hung 300 s in an app's teardown: the LISTEN connection's first wake and the stop's
+    cancel landed in one loop turn, and Python 3.11's `asyncio.wait_for` returned the finished
+    wait instead of raising the cancel, so the dispatch loop went on and `stop` waited forever."""
+    hub = EventHub(sessions, listen_dsn=None, poll_interval=60.0)
+    await hub.start()
+    await asyncio.sleep(0.05)  # the dispatch loop is parked on its wake
+    hub.wake()
+    stopping = asyncio.create_task(hub.stop())
+    done, _ = await asyncio.wait([stopping], timeout=HANG_BOUND_SECONDS)
+    assert stopping in done, "EventHub.stop() hung: the dispatch loop outlived its cancel"
+    await stopping
 
 
 async def test_an_exit_signal_runs_the_callback_then_the_previous_handler() -> None:
