@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 QUEUE_LIMIT = 5000  # events buffered per subscriber before it is dropped
+STOP_RECANCEL_SECONDS = 1.0  # `stop` cancels a loop again if it is still running after this
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class EventHub:
         self._wake = asyncio.Event()
         self._last_id = 0
         self._closing = False
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         # Called with each event's commit-to-dispatch seconds (the /metrics histogram).
         self.lag_observer: Callable[[float], None] | None = None
@@ -140,12 +142,16 @@ class EventHub:
             self._tasks.append(asyncio.create_task(self._listen_loop(), name="event-listen"))
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        # gather, not `suppress(CancelledError)` around each await: a cancel of `stop` itself
-        # must still propagate.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancelled again until they end: a driver that turns a cancel into an error (an old
+        # SQLAlchemy/psycopg pair did, mid-query) would otherwise leave a loop running on after
+        # its one cancel, and `stop` waiting on it forever (CI's lowest-versions run hung so).
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=STOP_RECANCEL_SECONDS)
+            tasks = list(pending)
         self.close()
 
     def close(self) -> None:
@@ -238,7 +244,7 @@ class EventHub:
     async def _dispatch_loop(self) -> None:
         # With LISTEN, a slow safety poll covers a lost connection's gap; without, a fast one.
         interval = self._poll_interval * (20 if self._listen_dsn else 1)
-        while True:
+        while not self._stopping:
             # Not `asyncio.wait_for`: on Python 3.11 it returns the finished wait when a cancel
             # arrives in the same turn as a wake, and the loop would outlive `stop`.
             with contextlib.suppress(TimeoutError):
@@ -248,6 +254,8 @@ class EventHub:
             try:
                 await self._dispatch_new()
             except Exception:
+                if self._stopping:
+                    return
                 log.exception("reading new events failed; retrying")
                 await asyncio.sleep(1.0)
 
@@ -281,7 +289,7 @@ class EventHub:
         import psycopg  # PostgreSQL only
 
         assert self._listen_dsn is not None
-        while True:
+        while not self._stopping:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._listen_dsn, autocommit=True
@@ -293,5 +301,7 @@ class EventHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopping:
+                    return
                 log.warning("event LISTEN connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(1.0)

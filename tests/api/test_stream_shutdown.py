@@ -143,6 +143,48 @@ async def test_the_hub_stops_when_a_wake_and_the_stop_come_in_the_same_turn(
     await stopping
 
 
+class _CancelToErrorSession:
+    """A session whose query turns its task's cancel into an error, as CI's lowest-versions
+    SQLAlchemy/psycopg pair did mid-query in an app's teardown (the hub's loop caught it as a
+    failed read, retried, and outlived `stop`)."""
+
+    def __init__(self, querying: asyncio.Event) -> None:
+        self._querying = querying
+
+    async def __aenter__(self) -> _CancelToErrorSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def scalar(self, statement: object) -> int:
+        return 0
+
+    async def scalars(self, statement: object) -> list[object]:
+        self._querying.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("canceling statement due to user request") from None
+        return []
+
+
+async def test_the_hub_stops_when_its_database_driver_turns_the_cancel_into_an_error() -> None:
+    querying = asyncio.Event()
+    hub = EventHub(
+        lambda: _CancelToErrorSession(querying),  # type: ignore[arg-type]
+        listen_dsn=None,
+        poll_interval=60.0,
+    )
+    await hub.start()
+    hub.wake()
+    await asyncio.wait_for(querying.wait(), HANG_BOUND_SECONDS)
+    stopping = asyncio.create_task(hub.stop())
+    done, _ = await asyncio.wait([stopping], timeout=HANG_BOUND_SECONDS)
+    assert stopping in done, "EventHub.stop() hung: a swallowed cancel kept the loop running"
+    await stopping
+
+
 async def test_an_exit_signal_runs_the_callback_then_the_previous_handler() -> None:
     seen: list[str] = []
     called = asyncio.Event()
