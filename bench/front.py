@@ -26,6 +26,7 @@ class TcpFront:
         self._thread = threading.Thread(target=self._run, name="tcp-front", daemon=True)
         self.connections = 0
         self.skipped = 0  # connections a dead backend refused, sent to the next one
+        self._open: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -52,6 +53,11 @@ class TcpFront:
         self._ready.set()
         async with server:
             await self._stopped.wait()
+        # Pipes still open end here, not when the loop closes under them ("Event loop is
+        # closed" from every kept-alive connection at the bench's exit).
+        for task in self._open:
+            task.cancel()
+        await asyncio.gather(*self._open, return_exceptions=True)
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         first = next(self._turn)
@@ -65,12 +71,18 @@ class TcpFront:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._open.add(task)
         try:
-            up_reader, up_writer = await self._connect()
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            try:
+                up_reader, up_writer = await self._connect()
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self._open.discard(task)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
