@@ -80,7 +80,7 @@ bench-events: $(STAMP)
 bench-events-scale: $(STAMP)
 	$(PY) bench/events.py --scale
 
-## Scale-out: jobs/s and rows/s at 1, 2, 4 workers behind 2 APIs, then kills; exactly-once ledger (~12 min)
+## Scale-out: jobs/s and rows/s at 1, 2, 4 workers behind 2 APIs, then kills; exactly-once ledger (~2 min)
 bench-scale: $(STAMP)
 	$(PY) bench/scale_out.py
 
