@@ -27,6 +27,8 @@ from emulators.replicate.state import SAVE_INTERVAL_SECONDS, Emulator
 from tests.emulators.support import VERSION, WebhookReceiver
 
 TIME_FIELDS = ("created_at", "started_at", "completed_at", "deadline")
+# How long a wait may take before the test says it hangs: a bound, not a speed.
+BOUND_SECONDS = 10.0
 
 
 @asynccontextmanager
@@ -171,8 +173,17 @@ async def test_an_undelivered_terminal_webhook_is_resent_with_the_same_id(
         await asyncio.to_thread(receiver.wait_count, name, 1)  # the loop runs meanwhile
     assert saved(state)[job.id]["pending_webhook"] is not None
 
-    async with running(state, webhook_retry_delays=[0.1]):
+    async with running(state, webhook_retry_delays=[0.1]) as second:
         await asyncio.to_thread(receiver.wait_count, name, 2)
+        # The receiver counts the request before the emulator has read its 200 and cleared the
+        # record (CI once closed the emulator in between): wait for the emulator's own word.
+        resending = second.get(job.id)
+        assert resending is not None
+        for _ in range(int(BOUND_SECONDS / 0.01)):
+            if resending.pending_webhook is None:
+                break
+            await asyncio.sleep(0.01)
+        assert resending.pending_webhook is None, "the emulator never settled the resent webhook"
     first_try, resent = receiver.deliveries(name)
     assert resent.webhook_id == first_try.webhook_id
     assert resent.body == first_try.body
